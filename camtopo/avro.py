@@ -1,0 +1,68 @@
+"""Avro wire format of the project's Kafka records and container files.
+
+Kafka values use the Confluent framing: one magic byte 0, a 4-byte big-endian schema id, then
+the Avro binary body. The schema id is the version number of a file ``schemas/NAME.vN.avsc``;
+there is no registry server, the ``schemas/`` folder is the registry.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import fastavro
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+MAGIC = 0
+OCCUPANCY = "occupancy"
+TOPOLOGY_CHANGE = "topology_change"
+CURRENT = {OCCUPANCY: 1, TOPOLOGY_CHANGE: 1}
+_HEADER = struct.Struct(">bI")
+
+
+class UndecodableRecord(ValueError):
+    """Bytes that are not a framed Avro record of a known schema."""
+
+
+class UnknownSchemaVersion(UndecodableRecord):
+    """A framed record whose schema id this build does not know."""
+
+
+@cache
+def schema(name: str, version: int | None = None) -> Any:
+    version = version or CURRENT[name]
+    path = SCHEMA_DIR / f"{name}.v{version}.avsc"
+    if not path.exists():
+        raise UnknownSchemaVersion(f"no schema {name} version {version} ({path.name})")
+    return fastavro.parse_schema(json.loads(path.read_text()))
+
+
+def encode(name: str, record: dict[str, Any]) -> bytes:
+    out = io.BytesIO()
+    out.write(_HEADER.pack(MAGIC, CURRENT[name]))
+    fastavro.schemaless_writer(out, schema(name), record)
+    return out.getvalue()
+
+
+def decode(name: str, data: bytes | None) -> dict[str, Any]:
+    """Decode a framed record; raises :class:`UndecodableRecord` saying why."""
+    if not data or len(data) < _HEADER.size:
+        raise UndecodableRecord(f"{len(data or b'')} bytes is too short for a framed record")
+    magic, version = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise UndecodableRecord(f"magic byte {magic} is not {MAGIC}")
+    body = io.BytesIO(data[_HEADER.size :])
+    try:
+        writer = schema(name, version)
+        record = fastavro.schemaless_reader(body, writer, schema(name))
+    except UnknownSchemaVersion:
+        raise
+    except Exception as exc:  # fastavro raises many types for corrupt bodies
+        raise UndecodableRecord(f"corrupt Avro body: {exc!r}") from exc
+    if body.tell() != len(data) - _HEADER.size:
+        raise UndecodableRecord("trailing bytes after the Avro body")
+    return record  # type: ignore[no-any-return]

@@ -1,0 +1,57 @@
+"""The ``camtopo`` command line: one sub-command per module that registers itself.
+
+Each module listed in ``COMMANDS`` exposes ``register(subparsers)``, which adds its parser and
+sets ``func`` to the function that runs it. Modules keep heavy imports inside that function so
+that ``camtopo --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+COMMANDS = (
+    "camtopo.simulation.command",  # simulate
+    "camtopo.estimate",  # estimate
+    "camtopo.score",  # score
+    "camtopo.render",  # render
+    "camtopo.localstack",  # stack (start/stop local Kafka and Redis)
+    "producers.command",  # produce
+    "processors.command",  # process
+    "topology_store.command",  # serve
+    "camtopo.demo",  # demo
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="camtopo", description="Activity topology of camera networks by exclusion."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a real missing dependency, not a command not yet built
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, ValueError) as exc:
+        # Bad input and missing files end with one clear line, not a traceback.
+        print(f"camtopo {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

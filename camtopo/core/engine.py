@@ -1,0 +1,402 @@
+"""The fast exclusion engine: the paper's counts in the P = O - E form, sparse and bit-parallel.
+
+Three ideas make it fast and small (DESIGN.md, "Algorithm notes"):
+
+1. ``P_ij = O_ij - E_ij`` (opportunities where w_j *was* padded-occupied) changes only for
+   padded-occupied j, so an update costs occupied x padded instead of occupied x all windows.
+2. ``O_ij`` depends on j only through j's camera being available, so O is kept per
+   (window, camera): ``O[i, c]``, uint8 (n_windows, n_cameras).
+3. A block of up to 64 ticks is processed at once: every tick set is a uint64 bitmask, and the
+   increment of P_ij over the block is ``popcount(occ_i & pad_j)``. Counter overflow (the
+   paper's halving) is split at the exact tick where O reaches 256, so results equal the
+   tick-by-tick reference for any block partition.
+
+P is stored in *segments*: one uint8 row of a camera's windows per (window i, camera c), taken
+from a pool when i and c first co-occur. Optional policies bound memory on large networks while
+keeping every ratio P/O unbiased (a pair's O and P always start counting together):
+
+- activity gate: a window's row starts after its first ``activity_gate`` occupied ticks (false
+  detections in windows nobody walks through never cost a row);
+- pruning: every ``prune_interval`` ticks, a segment whose every pair is refuted
+  (O >= prune_min_opportunities and max P < prune_max_ratio * O) is released and marked
+  pruned; when that O next overflows, the segment is re-admitted with fresh counts, so a
+  camera that moves can be re-learnt;
+- a pool budget: when the pool may not grow, a new segment is refused and its O restarts at 0.
+
+With the gate at 0, pruning off and no budget, counts equal :class:`DenseExclusion` exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+
+from camtopo.core.bits import MAX_BLOCK_TICKS, popcount, through_nth_bit
+from camtopo.core.grid import Network
+from camtopo.core.padding import PaddedBlock
+
+NONE = -1  # no segment: P is 0
+PRUNED = -2  # refuted; O keeps counting only to notice when it overflows
+EXPIRED = -3  # pruned and since overflowed: re-admitted at the next prune pass
+REFUSED = -4  # allocation refused by the pool budget during the current block
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    live_segments: int
+    pruned_segments: int
+    refused_allocations: int
+    pool_capacity: int
+    nbytes: int
+
+
+@nb.njit(cache=True, nogil=True)
+def _gate(occ_windows, occ_bits, activity, gate):  # type: ignore[no-untyped-def]
+    """Ticks at which each occupied window counts (after its first ``gate`` occupied ticks)."""
+    eff = occ_bits.copy()
+    if gate == 0:
+        return eff
+    for e in range(occ_windows.shape[0]):
+        w = occ_windows[e]
+        a = activity[w]
+        if a >= gate:
+            continue
+        b = occ_bits[e]
+        n = popcount(b)
+        if a + n > gate:
+            eff[e] = b & ~through_nth_bit(b, gate - a)
+        else:
+            eff[e] = np.uint64(0)
+        activity[w] = min(a + n, gate)
+    return eff
+
+
+@nb.njit(cache=True, nogil=True)
+def _allocate(occ_windows, eff, pad_any, active_cams, window_camera, slot, free, n_free):  # type: ignore[no-untyped-def]
+    """Give a segment to every (i, c) whose P will rise in this block. Returns refusals."""
+    refused = 0
+    top = n_free[0]
+    for e in range(occ_windows.shape[0]):
+        b = eff[e]
+        if b == 0:
+            continue
+        i = occ_windows[e]
+        ci = window_camera[i]
+        for c in active_cams:
+            if c == ci or slot[i, c] != NONE or (b & pad_any[c]) == 0:
+                continue
+            if top > 0:
+                top -= 1
+                slot[i, c] = free[top]
+            else:
+                slot[i, c] = REFUSED
+                refused += 1
+    n_free[0] = top
+    return refused
+
+
+@nb.njit(cache=True, inline="always")
+def _add(pool, s, mask, lo, hi, pad_local, pad_bits):  # type: ignore[no-untyped-def]
+    for p in range(lo, hi):
+        x = popcount(mask & pad_bits[p])
+        if x:
+            pool[s, pad_local[p]] += x
+
+
+@nb.njit(cache=True, parallel=True, nogil=True)
+def _count(occ_windows, eff, cam_ok, pad_lo, pad_hi, pad_local, pad_bits, window_camera, slot, O, pool, dirty):  # type: ignore[no-untyped-def]
+    n_cams = O.shape[1]
+    seg_len = pool.shape[1]
+    for e in nb.prange(occ_windows.shape[0]):
+        b = eff[e]
+        if b == 0:
+            continue
+        i = occ_windows[e]  # rows are distinct, so threads never share (i, c) state
+        dirty[i] = True
+        ci = window_camera[i]
+        for c in range(n_cams):
+            if c == ci:
+                continue
+            okb = b & cam_ok[c]
+            if okb == 0:
+                continue
+            s = slot[i, c]
+            if s == REFUSED:
+                slot[i, c] = NONE
+                O[i, c] = 0
+                continue
+            n = popcount(okb)
+            o = np.int64(O[i, c])
+            if o + n < 256:
+                if s >= 0:
+                    _add(pool, s, okb, pad_lo[c], pad_hi[c], pad_local, pad_bits)
+                O[i, c] = o + n
+                continue
+            # Overflow inside this block: count up to the tick where O reaches 256, halve,
+            # then count the rest (at most 63 ticks, so no second overflow).
+            pre = okb & through_nth_bit(okb, 256 - o)
+            post = okb & ~pre
+            if s >= 0:
+                seg = np.empty(seg_len, dtype=np.int64)
+                for q in range(seg_len):
+                    seg[q] = pool[s, q]
+                for p in range(pad_lo[c], pad_hi[c]):
+                    seg[pad_local[p]] += popcount(pre & pad_bits[p])
+                for q in range(seg_len):
+                    pool[s, q] = seg[q] // 2
+                _add(pool, s, post, pad_lo[c], pad_hi[c], pad_local, pad_bits)
+            elif s == PRUNED:
+                slot[i, c] = EXPIRED
+            O[i, c] = 128 + popcount(post)
+
+
+@nb.njit(cache=True, nogil=True)
+def _prune(slot, O, pool, seg_len, free, n_free, min_o, max_ratio, do_prune):  # type: ignore[no-untyped-def]
+    """Release refuted segments; re-admit expired ones. Returns (pruned, readmitted)."""
+    pruned = 0
+    readmitted = 0
+    top = n_free[0]
+    for i in range(slot.shape[0]):
+        for c in range(slot.shape[1]):
+            s = slot[i, c]
+            if s == EXPIRED:
+                slot[i, c] = NONE
+                O[i, c] = 0
+                readmitted += 1
+            elif s >= 0 and do_prune and O[i, c] >= min_o:
+                limit = max_ratio * O[i, c]
+                refuted = True
+                for q in range(seg_len[c]):
+                    if pool[s, q] >= limit:
+                        refuted = False
+                        break
+                if refuted:
+                    pool[s, :] = 0
+                    free[top] = s
+                    top += 1
+                    slot[i, c] = PRUNED
+                    pruned += 1
+    n_free[0] = top
+    return pruned, readmitted
+
+
+@nb.njit(cache=True, nogil=True)
+def c_prime_scalar(p: float, o: float, log_oref: float) -> float:
+    """C'_ij = (P/O) * min(1, log O / log O_ref); 0 when O < 1."""
+    if o < 1:
+        return 0.0
+    return (p / o) * min(1.0, math.log(o) / log_oref)
+
+
+@nb.njit(cache=True, nogil=True)
+def _adjacent(slot, O, pool, offsets, window_camera, seg_len, c_star, log_oref):  # type: ignore[no-untyped-def]
+    out_i = []
+    out_j = []
+    for i in range(slot.shape[0]):
+        ci = window_camera[i]
+        for c in range(slot.shape[1]):
+            s = slot[i, c]
+            if s < 0:
+                continue
+            o = O[i, c]
+            if c_prime_scalar(o, o, log_oref) <= c_star:
+                continue  # even P = O could not pass
+            for lj in range(seg_len[c]):
+                j = offsets[c] + lj
+                if j < i or c_prime_scalar(pool[s, lj], o, log_oref) <= c_star:
+                    continue
+                r = slot[j, ci]
+                if r < 0:
+                    continue
+                if c_prime_scalar(pool[r, i - offsets[ci]], O[j, ci], log_oref) > c_star:
+                    out_i.append(i)
+                    out_j.append(j)
+    return out_i, out_j
+
+
+class FastExclusion:
+    """Exclusion counts in (O per window x camera, P in pooled segments) form."""
+
+    def __init__(
+        self,
+        network: Network,
+        *,
+        activity_gate: int = 0,
+        prune: bool = False,
+        prune_min_opportunities: int = 16,
+        prune_max_ratio: float = 0.5,
+        prune_interval: int = 10 * MAX_BLOCK_TICKS,
+        max_pool_bytes: int | None = None,
+        initial_segments: int = 4096,
+    ) -> None:
+        if prune_interval % MAX_BLOCK_TICKS:
+            raise ValueError(f"prune_interval must be a multiple of {MAX_BLOCK_TICKS} ticks")
+        self.network = network
+        self.activity_gate = activity_gate
+        self.prune_enabled = prune
+        self.prune_min_opportunities = prune_min_opportunities
+        self.prune_max_ratio = prune_max_ratio
+        self.prune_interval = prune_interval
+        self.max_pool_bytes = max_pool_bytes
+        n_w, n_c = network.n_windows, network.n_cameras
+        self.seg_len = np.diff(network.offsets).astype(np.int64)
+        self.O = np.zeros((n_w, n_c), dtype=np.uint8)
+        self.slot = np.full((n_w, n_c), NONE, dtype=np.int32)
+        self.activity = np.zeros(n_w, dtype=np.int64)
+        self.dirty = np.zeros(n_w, dtype=np.bool_)
+        width = max(network.max_windows_per_camera, 1)
+        self.pool = np.zeros((initial_segments, width), dtype=np.uint8)
+        self.free = np.arange(initial_segments - 1, -1, -1, dtype=np.int32)
+        self.n_free = np.array([initial_segments], dtype=np.int64)
+        self.refused_total = 0
+        self.pruned_total = 0
+        self.last_tick: int | None = None
+
+    # --- updating -----------------------------------------------------------------------------
+    def update(self, block: PaddedBlock) -> None:
+        """Count one padded block (ticks must come in increasing order)."""
+        if block.occ_windows.size:
+            self._count_block(block)
+        # Prune at fixed tick positions, so that how ticks were batched never changes counts.
+        start = block.start_tick if self.last_tick is None else self.last_tick
+        end = block.start_tick + block.n_ticks
+        if end // self.prune_interval > start // self.prune_interval:
+            self.prune_pass()
+        self.last_tick = end
+
+    def _count_block(self, block: PaddedBlock) -> None:
+        eff = _gate(block.occ_windows, block.occ_bits, self.activity, self.activity_gate)
+        cam = self.network.window_camera
+        pad_cam = cam[block.pad_windows]
+        pad_local = (block.pad_windows - self.network.offsets[pad_cam]).astype(np.int64)
+        bounds = np.searchsorted(block.pad_windows, self.network.offsets)
+        pad_lo, pad_hi = bounds[:-1].astype(np.int64), bounds[1:].astype(np.int64)
+        pad_any = np.zeros(self.network.n_cameras, dtype=np.uint64)
+        np.bitwise_or.at(pad_any, pad_cam, block.pad_bits)
+        active_cams = np.flatnonzero(pad_any).astype(np.int64)
+        while True:
+            refused = _allocate(
+                block.occ_windows, eff, pad_any, active_cams, cam, self.slot, self.free, self.n_free
+            )
+            if not refused or not self._grow(refused):
+                break
+            self.slot[self.slot == REFUSED] = NONE  # retry with the larger pool
+        self.refused_total += refused
+        _count(
+            block.occ_windows, eff, block.cam_ok, pad_lo, pad_hi, pad_local, block.pad_bits,
+            cam, self.slot, self.O, self.pool, self.dirty,
+        )  # fmt: skip
+
+    def _grow(self, needed: int) -> bool:
+        cap, width = self.pool.shape
+        new_cap = max(cap * 2, cap + needed)
+        if self.max_pool_bytes is not None:
+            new_cap = min(new_cap, self.max_pool_bytes // width)
+        if new_cap <= cap:
+            return False
+        pool = np.zeros((new_cap, width), dtype=np.uint8)
+        pool[:cap] = self.pool
+        free = np.empty(new_cap, dtype=np.int32)
+        top = int(self.n_free[0])
+        free[:top] = self.free[:top]
+        fresh = np.arange(new_cap - 1, cap - 1, -1, dtype=np.int32)
+        free[top : top + fresh.size] = fresh
+        self.pool, self.free = pool, free
+        self.n_free[0] = top + fresh.size
+        return True
+
+    def prune_pass(self) -> tuple[int, int]:
+        pruned, readmitted = _prune(
+            self.slot, self.O, self.pool, self.seg_len, self.free, self.n_free,
+            self.prune_min_opportunities, self.prune_max_ratio, self.prune_enabled,
+        )  # fmt: skip
+        self.pruned_total += pruned
+        return pruned, readmitted
+
+    # --- reading ------------------------------------------------------------------------------
+    def pair_counts(self, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(O_ij, P_ij) int64 for index arrays i, j (same-camera pairs read 0)."""
+        i = np.asarray(i, dtype=np.int64)
+        j = np.asarray(j, dtype=np.int64)
+        cj = self.network.window_camera[j]
+        same = self.network.window_camera[i] == cj
+        o = np.where(same, 0, self.O[i, cj]).astype(np.int64)
+        s = self.slot[i, cj]
+        live = (s >= 0) & ~same
+        p = np.zeros(i.shape, dtype=np.int64)
+        p[live] = self.pool[s[live], (j - self.network.offsets[cj])[live]]
+        return o, p
+
+    def positive_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(i, j) of all pairs with P_ij > 0."""
+        i_s, c_s = np.nonzero(self.slot >= 0)
+        seg = self.pool[self.slot[i_s, c_s]]
+        rows, cols = np.nonzero(seg)
+        return i_s[rows].astype(np.int64), (self.network.offsets[c_s[rows]] + cols).astype(np.int64)
+
+    def adjacent_pairs(self, c_star: float, o_ref: float) -> tuple[np.ndarray, np.ndarray]:
+        """(i, j), i < j, with C'_ij > c_star and C'_ji > c_star."""
+        out_i, out_j = _adjacent(
+            self.slot, self.O, self.pool, self.network.offsets, self.network.window_camera,
+            self.seg_len, c_star, math.log(o_ref),
+        )  # fmt: skip
+        return np.asarray(out_i, dtype=np.int64), np.asarray(out_j, dtype=np.int64)
+
+    def stats(self) -> EngineStats:
+        return EngineStats(
+            live_segments=int((self.slot >= 0).sum()),
+            pruned_segments=int(((self.slot == PRUNED) | (self.slot == EXPIRED)).sum()),
+            refused_allocations=self.refused_total,
+            pool_capacity=self.pool.shape[0],
+            nbytes=self.nbytes,
+        )
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self.O, self.slot, self.activity, self.dirty, self.pool, self.free)
+        return sum(a.nbytes for a in arrays)
+
+    # --- persistence of rows (the topology store keeps them as RLE blobs) ----------------------
+    def take_dirty(self) -> np.ndarray:
+        """Rows changed since the last call (and clear the marks)."""
+        rows = np.flatnonzero(self.dirty)
+        self.dirty[rows] = False
+        return rows
+
+    def export_row(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """Row i as (O uint8 (C,), slot state int8 (C,), P uint8 (W,), activity)."""
+        state = np.clip(self.slot[i], -4, 0).astype(np.int8)  # live segments read as 0
+        p = np.zeros(self.network.n_windows, dtype=np.uint8)
+        for c in np.flatnonzero(self.slot[i] >= 0):
+            lo = self.network.offsets[c]
+            p[lo : lo + self.seg_len[c]] = self.pool[self.slot[i, c], : self.seg_len[c]]
+        return self.O[i].copy(), state, p, int(self.activity[i])
+
+    def import_row(
+        self, i: int, o: np.ndarray, state: np.ndarray, p: np.ndarray, activity: int
+    ) -> None:
+        """Restore row i from :meth:`export_row` output (releasing what it held)."""
+        for c in np.flatnonzero(self.slot[i] >= 0):
+            self._release(int(self.slot[i, c]))
+        self.O[i] = o
+        self.activity[i] = activity
+        self.slot[i] = np.where(state == 0, NONE, state).astype(np.int32)
+        for c in np.flatnonzero(state == 0):
+            s = self._take()
+            lo = self.network.offsets[c]
+            self.pool[s, : self.seg_len[c]] = p[lo : lo + self.seg_len[c]]
+            self.slot[i, c] = s
+
+    def _take(self) -> int:
+        if self.n_free[0] == 0:
+            self._grow(1)
+        self.n_free[0] -= 1
+        return int(self.free[self.n_free[0]])
+
+    def _release(self, s: int) -> None:
+        self.pool[s] = 0
+        self.free[self.n_free[0]] = s
+        self.n_free[0] += 1

@@ -1,0 +1,124 @@
+"""From counts to topology: C, C', window adjacency and camera links (paper eqs. 1-2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from camtopo.core.grid import Network
+from camtopo.core.padding import PaddedBlock
+
+
+class ExclusionCounts(Protocol):
+    """What both engines offer: update with blocks, read (O, P) for window pairs."""
+
+    network: Network
+
+    def update(self, block: PaddedBlock) -> None: ...
+
+    def pair_counts(self, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def positive_pairs(self) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def c_prime(p: np.ndarray, o: np.ndarray, o_ref: float) -> np.ndarray:
+    """C'_ij = (P/O) * min(1, log O / log O_ref), float64; 0 where O < 1."""
+    p = np.asarray(p, dtype=np.float64)
+    o = np.asarray(o, dtype=np.float64)
+    safe = np.maximum(o, 1.0)
+    conf = np.minimum(1.0, np.log(safe) / np.log(o_ref))
+    return np.where(o >= 1, p / safe * conf, 0.0)
+
+
+def adjacent_pairs(
+    counts: ExclusionCounts, c_star: float, o_ref: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j), i < j, adjacent both ways; engines with a faster scan provide their own."""
+    fast = getattr(counts, "adjacent_pairs", None)
+    if fast is not None:
+        return fast(c_star, o_ref)  # type: ignore[no-any-return]
+    i, j = counts.positive_pairs()
+    keep = i < j
+    i, j = i[keep], j[keep]
+    o_ij, p_ij = counts.pair_counts(i, j)
+    o_ji, p_ji = counts.pair_counts(j, i)
+    both = (c_prime(p_ij, o_ij, o_ref) > c_star) & (c_prime(p_ji, o_ji, o_ref) > c_star)
+    return i[both], j[both]
+
+
+@dataclass(frozen=True)
+class WindowEdges:
+    """Adjacent window pairs (i < j, global indices) with their evidence both ways."""
+
+    i: np.ndarray
+    j: np.ndarray
+    o_ij: np.ndarray
+    p_ij: np.ndarray
+    o_ji: np.ndarray
+    p_ji: np.ndarray
+    c_ij: np.ndarray
+    c_ji: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.i.size)
+
+
+def window_edges(counts: ExclusionCounts, c_star: float = 0.8, o_ref: float = 20.0) -> WindowEdges:
+    i, j = adjacent_pairs(counts, c_star, o_ref)
+    order = np.lexsort((j, i))
+    i, j = i[order], j[order]
+    o_ij, p_ij = counts.pair_counts(i, j)
+    o_ji, p_ji = counts.pair_counts(j, i)
+    return WindowEdges(
+        i, j, o_ij, p_ij, o_ji, p_ji, c_prime(p_ij, o_ij, o_ref), c_prime(p_ji, o_ji, o_ref)
+    )
+
+
+@dataclass(frozen=True)
+class CameraEdge:
+    """Two cameras linked because some of their windows are adjacent."""
+
+    a: str
+    b: str
+    kind: str  # "overlap" | "transit"
+    weight: float  # strongest window pair: min(C'_ij, C'_ji)
+    support: int  # adjacent window pairs
+    co_occurrences: int  # sum of P over those pairs (both ways; halving makes it a floor)
+    transit_s: float | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "a": self.a,
+            "b": self.b,
+            "kind": self.kind,
+            "weight": round(self.weight, 4),
+            "support": self.support,
+            "co_occurrences": self.co_occurrences,
+            "transit_s": self.transit_s,
+        }
+
+
+def camera_edges(network: Network, edges: WindowEdges) -> list[CameraEdge]:
+    """Cameras are linked when any of their windows are adjacent (the overlap topology)."""
+    cam = network.window_camera
+    ca, cb = cam[edges.i], cam[edges.j]
+    lo, hi = np.minimum(ca, cb), np.maximum(ca, cb)
+    strength = np.minimum(edges.c_ij, edges.c_ji)
+    out: list[CameraEdge] = []
+    keys = lo.astype(np.int64) * network.n_cameras + hi
+    for key in np.unique(keys):
+        sel = keys == key
+        a, b = divmod(int(key), network.n_cameras)
+        out.append(
+            CameraEdge(
+                a=network.cameras[a],
+                b=network.cameras[b],
+                kind="overlap",
+                weight=float(strength[sel].max()),
+                support=int(sel.sum()),
+                co_occurrences=int(edges.p_ij[sel].sum() + edges.p_ji[sel].sum()),
+            )
+        )
+    return out

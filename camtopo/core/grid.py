@@ -1,0 +1,212 @@
+"""Window grids and the network's global window numbering.
+
+A camera's view is cut into a grid of windows (the paper's 40 x 40 pixel windows: 12 x 9 on
+320 x 240). Window index = row * cols + col. Across the network every window also has a
+*global* index: the camera's offset plus its local index, so that count matrices are indexed
+by one integer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class NetworkError(ValueError):
+    """A network description is malformed or a camera / window is not part of it."""
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A camera's window grid: ``cols`` x ``rows`` windows over a ``width`` x ``height`` image."""
+
+    cols: int = 12
+    rows: int = 9
+    width: int = 320
+    height: int = 240
+
+    def __post_init__(self) -> None:
+        if min(self.cols, self.rows, self.width, self.height) <= 0:
+            raise NetworkError(f"grid dimensions must be positive: {self}")
+
+    @property
+    def n_windows(self) -> int:
+        return self.cols * self.rows
+
+    def window_at(self, x: float, y: float) -> int:
+        """Window holding image point (x, y); points on or past the border clamp inside."""
+        col = min(max(int(x * self.cols / self.width), 0), self.cols - 1)
+        row = min(max(int(y * self.rows / self.height), 0), self.rows - 1)
+        return row * self.cols + col
+
+    def window_centre(self, window: int) -> tuple[float, float]:
+        row, col = divmod(window, self.cols)
+        return ((col + 0.5) * self.width / self.cols, (row + 0.5) * self.height / self.rows)
+
+    def neighbourhood(self, window: int, radius: int) -> list[int]:
+        """Windows within Chebyshev distance ``radius`` of ``window`` (itself included).
+
+        radius 1 is the paper's "it or any of its adjacent windows" (the 8-neighbourhood).
+        """
+        row, col = divmod(window, self.cols)
+        return [
+            r * self.cols + c
+            for r in range(max(row - radius, 0), min(row + radius, self.rows - 1) + 1)
+            for c in range(max(col - radius, 0), min(col + radius, self.cols - 1) + 1)
+        ]
+
+    def to_json(self) -> dict[str, int]:
+        return {"cols": self.cols, "rows": self.rows, "width": self.width, "height": self.height}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Grid:
+        try:
+            return cls(
+                cols=int(data["cols"]),
+                rows=int(data["rows"]),
+                width=int(data.get("width", 320)),
+                height=int(data.get("height", 240)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise NetworkError(f"bad grid {data!r}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Network:
+    """The cameras of a network, their grids, frame rate and global window numbering."""
+
+    cameras: tuple[str, ...]
+    grids: tuple[Grid, ...]
+    fps: int = 10
+    _index: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.cameras) != len(self.grids):
+            raise NetworkError("one grid per camera is required")
+        if len(set(self.cameras)) != len(self.cameras):
+            raise NetworkError("camera ids must be unique")
+        if self.fps <= 0:
+            raise NetworkError(f"fps must be positive, got {self.fps}")
+        object.__setattr__(self, "_index", {c: i for i, c in enumerate(self.cameras)})
+
+    @classmethod
+    def uniform(cls, cameras: Sequence[str], grid: Grid | None = None, fps: int = 10) -> Network:
+        grid = grid or Grid()
+        return cls(tuple(cameras), tuple(grid for _ in cameras), fps)
+
+    # --- numbering -------------------------------------------------------------------------
+    @property
+    def n_cameras(self) -> int:
+        return len(self.cameras)
+
+    @cached_property
+    def offsets(self) -> np.ndarray:
+        """int64 (n_cameras + 1,): global index of each camera's window 0; last = n_windows."""
+        sizes = np.array([g.n_windows for g in self.grids], dtype=np.int64)
+        return np.concatenate([[0], np.cumsum(sizes)])
+
+    @property
+    def n_windows(self) -> int:
+        return int(self.offsets[-1])
+
+    @cached_property
+    def max_windows_per_camera(self) -> int:
+        return max((g.n_windows for g in self.grids), default=0)
+
+    @cached_property
+    def window_camera(self) -> np.ndarray:
+        """int32 (n_windows,): camera index of each global window."""
+        sizes = np.diff(self.offsets)
+        return np.repeat(np.arange(self.n_cameras, dtype=np.int32), sizes)
+
+    def camera_index(self, camera: str) -> int:
+        try:
+            return self._index[camera]
+        except KeyError:
+            raise NetworkError(f"unknown camera {camera!r}") from None
+
+    def global_window(self, camera: int, window: int) -> int:
+        if not 0 <= window < self.grids[camera].n_windows:
+            raise NetworkError(
+                f"window {window} is outside the {self.grids[camera].n_windows}-window grid "
+                f"of camera {self.cameras[camera]!r}"
+            )
+        return int(self.offsets[camera]) + window
+
+    def local_window(self, global_window: int) -> tuple[int, int]:
+        cam = int(self.window_camera[global_window])
+        return cam, int(global_window - self.offsets[cam])
+
+    def label(self, global_window: int) -> str:
+        """The contract's window name, ``"cam007:17"``."""
+        cam, w = self.local_window(global_window)
+        return f"{self.cameras[cam]}:{w}"
+
+    def parse_label(self, label: str) -> int:
+        camera, _, window = label.rpartition(":")
+        if not camera or not window.isdigit():
+            raise NetworkError(f"bad window label {label!r}; expected 'camera:index'")
+        return self.global_window(self.camera_index(camera), int(window))
+
+    @cached_property
+    def spatial_neighbours(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Cache of CSR neighbour tables keyed by radius (filled by :meth:`neighbour_table`)."""
+        return {}
+
+    def neighbour_table(self, radius: int) -> tuple[np.ndarray, np.ndarray]:
+        """CSR table (ptr int64 (W+1,), idx int32) of each global window's padding neighbours."""
+        if radius not in self.spatial_neighbours:
+            ptr = [0]
+            idx: list[int] = []
+            for cam, grid in enumerate(self.grids):
+                base = int(self.offsets[cam])
+                per_window = [grid.neighbourhood(w, radius) for w in range(grid.n_windows)]
+                for nbrs in per_window:
+                    idx.extend(base + n for n in nbrs)
+                    ptr.append(len(idx))
+            self.spatial_neighbours[radius] = (
+                np.asarray(ptr, dtype=np.int64),
+                np.asarray(idx, dtype=np.int32),
+            )
+        return self.spatial_neighbours[radius]
+
+    # --- the contract's network.json ---------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        base = self.grids[0] if self.grids else Grid()
+        overrides = {c: g.to_json() for c, g in zip(self.cameras, self.grids, strict=True) if g != base}
+        out: dict[str, Any] = {"grid": base.to_json(), "fps": self.fps, "cameras": list(self.cameras)}
+        if overrides:
+            out["camera_grids"] = overrides
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Network:
+        try:
+            base = Grid.from_json(data.get("grid", {"cols": 12, "rows": 9}))
+            cameras = [str(c) for c in data["cameras"]]
+            overrides = data.get("camera_grids", {}) or {}
+            grids = tuple(
+                Grid.from_json(overrides[c]) if c in overrides else base for c in cameras
+            )
+            return cls(tuple(cameras), grids, int(data.get("fps", 10)))
+        except (KeyError, TypeError) as exc:
+            raise NetworkError(f"bad network description: missing or malformed {exc}") from exc
+
+    @classmethod
+    def load(cls, path: str | Path) -> Network:
+        path = Path(path)
+        try:
+            return cls.from_json(json.loads(path.read_text()))
+        except json.JSONDecodeError as exc:
+            raise NetworkError(f"{path}: not valid JSON: {exc}") from exc
+        except NetworkError as exc:
+            raise NetworkError(f"{path}: {exc}") from exc
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=1))

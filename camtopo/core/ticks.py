@@ -1,0 +1,142 @@
+"""Assembly of camera frames into ticks, released as padded blocks once their span is complete.
+
+Frames arrive per camera, roughly in time order. A block of ticks [b0, b1) can be padded only
+when every tick its temporal padding reads, [b0 - tol, b1 + tol), has had its chance to
+arrive; the caller says how far that is (``complete_until``): the offline estimator from the
+trace's own progress, the streaming processor from its closed ranges.
+
+Blocks are cut at absolute multiples of 64 ticks (and wherever ``complete_until`` falls), so
+periodic engine work aligned to that grid happens at the same ticks however data is batched.
+A frame for a tick already released is *late*: it is refused with :class:`LateFrameError`
+rather than counted against the wrong block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from camtopo.core.bits import MAX_BLOCK_TICKS
+from camtopo.core.grid import Network, NetworkError
+from camtopo.core.padding import PaddedBlock, pad_span
+
+
+class LateFrameError(ValueError):
+    """A frame arrived for a tick that was already released in a block."""
+
+
+class DuplicateFrameError(ValueError):
+    """A camera sent two frames for the same tick."""
+
+
+@dataclass
+class _Tick:
+    available: np.ndarray  # bool (n_cameras,)
+    windows: list[np.ndarray] = field(default_factory=list)  # global windows, int64
+
+
+class OccupancyBuffer:
+    """Per-tick occupancy of the whole network, released as :class:`PaddedBlock` s."""
+
+    def __init__(self, network: Network, tolerance: int, radius: int = 1) -> None:
+        if tolerance < 0 or radius < 0:
+            raise ValueError("tolerance and radius must be >= 0")
+        self.network = network
+        self.tolerance = tolerance
+        self._neighbours = network.neighbour_table(radius)
+        self._sizes = np.diff(network.offsets)
+        self._ticks: dict[int, _Tick] = {}
+        self.next_tick: int | None = None  # first tick not yet released
+        self.max_tick: int | None = None
+
+    def _tick(self, tick: int) -> _Tick:
+        if self.next_tick is not None and tick < self.next_tick:
+            raise LateFrameError(f"tick {tick} was already processed (next is {self.next_tick})")
+        entry = self._ticks.get(tick)
+        if entry is None:
+            entry = self._ticks[tick] = _Tick(np.zeros(self.network.n_cameras, dtype=np.bool_))
+        if self.max_tick is None or tick > self.max_tick:
+            self.max_tick = tick
+        return entry
+
+    def add(self, camera: int, tick: int, windows: np.ndarray | list[int]) -> None:
+        """One camera frame: ``windows`` are the camera's occupied local window indices."""
+        local = np.asarray(windows, dtype=np.int64)
+        if local.size and (local.min() < 0 or local.max() >= self._sizes[camera]):
+            bad = local[(local < 0) | (local >= self._sizes[camera])][0]
+            raise NetworkError(
+                f"window {bad} is outside the {self._sizes[camera]}-window grid of camera "
+                f"{self.network.cameras[camera]!r}"
+            )
+        entry = self._tick(tick)
+        if entry.available[camera]:
+            raise DuplicateFrameError(
+                f"camera {self.network.cameras[camera]!r} has two frames for tick {tick}"
+            )
+        entry.available[camera] = True
+        if local.size:
+            entry.windows.append(local + self.network.offsets[camera])
+
+    def add_tick(
+        self, tick: int, available: np.ndarray, cameras: np.ndarray, windows: np.ndarray
+    ) -> None:
+        """A whole tick at once (simulators, load tests): ``available`` bool (n_cameras,),
+        ``cameras`` / ``windows`` int (n,) the occupied (camera, local window) pairs."""
+        entry = self._tick(tick)
+        if np.any(entry.available & available):
+            raise DuplicateFrameError(f"tick {tick} was already given for some cameras")
+        entry.available |= available
+        if len(windows):
+            entry.windows.append(self.network.offsets[cameras] + windows)
+
+    def release(self, complete_until: int) -> Iterator[PaddedBlock]:
+        """Yield blocks for every tick t with t + tolerance < complete_until."""
+        if not self._ticks and self.next_tick is None:
+            return
+        if self.next_tick is None:
+            self.next_tick = min(self._ticks) // MAX_BLOCK_TICKS * MAX_BLOCK_TICKS
+        last = complete_until - self.tolerance  # blocks end (exclusive) at most here
+        while self.next_tick < last:
+            b0 = self.next_tick
+            b1 = min((b0 // MAX_BLOCK_TICKS + 1) * MAX_BLOCK_TICKS, last)
+            yield self._block(b0, b1)
+            self.next_tick = b1
+            for t in [t for t in self._ticks if t < b1 - self.tolerance]:
+                del self._ticks[t]
+
+    def flush(self) -> Iterator[PaddedBlock]:
+        """Release everything held (end of a trace)."""
+        if self.max_tick is not None:
+            yield from self.release(self.max_tick + self.tolerance + 1)
+
+    def _block(self, b0: int, b1: int) -> PaddedBlock:
+        tol = self.tolerance
+        span = range(b0 - tol, b1 + tol)
+        avail = np.zeros((len(span), self.network.n_cameras), dtype=np.bool_)
+        occ_t: list[np.ndarray] = []
+        occ_w: list[np.ndarray] = []
+        for s, tick in enumerate(span):
+            entry = self._ticks.get(tick)
+            if entry is None:
+                continue
+            avail[s] = entry.available
+            for w in entry.windows:
+                occ_t.append(np.full(len(w), s, dtype=np.int64))
+                occ_w.append(w)
+        empty = np.zeros(0, dtype=np.int64)
+        return pad_span(
+            b0,
+            b1 - b0,
+            tol,
+            avail,
+            np.concatenate(occ_t) if occ_t else empty,
+            np.concatenate(occ_w) if occ_w else empty,
+            self._neighbours,
+            self.network.window_camera,
+        )
+
+    @property
+    def held_ticks(self) -> int:
+        return len(self._ticks)

@@ -1,0 +1,506 @@
+"""Real Kafka and Redis on loopback, for the tests, the demo and ``camtopo stack up|down|status``.
+
+Thin Python handles on ``infra/kafka.sh`` and ``infra/redis.sh`` (which hold the one way to
+start, wait for and stop each service) plus what tests need on top: free ports, SIGKILL for
+fault tests, a metadata-level readiness wait for Kafka, and errors that carry the tail of the
+service's log. ``infra/setup.sh`` (``make setup``) must have run once: it installs redis-server
+and resolves the Kafka broker jars. See docs/infra.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+INFRA_DIR = REPO_ROOT / "infra"
+STACK_DIR = REPO_ROOT / ".stack"
+LOOPBACK = "127.0.0.1"
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+SETUP_HINT = "run `make setup` (or `infra/setup.sh` as root) once first"
+# kafka.sh puts each node's controller listener this far above its broker port by default.
+CONTROLLER_PORT_OFFSET = 100
+
+
+class StackError(RuntimeError):
+    """A local service could not be started, reached or stopped; the message says why."""
+
+
+class SetupMissing(StackError):
+    """The one-time setup (redis-server, Kafka jars) has not been done on this machine."""
+
+
+# --- setup checks -----------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Where infra/setup.sh keeps the Kafka jars (``$CAMTOPO_CACHE``, else ~/.cache/camtopo)."""
+    return Path(os.environ.get("CAMTOPO_CACHE") or Path.home() / ".cache" / "camtopo")
+
+
+def kafka_version() -> str:
+    """The Kafka release pinned in infra/kafka/pom.xml."""
+    pom = INFRA_DIR / "kafka" / "pom.xml"
+    try:
+        match = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom.read_text())
+    except OSError as exc:
+        raise SetupMissing(f"cannot read {pom} ({exc}); the infra/ directory is needed") from exc
+    if match is None:
+        raise SetupMissing(f"no <kafka.version> in {pom}")
+    return match.group(1).strip()
+
+
+def kafka_libs_dir() -> Path:
+    return cache_dir() / f"kafka-{kafka_version()}" / "libs"
+
+
+def check_kafka_setup() -> None:
+    """Raise SetupMissing, naming what is missing, unless a Kafka broker can be started."""
+    script = INFRA_DIR / "kafka.sh"
+    if not script.is_file():
+        raise SetupMissing(f"{script} not found; camtopo must run from a source checkout")
+    libs = kafka_libs_dir()
+    if not (libs / ".complete").is_file():
+        raise SetupMissing(f"no Kafka {kafka_version()} broker jars in {libs}; {SETUP_HINT}")
+    if not _which("java"):
+        raise SetupMissing(f"java not found on PATH; {SETUP_HINT}")
+
+
+def check_redis_setup() -> None:
+    """Raise SetupMissing, naming what is missing, unless redis-server can be started."""
+    script = INFRA_DIR / "redis.sh"
+    if not script.is_file():
+        raise SetupMissing(f"{script} not found; camtopo must run from a source checkout")
+    for program in ("redis-server", "redis-cli"):
+        if not _which(program):
+            raise SetupMissing(f"{program} not found on PATH; {SETUP_HINT}")
+
+
+def _which(program: str) -> bool:
+    from shutil import which
+
+    return which(program) is not None
+
+
+# --- ports ------------------------------------------------------------------------------------
+
+
+def _port_free(port: int, host: str = LOOPBACK) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port on ``host`` that nothing listens on right now (the kernel's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def free_ports(count: int, host: str = LOOPBACK, avoid: set[int] | None = None) -> int:
+    """First of ``count`` consecutive free ports (kafka.sh numbers its nodes' ports that way)."""
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    avoid = avoid or set()
+    for _ in range(200):
+        base = free_port(host)
+        block = range(base, base + count)
+        if base + count <= 65535 and not avoid.intersection(block):
+            if all(_port_free(p, host) for p in block[1:]):
+                return base
+    raise StackError(f"found no {count} consecutive free ports on {host} in 200 tries")
+
+
+def _wait_port_closed(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not _port_free(port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    """The last ``lines`` lines of a log file, or a note that it does not exist."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 64 * 1024))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _run_script(
+    script: str, args: list[str], timeout: float, env: dict[str, str] | None = None
+) -> str:
+    path = INFRA_DIR / script
+    try:
+        done = subprocess.run(
+            ["bash", str(path), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env={**os.environ, **(env or {})},
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise StackError(f"{script} {' '.join(args)} did not finish within {timeout:.0f}s") from exc
+    if done.returncode != 0:
+        raise StackError(
+            f"{script} {args[0]} failed (exit {done.returncode}):\n{done.stderr.strip()}"
+        )
+    return done.stderr
+
+
+def _pid_alive(pid_file: Path, must_contain: str) -> int | None:
+    """The pid in ``pid_file`` if that process lives and its command line has ``must_contain``."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (OSError, ValueError):
+        return None
+    return pid if must_contain in cmdline else None
+
+
+def _sigkill(pid: int, timeout: float = 10.0) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    # A killed child of ours would stay a zombie; the services are reparented to init, so
+    # /proc/<pid> going away (or turning into a zombie) is the sign.
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+        except OSError:
+            return
+        if state == "Z":
+            return
+        time.sleep(0.02)
+    raise StackError(f"pid {pid} still alive {timeout:.0f}s after SIGKILL")
+
+
+_to_stop_at_exit: list[KafkaCluster | RedisServer] = []
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    # A crashed test session must not leave brokers behind that hold memory and ports.
+    for service in reversed(_to_stop_at_exit):
+        try:
+            service.stop()
+        except StackError:
+            pass
+
+
+# --- Kafka ------------------------------------------------------------------------------------
+
+
+class KafkaCluster:
+    """A real KRaft Kafka on loopback: ``brokers`` combined broker+controller nodes.
+
+    Node i (1-based) listens on ``port + i - 1``. With ``port=None`` free ports are picked and
+    with ``data_dir=None`` a temporary directory is used. Unless ``stop_at_exit`` is False the
+    nodes this object started are stopped when the Python process exits.
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        brokers: int = 1,
+        data_dir: Path | str | None = None,
+        *,
+        controller_port: int | None = None,
+        start_timeout: float = 90.0,
+        stop_at_exit: bool = True,
+    ) -> None:
+        if not 1 <= brokers <= 9:
+            raise ValueError(f"brokers must be 1..9, got {brokers}")
+        self.brokers = brokers
+        self.port = port if port is not None else free_ports(brokers)
+        if controller_port is None:
+            if port is None:
+                avoid = set(range(self.port, self.port + brokers))
+                controller_port = free_ports(brokers, avoid=avoid)
+            else:
+                controller_port = self.port + CONTROLLER_PORT_OFFSET
+        self.controller_port = controller_port
+        self.data_dir = Path(
+            data_dir if data_dir is not None else tempfile.mkdtemp(prefix="camtopo-kafka-")
+        ).resolve()
+        self.start_timeout = start_timeout
+        self._stop_at_exit = stop_at_exit
+
+    def __repr__(self) -> str:
+        return f"KafkaCluster(bootstrap={self.bootstrap!r}, data_dir={str(self.data_dir)!r})"
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.port + i for i in range(self.brokers)]
+
+    @property
+    def bootstrap(self) -> str:
+        """``bootstrap.servers`` for clients: every node, so any one may be down."""
+        return ",".join(f"{LOOPBACK}:{p}" for p in self.ports)
+
+    def node_dir(self, node: int) -> Path:
+        return self.data_dir / f"node-{node}"
+
+    def log_path(self, node: int = 1) -> Path:
+        return self.node_dir(node) / "server.log"
+
+    def pid(self, node: int = 1) -> int | None:
+        props = str(self.node_dir(node) / "server.properties")
+        return _pid_alive(self.node_dir(node) / "kafka.pid", props)
+
+    def is_running(self, node: int | None = None) -> bool:
+        return all(self.pid(n) is not None for n in self._nodes(node))
+
+    def _nodes(self, node: int | None) -> list[int]:
+        if node is None:
+            return list(range(1, self.brokers + 1))
+        if not 1 <= node <= self.brokers:
+            raise ValueError(f"node must be in 1..{self.brokers}, got {node}")
+        return [node]
+
+    def _args(self, command: str, node: int | None) -> list[str]:
+        args = [command, "--port", str(self.port), "--brokers", str(self.brokers)]
+        args += ["--data-dir", str(self.data_dir), "--controller-port", str(self.controller_port)]
+        if node is not None:
+            args += ["--node", str(node)]
+        return args
+
+    def start(self, node: int | None = None) -> Self:
+        """Start the nodes (or one node) not running; return once clients can use them."""
+        check_kafka_setup()
+        self._nodes(node)  # validates before any process starts
+        args = [*self._args("start", node), "--timeout", str(int(self.start_timeout))]
+        _run_script("kafka.sh", args, timeout=self.start_timeout + 60)
+        if self._stop_at_exit and self not in _to_stop_at_exit:
+            _to_stop_at_exit.append(self)
+        self.wait_ready(node)
+        return self
+
+    def wait_ready(self, node: int | None = None, timeout: float | None = None) -> None:
+        """Wait until the cluster's metadata lists the node(s) as live brokers."""
+        from confluent_kafka.admin import AdminClient
+
+        wanted = set(self._nodes(node))
+        timeout = self.start_timeout if timeout is None else timeout
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        deadline = time.monotonic() + timeout
+        seen: set[int] = set()
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                seen = set(admin.list_topics(timeout=5).brokers)
+                if wanted <= seen:
+                    return
+            except Exception as exc:  # KafkaException while metadata is not served yet
+                last_error = exc
+            time.sleep(0.2)
+        logs = "\n".join(
+            f"--- last lines of {self.log_path(n)} ---\n{tail(self.log_path(n))}" for n in wanted
+        )
+        raise StackError(
+            f"Kafka at {self.bootstrap}: node(s) {sorted(wanted - seen)} not in cluster metadata "
+            f"after {timeout:.0f}s (brokers seen: {sorted(seen)}, last error: {last_error})\n{logs}"
+        )
+
+    def stop(self, node: int | None = None) -> None:
+        """Stop cleanly (SIGTERM, controlled shutdown; SIGKILL after 30 s). Data is kept."""
+        if not (INFRA_DIR / "kafka.sh").is_file():
+            raise SetupMissing(f"{INFRA_DIR / 'kafka.sh'} not found")
+        _run_script("kafka.sh", self._args("stop", node), timeout=120)
+
+    def kill(self, node: int | None = None) -> None:
+        """SIGKILL the node(s), as a crash would: no controlled shutdown, no flush."""
+        for n in self._nodes(node):
+            pid = self.pid(n)
+            if pid is not None:
+                _sigkill(pid)
+        for n in self._nodes(node):
+            _wait_port_closed(self.port + n - 1, timeout=10)
+
+    def restart(self, node: int | None = None) -> Self:
+        self.stop(node)
+        return self.start(node)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --- Redis ------------------------------------------------------------------------------------
+
+
+class RedisServer:
+    """A real redis-server on loopback with the append-only file on (survives SIGKILL)."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        data_dir: Path | str | None = None,
+        *,
+        appendfsync: str = "everysec",
+        start_timeout: float = 30.0,
+        stop_at_exit: bool = True,
+    ) -> None:
+        if appendfsync not in ("always", "everysec", "no"):
+            raise ValueError(f"appendfsync must be always|everysec|no, got {appendfsync!r}")
+        self.port = port if port is not None else free_port()
+        self.data_dir = Path(
+            data_dir if data_dir is not None else tempfile.mkdtemp(prefix="camtopo-redis-")
+        ).resolve()
+        self.appendfsync = appendfsync
+        self.start_timeout = start_timeout
+        self._stop_at_exit = stop_at_exit
+
+    def __repr__(self) -> str:
+        return f"RedisServer(url={self.url!r}, data_dir={str(self.data_dir)!r})"
+
+    @property
+    def url(self) -> str:
+        return f"redis://{LOOPBACK}:{self.port}/0"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "redis.log"
+
+    def pid(self) -> int | None:
+        return _pid_alive(self.data_dir / "redis.pid", f":{self.port}")
+
+    def is_running(self) -> bool:
+        return self.pid() is not None
+
+    def _args(self, command: str) -> list[str]:
+        return [command, "--port", str(self.port), "--dir", str(self.data_dir)]
+
+    def start(self) -> Self:
+        """Start if not running; return once it answers PING (its AOF loaded)."""
+        check_redis_setup()
+        args = [*self._args("start"), "--timeout", str(int(self.start_timeout))]
+        env = {"CAMTOPO_REDIS_APPENDFSYNC": self.appendfsync}
+        _run_script("redis.sh", args, timeout=self.start_timeout + 30, env=env)
+        if self._stop_at_exit and self not in _to_stop_at_exit:
+            _to_stop_at_exit.append(self)
+        return self
+
+    def stop(self) -> None:
+        """Stop cleanly (SIGTERM: Redis fsyncs the AOF first). Data is kept."""
+        _run_script("redis.sh", self._args("stop"), timeout=60)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: only what is already in the AOF survives."""
+        pid = self.pid()
+        if pid is not None:
+            _sigkill(pid)
+        _wait_port_closed(self.port, timeout=10)
+
+    def restart(self) -> Self:
+        self.stop()
+        return self.start()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --- camtopo stack up|down|status -------------------------------------------------------------
+
+
+def _loopback_port(address: str, what: str, default_port: int) -> int:
+    parts = urlsplit(address if "//" in address else f"//{address}")
+    host = parts.hostname or ""
+    if host not in LOOPBACK_NAMES:
+        raise ValueError(
+            f"{what} is {address!r}; `camtopo stack` only runs services on loopback (127.0.0.1)"
+        )
+    return parts.port or default_port
+
+
+def _stack_services(data_dir: Path, brokers: int | None) -> tuple[KafkaCluster, RedisServer]:
+    from camtopo.settings import get_settings
+
+    settings = get_settings()
+    first_bootstrap = settings.kafka_bootstrap.split(",")[0].strip()
+    kafka_port = _loopback_port(first_bootstrap, "CAMTOPO_KAFKA_BOOTSTRAP", 9092)
+    redis_port = _loopback_port(settings.redis_url, "CAMTOPO_REDIS_URL", 6379)
+    kafka_dir = data_dir / "kafka"
+    if brokers is None:
+        # down/status act on whatever layout `up` created.
+        layout = kafka_dir / "layout"
+        found = re.search(r"brokers=(\d)", layout.read_text()) if layout.is_file() else None
+        brokers = int(found.group(1)) if found else 1
+    kafka = KafkaCluster(kafka_port, brokers, kafka_dir, stop_at_exit=False)
+    redis = RedisServer(redis_port, data_dir / "redis", stop_at_exit=False)
+    return kafka, redis
+
+
+def run(args: argparse.Namespace) -> int:
+    data_dir = Path(args.data_dir).resolve()
+    try:
+        if args.action == "up":
+            kafka, redis = _stack_services(data_dir, args.brokers)
+            started = time.monotonic()
+            redis.start()
+            print(f"redis  up: {redis.url}  (data and log in {redis.data_dir})")
+            kafka.start()
+            print(f"kafka  up: {kafka.bootstrap}  (data and logs in {kafka.data_dir})")
+            print(f"stack ready in {time.monotonic() - started:.1f}s; stop with `camtopo stack down`")
+            return 0
+        kafka, redis = _stack_services(data_dir, None)
+        if args.action == "down":
+            kafka.stop()
+            redis.stop()
+            print("stack down (data kept in", data_dir, ")")
+            return 0
+        up_kafka, up_redis = kafka.is_running(), redis.is_running()
+        print(f"kafka  {'running' if up_kafka else 'stopped'}: {kafka.bootstrap}")
+        print(f"redis  {'running' if up_redis else 'stopped'}: {redis.url}")
+        return 0 if up_kafka and up_redis else 3
+    except StackError as exc:
+        # The CLI turns OSError/ValueError into one line; a stack failure keeps its log tail.
+        print(f"camtopo stack {args.action}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "stack",
+        help="start/stop the local Kafka broker and Redis server (real services, loopback)",
+        description=(
+            "Runs Kafka (KRaft) and Redis on the ports of CAMTOPO_KAFKA_BOOTSTRAP and "
+            "CAMTOPO_REDIS_URL, keeping data and logs under .stack/. Needs `make setup` once."
+        ),
+    )
+    parser.add_argument("action", choices=("up", "down", "status"))
+    parser.add_argument(
+        "--brokers", type=int, default=1, help="Kafka nodes for `up` (3 for fault drills)"
+    )
+    parser.add_argument(
+        "--data-dir", default=str(STACK_DIR), help="where data and logs go (default: .stack/)"
+    )
+    parser.set_defaults(func=run)

@@ -1,0 +1,120 @@
+"""The tick loop: crowd -> true sightings -> noisy occupancy, without any JSON.
+
+``Simulation.ticks()`` is the in-memory API for load tests and benchmarks; the writer
+streams the same ticks to the contract's files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import cached_property
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from camtopo.core.grid import Network
+from camtopo.simulation.cameras import CameraIndex
+from camtopo.simulation.noise import Noise, NoiseConfig
+from camtopo.simulation.people import Crowd, Routes
+from camtopo.simulation.scenarios import Scenario, build_scenario
+from camtopo.simulation.truth import TransitRecorder, static_truth, truth_json
+
+
+class Tick(NamedTuple):
+    """One frame of the whole network."""
+
+    index: int
+    t_ms: np.ndarray  # int64 (n_cameras,): each camera's own (skewed) clock
+    available: np.ndarray  # bool (n_cameras,): False = offline, no line at all
+    cam: np.ndarray  # int32 (k,): camera of each occupied window, sorted with window
+    window: np.ndarray  # int32 (k,): local window index (row * cols + col)
+
+
+class Simulation:
+    """A scenario run with people and detection noise, deterministic from ``seed``."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        seed: int = 0,
+        noise: NoiseConfig | None = None,
+        fps: int = 10,
+        start_ms: int = 1000,
+        warmup_s: float = 300.0,
+        density: float = 1.0,
+    ) -> None:
+        self.scenario = scenario
+        self.seed = seed
+        self.fps = fps
+        self.dt = 1.0 / fps
+        self.start_ms = start_ms
+        cams = scenario.cameras
+        self.cameras = cams
+        self.network = Network.uniform(cams.ids, cams.grid, fps)
+        self.index = CameraIndex.build(cams, scenario.world.bounds)
+        rng = np.random.default_rng([seed, 2])
+        routes = Routes.plan(
+            scenario.world, scenario.entries, rng, trip_radius_m=scenario.trip_radius_m
+        )
+        self.crowd = Crowd(
+            routes,
+            scenario.entries,
+            scenario.entry_weight,
+            scenario.rate_per_s * density,
+            scenario.profile,
+            np.random.default_rng([seed, 3]),
+        )
+        self.noise = Noise(noise or NoiseConfig(), cams.n, fps, np.random.default_rng([seed, 4]))
+        self.transits = TransitRecorder(self.dt, np.random.default_rng([seed, 5]))
+        self.tick_index = 0
+        # Warm up in 1 s steps so the first frame already shows a steady-state crowd.
+        for k in range(int(warmup_s)):
+            self.crowd.step(1.0)
+            self.crowd.spawn(-warmup_s + k, 1.0)
+
+    @classmethod
+    def from_name(
+        cls, scenario: str, n_cameras: int, seed: int = 0, **kwargs: Any
+    ) -> Simulation:
+        return cls(build_scenario(scenario, n_cameras, seed), seed=seed, **kwargs)
+
+    def sightings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """True (person slot, camera, u, v) of everybody seen by some camera right now."""
+        pts = self.crowd.positions()
+        slot, cam = self.index.candidates(pts)
+        mask, u, v = self.cameras.visible_pairs(cam, pts[slot])
+        return slot[mask], cam[mask], u[mask], v[mask]
+
+    def step(self) -> Tick:
+        """Advance one frame and return its (noisy) occupancy."""
+        t = self.tick_index
+        self.crowd.step(self.dt)
+        self.crowd.spawn(t * self.dt, self.dt)
+        slot, cam, u, v = self.sightings()
+        self.transits.update(self.crowd, t, slot, cam)
+        available = self.noise.step_outages().copy()
+        dcam, du, dv = self.noise.detections(cam, u, v)
+        win = self.cameras.windows(du, dv)
+        fcam, fwin = self.noise.false_blobs(self.network.max_windows_per_camera)
+        nw = self.network.max_windows_per_camera
+        key = np.unique(
+            np.concatenate([dcam.astype(np.int64) * nw + win, fcam.astype(np.int64) * nw + fwin])
+        )
+        t_ms = np.rint(self.start_ms + t * 1000.0 / self.fps + self.noise.skew_ms).astype(np.int64)
+        self.tick_index += 1
+        return Tick(t, t_ms, available, (key // nw).astype(np.int32), (key % nw).astype(np.int32))
+
+    def ticks(self, n_ticks: int | None = None) -> Iterator[Tick]:
+        """Yield ``n_ticks`` successive frames (forever if None)."""
+        k = 0
+        while n_ticks is None or k < n_ticks:
+            yield self.step()
+            k += 1
+
+    @cached_property
+    def static_truth(self):
+        return static_truth(self.scenario, self.index)
+
+    def truth(self) -> dict[str, Any]:
+        """The contract's truth.json content, with transit times from the walkers so far."""
+        return truth_json(self.network, self.static_truth, self.transits)

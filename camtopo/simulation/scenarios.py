@@ -1,0 +1,188 @@
+"""Scenario builders: a world, its cameras and its demand, deterministic from a seed.
+
+- ``campus``: a grid of walkways with buildings in the blocks (the paper's university
+  campus); people leave building doors in between-lecture surges; cameras along walkways
+  and at intersections.
+- ``corridor``: an indoor building of long corridors; ceiling cameras in sequence, some
+  overlapping their neighbour, some separated by blind stretches.
+- ``plaza``: open squares watched by many overlapping cameras, joined by paths.
+- ``branching``: hubs fanning out to 3-4 destinations over long (30-60 s) blind walkways,
+  some of them one-way, for transit-link work.
+
+Each scenario mixes overlapping camera pairs, transit pairs and many unrelated cameras.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from camtopo.core.grid import Grid
+from camtopo.simulation.cameras import Cameras, tilt_for_far_edge
+from camtopo.simulation.people import ArrivalProfile
+from camtopo.simulation.world import WalkwayBuilder, Walkways
+
+
+@dataclass
+class Scenario:
+    name: str
+    world: Walkways
+    cameras: Cameras
+    entries: np.ndarray  # int64 node ids where people appear and leave
+    entry_weight: np.ndarray  # relative arrival share of each entry
+    rate_per_s: float  # mean arrivals per second over the whole world
+    profile: ArrivalProfile
+    trip_radius_m: float = 500.0
+
+
+class CameraPlanner:
+    """Collects camera mounts and draws their optics (height, focal length, reach)."""
+
+    def __init__(self, rng: np.random.Generator, height=(3.0, 8.0), far=(18.0, 35.0)):
+        self.rng = rng
+        self.height_range = height
+        self.far_range = far
+        self.rows: list[tuple[float, float, float]] = []  # x, y, heading
+
+    def add(self, xy: np.ndarray, heading: float) -> None:
+        self.rows.append((float(xy[0]), float(xy[1]), float(heading)))
+
+    def along(self, p: np.ndarray, q: np.ndarray, width: float, frac: float, back: bool) -> None:
+        """A mount beside walkway p-q at ``frac`` of its length, looking along it."""
+        d = (q - p) / np.linalg.norm(q - p)
+        normal = np.array([-d[1], d[0]])
+        side = self.rng.choice([-1.0, 1.0])
+        xy = p + frac * (q - p) + normal * side * (width / 2 + 0.5)
+        look = -d if back else d
+        # Turn slightly towards the walkway centre, as installers aim cameras.
+        yaw = np.arctan2(look[1], look[0]) + np.deg2rad(self.rng.uniform(3, 12)) * (
+            -side if not back else side
+        )
+        self.add(xy, float(yaw))
+
+    def build(self, grid: Grid) -> Cameras:
+        rng = self.rng
+        n = len(self.rows)
+        rows = np.array(self.rows).reshape(n, 3)
+        height = rng.uniform(*self.height_range, n)
+        hfov = np.deg2rad(rng.uniform(50, 80, n))
+        focal = (grid.width / 2) / np.tan(hfov / 2)
+        far = rng.uniform(*self.far_range, n)
+        tilt = tilt_for_far_edge(height, focal, far, grid.height)
+        digits = max(3, len(str(n - 1)))
+        return Cameras(
+            ids=tuple(f"cam{i:0{digits}d}" for i in range(n)),
+            position=rows[:, :2],
+            height=height,
+            heading=rows[:, 2],
+            tilt=tilt,
+            focal=focal,
+            max_range=far * 1.15,
+            grid=grid,
+        )
+
+
+def _people_rate(n_cameras: int, per_camera: float, mean_factor: float) -> float:
+    return per_camera * n_cameras / mean_factor
+
+
+def campus(n_cameras: int, seed: int, grid: Grid | None = None) -> Scenario:
+    """Grid of walkways (blocks 60-90 m) with a building in each block, doors on spur paths."""
+    grid = grid or Grid()
+    rng = np.random.default_rng([seed, 1])
+    g = max(3, int(round(np.sqrt(n_cameras / 1.6))) + 1)
+    block = rng.uniform(60, 90)
+    wb = WalkwayBuilder()
+    jitter = rng.uniform(-6, 6, (g, g, 2))
+    node = np.zeros((g, g), dtype=np.int64)
+    xy = np.zeros((g, g, 2))
+    for i in range(g):
+        for j in range(g):
+            xy[i, j] = np.array([i * block, j * block]) + jitter[i, j]
+            node[i, j] = wb.node(*xy[i, j])
+    avenue = rng.integers(0, 4)
+    # Grid edges get door attachments from the blocks beside them; build them as chains.
+    attach: dict[tuple[int, int, int, int], list[tuple[float, int]]] = {}
+    for i in range(g - 1):
+        for j in range(g - 1):
+            corners = xy[[i, i + 1, i + 1, i], [j, j, j + 1, j + 1]]
+            lo, hi = corners.min(axis=0), corners.max(axis=0)
+            margin = 9.0
+            if hi[0] - lo[0] > 2 * margin + 10 and hi[1] - lo[1] > 2 * margin + 10:
+                wb.buildings.append((lo[0] + margin, lo[1] + margin, hi[0] - margin, hi[1] - margin))
+            sides = [(i, j, i + 1, j), (i + 1, j, i + 1, j + 1), (i, j + 1, i + 1, j + 1), (i, j, i, j + 1)]
+            for k in rng.choice(4, int(rng.integers(1, 3)), replace=False):
+                a, b, c, d = sides[int(k)]
+                frac = float(rng.uniform(0.3, 0.7))
+                mid = xy[a, b] + frac * (xy[c, d] - xy[a, b])
+                centre = (lo + hi) / 2
+                door = mid + (centre - mid) / np.linalg.norm(centre - mid) * margin
+                attach.setdefault((a, b, c, d), []).append((frac, wb.node(*door)))
+    doors: list[int] = []
+    main_edges: list[tuple[int, int, float]] = []
+    for i in range(g):
+        for j in range(g):
+            for di, dj in ((1, 0), (0, 1)):
+                if i + di >= g or j + dj >= g:
+                    continue
+                key = (i, j, i + di, j + dj)
+                is_avenue = (j % 4 == avenue and dj == 0) or (i % 4 == avenue and di == 0)
+                width = rng.uniform(7, 9) if is_avenue else rng.uniform(3, 5.5)
+                chain = [int(node[i, j])]
+                for frac, door in sorted(attach.get(key, [])):
+                    p = xy[i, j] + frac * (xy[i + di, j + dj] - xy[i, j])
+                    on = wb.node(*p)
+                    wb.edge(on, door, 3.0)
+                    doors.append(door)
+                    chain.append(on)
+                chain.append(int(node[i + di, j + dj]))
+                for a, b in zip(chain[:-1], chain[1:], strict=True):
+                    wb.edge(a, b, width)
+                main_edges.append((int(node[i, j]), int(node[i + di, j + dj]), width))
+    world = wb.build()
+    gates = [int(node[i, j]) for i in range(g) for j in range(g) if i in (0, g - 1) or j in (0, g - 1)]
+    entries = np.array(doors + gates, dtype=np.int64)
+    weight = np.concatenate([np.ones(len(doors)), np.full(len(gates), 1.5)])
+
+    planner = CameraPlanner(rng)
+    while len(planner.rows) < n_cameras:
+        a, b, width = main_edges[int(rng.integers(len(main_edges)))]
+        p, q = world.nodes[a], world.nodes[b]
+        kind = rng.random()
+        if kind < 0.3:
+            # Intersection camera: behind the node, looking over it along the walkway.
+            start, end = (p, q) if rng.random() < 0.5 else (q, p)
+            planner.along(start, end, width, float(rng.uniform(-0.12, -0.04)), back=False)
+        elif kind < 0.6 and len(planner.rows) + 2 <= n_cameras:
+            # A pair watching one stretch: overlapping footprints.
+            frac = float(rng.uniform(0.2, 0.5))
+            planner.along(p, q, width, frac, back=False)
+            gap = rng.uniform(8, 30) / np.linalg.norm(q - p)
+            planner.along(p, q, width, min(frac + gap, 0.95), back=rng.random() < 0.6)
+        else:
+            planner.along(p, q, width, float(rng.uniform(0.1, 0.9)), back=rng.random() < 0.5)
+    cameras = planner.build(grid)
+    profile = ArrivalProfile.random(rng)
+    return Scenario(
+        "campus",
+        world,
+        cameras,
+        entries,
+        weight,
+        _people_rate(n_cameras, 0.020, profile.mean_factor()),
+        profile,
+    )
+
+
+BUILDERS: dict[str, Callable[..., Scenario]] = {"campus": campus}
+
+
+def build_scenario(name: str, n_cameras: int, seed: int, grid: Grid | None = None) -> Scenario:
+    """Build scenario ``name`` with ``n_cameras`` cameras, deterministic from ``seed``."""
+    if name not in BUILDERS:
+        raise ValueError(f"unknown scenario {name!r}; choose one of {sorted(BUILDERS)}")
+    if n_cameras < 2:
+        raise ValueError(f"a scenario needs at least 2 cameras, got {n_cameras}")
+    return BUILDERS[name](n_cameras, seed, grid)

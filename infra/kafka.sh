@@ -1,0 +1,273 @@
+#!/usr/bin/env bash
+# A real Apache Kafka broker on loopback, in KRaft mode (no ZooKeeper), from the jars that
+# infra/setup.sh resolved. One node by default (combined broker + controller); --brokers 3 runs
+# three combined nodes on consecutive ports that form one controller quorum, for fault tests.
+#
+#   infra/kafka.sh start|stop|status [--port 9092] [--brokers 1] [--data-dir DIR]
+#                  [--controller-port PORT] [--node I] [--timeout SECONDS]
+#
+# Environment defaults: CAMTOPO_KAFKA_PORT, CAMTOPO_KAFKA_BROKERS, CAMTOPO_KAFKA_DATA,
+# CAMTOPO_KAFKA_CONTROLLER_PORT, CAMTOPO_CACHE, KAFKA_HEAP_OPTS (default -Xmx512m -Xms128m).
+# Node I (1-based) listens on PORT+I-1 and its controller on CONTROLLER_PORT+I-1
+# (default PORT+100). Each node keeps its properties, log segments, server.log, stdout.log
+# and kafka.pid under DIR/node-I. See docs/infra.md.
+set -euo pipefail
+
+INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(dirname "$INFRA_DIR")"
+CACHE_DIR="${CAMTOPO_CACHE:-$HOME/.cache/camtopo}"
+HOST=127.0.0.1
+
+die() {
+    printf 'kafka.sh: error: %s\n' "$*" >&2
+    exit 1
+}
+say() { printf 'kafka.sh: %s\n' "$*" >&2; }
+
+usage() {
+    sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    exit "${1:-2}"
+}
+
+cmd="${1:-}"
+[[ -n "$cmd" ]] || usage
+shift
+port="${CAMTOPO_KAFKA_PORT:-9092}"
+brokers="${CAMTOPO_KAFKA_BROKERS:-1}"
+data_dir="${CAMTOPO_KAFKA_DATA:-$REPO_DIR/.stack/kafka}"
+controller_port="${CAMTOPO_KAFKA_CONTROLLER_PORT:-}"
+only_node=""
+timeout=90
+while (($#)); do
+    case "$1" in
+        --port) port="$2"; shift 2 ;;
+        --brokers) brokers="$2"; shift 2 ;;
+        --data-dir) data_dir="$2"; shift 2 ;;
+        --controller-port) controller_port="$2"; shift 2 ;;
+        --node) only_node="$2"; shift 2 ;;
+        --timeout) timeout="$2"; shift 2 ;;
+        -h | --help) usage 0 ;;
+        *) die "unknown option '$1' (see: $0 --help)" ;;
+    esac
+done
+[[ "$port" =~ ^[0-9]+$ ]] || die "--port must be a number, got '$port'"
+[[ "$brokers" =~ ^[1-9]$ ]] || die "--brokers must be 1..9, got '$brokers'"
+[[ "$timeout" =~ ^[0-9]+$ ]] || die "--timeout must be whole seconds, got '$timeout'"
+controller_port="${controller_port:-$((port + 100))}"
+[[ "$controller_port" =~ ^[0-9]+$ ]] || die "--controller-port must be a number"
+mkdir -p "$data_dir"
+data_dir="$(cd "$data_dir" && pwd)"
+
+if [[ -n "$only_node" ]]; then
+    ((only_node >= 1 && only_node <= brokers)) || die "--node must be in 1..$brokers, got '$only_node'"
+    nodes=("$only_node")
+else
+    mapfile -t nodes < <(seq 1 "$brokers")
+fi
+
+kafka_version() {
+    sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$INFRA_DIR/kafka/pom.xml" | head -n 1
+}
+KAFKA_VERSION="$(kafka_version)"
+LIBS="$CACHE_DIR/kafka-$KAFKA_VERSION/libs"
+
+node_dir() { printf '%s/node-%s' "$data_dir" "$1"; }
+node_port() { printf '%s' $((port + $1 - 1)); }
+node_controller_port() { printf '%s' $((controller_port + $1 - 1)); }
+
+# The pid of node $1 if that process is alive and is this node's broker (guards pid reuse).
+node_pid() {
+    local pidfile pid
+    pidfile="$(node_dir "$1")/kafka.pid"
+    [[ -f "$pidfile" ]] || return 1
+    pid="$(cat "$pidfile")"
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    [[ -r "/proc/$pid/cmdline" ]] || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$(node_dir "$1")/server.properties" || return 1
+    printf '%s' "$pid"
+}
+
+port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+write_properties() {
+    local i="$1" dir voters="" j replication min_isr
+    dir="$(node_dir "$i")"
+    for j in $(seq 1 "$brokers"); do
+        voters+="${voters:+,}$j@$HOST:$(node_controller_port "$j")"
+    done
+    replication=$((brokers < 3 ? brokers : 3))
+    # With 3 nodes, min ISR 2 keeps acks=all writes going while one node is down.
+    min_isr=$((replication > 1 ? 2 : 1))
+    cat >"$dir/server.properties" <<EOF
+# Written by infra/kafka.sh; rewritten on every start.
+process.roles=broker,controller
+node.id=$i
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://$HOST:$(node_port "$i"),CONTROLLER://$HOST:$(node_controller_port "$i")
+advertised.listeners=PLAINTEXT://$HOST:$(node_port "$i")
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=1
+default.replication.factor=$replication
+min.insync.replicas=$min_isr
+offsets.topic.replication.factor=$replication
+transaction.state.log.replication.factor=$replication
+transaction.state.log.min.isr=$min_isr
+# Fewer internal partitions than the default 50: quicker first group/transaction on 2 cores.
+offsets.topic.num.partitions=10
+transaction.state.log.num.partitions=10
+# Tests join consumer groups often; the default 3 s delay would slow every one of them.
+group.initial.rebalance.delay.ms=0
+num.network.threads=2
+num.io.threads=4
+num.recovery.threads.per.data.dir=1
+log.retention.hours=24
+EOF
+}
+
+format_node() {
+    local i="$1" dir cluster_id_file out
+    dir="$(node_dir "$i")"
+    [[ -f "$dir/data/meta.properties" ]] && return 0
+    cluster_id_file="$data_dir/cluster.id"
+    if [[ ! -s "$cluster_id_file" ]]; then
+        java -cp "$LIBS/*" -Dlog4j.configuration="file:$INFRA_DIR/kafka/tools-log4j.properties" \
+            kafka.tools.StorageTool random-uuid >"$cluster_id_file" \
+            || die "kafka.tools.StorageTool random-uuid failed"
+    fi
+    if ! out="$(java -cp "$LIBS/*" -Dlog4j.configuration="file:$INFRA_DIR/kafka/tools-log4j.properties" \
+        kafka.tools.StorageTool format -t "$(cat "$cluster_id_file")" -c "$dir/server.properties" 2>&1)"; then
+        printf '%s\n' "$out" >&2
+        die "formatting storage of node $i in $dir/data failed"
+    fi
+}
+
+print_tail() {
+    local dir
+    dir="$(node_dir "$1")"
+    for f in "$dir/server.log" "$dir/stdout.log"; do
+        [[ -s "$f" ]] || continue
+        printf -- '--- last lines of %s ---\n' "$f" >&2
+        tail -n 25 "$f" >&2
+    done
+}
+
+check_layout() {
+    # A data dir formatted for another quorum cannot join this one; say so instead of hanging.
+    local layout="brokers=$brokers port=$port controller_port=$controller_port"
+    local file="$data_dir/layout"
+    if [[ -f "$file" && "$(cat "$file")" != "$layout" ]]; then
+        die "$data_dir was set up with '$(cat "$file")', not '$layout'; stop it and remove the dir, or use another --data-dir"
+    fi
+    printf '%s\n' "$layout" >"$file"
+}
+
+start() {
+    [[ -f "$LIBS/.complete" ]] || die "no Kafka $KAFKA_VERSION jars in $LIBS; run 'make setup' (or infra/setup.sh) first"
+    command -v java >/dev/null 2>&1 || die "java not found; run 'make setup' (or infra/setup.sh) first"
+    check_layout
+    local i dir pid started=() offsets=()
+    for i in "${nodes[@]}"; do
+        dir="$(node_dir "$i")"
+        mkdir -p "$dir"
+        if pid="$(node_pid "$i")"; then
+            say "node $i already running (pid $pid, $HOST:$(node_port "$i"))"
+            continue
+        fi
+        if port_open "$(node_port "$i")" || port_open "$(node_controller_port "$i")"; then
+            die "port $(node_port "$i") or $(node_controller_port "$i") is already in use by another process"
+        fi
+        write_properties "$i"
+        format_node "$i"
+        # Remember where this start's lines begin, so an older "started" line is not taken.
+        offsets[i]=$(($(stat -c %s "$dir/server.log" 2>/dev/null || echo 0) + 1))
+        # shellcheck disable=SC2086  # KAFKA_HEAP_OPTS holds several options
+        nohup java ${KAFKA_HEAP_OPTS:--Xmx512m -Xms128m} -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+            -Djava.awt.headless=true \
+            -Dlog4j.configuration="file:$INFRA_DIR/kafka/log4j.properties" \
+            -Dkafka.logs.dir="$dir" \
+            -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" >>"$dir/stdout.log" 2>&1 </dev/null &
+        echo $! >"$dir/kafka.pid"
+        started+=("$i")
+    done
+    ((${#started[@]})) || return 0
+    # All nodes start before any is awaited: a multi-node quorum needs a majority up to elect.
+    local deadline=$((SECONDS + timeout)) waiting=("${started[@]}") still
+    while ((${#waiting[@]})); do
+        still=()
+        for i in "${waiting[@]}"; do
+            dir="$(node_dir "$i")"
+            if ! node_pid "$i" >/dev/null; then
+                print_tail "$i"
+                die "node $i exited during start-up (logs in $dir)"
+            fi
+            if tail -c "+${offsets[i]}" "$dir/server.log" 2>/dev/null | grep -q 'Kafka Server started' \
+                && port_open "$(node_port "$i")"; then
+                say "node $i ready on $HOST:$(node_port "$i") (pid $(node_pid "$i"), logs $dir/server.log)"
+            else
+                still+=("$i")
+            fi
+        done
+        waiting=("${still[@]+"${still[@]}"}")
+        ((${#waiting[@]})) || break
+        if ((SECONDS >= deadline)); then
+            for i in "${waiting[@]}"; do print_tail "$i"; done
+            for i in "${started[@]}"; do stop_node "$i" >/dev/null 2>&1 || true; done
+            die "node(s) ${waiting[*]} not ready after ${timeout}s; stopped what this start began"
+        fi
+        sleep 0.2
+    done
+}
+
+stop_node() {
+    local i="$1" pid
+    pid="$(node_pid "$i")" || { rm -f "$(node_dir "$i")/kafka.pid"; return 0; }
+    kill -TERM "$pid" 2>/dev/null || true
+    printf '%s\n' "$pid"
+}
+
+stop() {
+    local i pid pids=() deadline
+    # TERM goes to every node at once: stopped one by one, the last ones lose their quorum
+    # and wait on it during controlled shutdown.
+    for i in "${nodes[@]}"; do
+        if pid="$(stop_node "$i")" && [[ -n "$pid" ]]; then pids[i]="$pid"; fi
+    done
+    deadline=$((SECONDS + 30))
+    for i in "${!pids[@]}"; do
+        while kill -0 "${pids[i]}" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+        if kill -0 "${pids[i]}" 2>/dev/null; then
+            say "node $i (pid ${pids[i]}) ignored SIGTERM for 30s; sending SIGKILL"
+            kill -KILL "${pids[i]}" 2>/dev/null || true
+            while kill -0 "${pids[i]}" 2>/dev/null; do sleep 0.1; done
+        fi
+        rm -f "$(node_dir "$i")/kafka.pid"
+        say "node $i stopped"
+    done
+}
+
+status() {
+    local i pid down=0
+    for i in "${nodes[@]}"; do
+        if pid="$(node_pid "$i")"; then
+            printf 'kafka node %s: running, pid %s, %s:%s, data %s\n' \
+                "$i" "$pid" "$HOST" "$(node_port "$i")" "$(node_dir "$i")"
+        else
+            printf 'kafka node %s: stopped (%s:%s, data %s)\n' \
+                "$i" "$HOST" "$(node_port "$i")" "$(node_dir "$i")"
+            down=1
+        fi
+    done
+    # LSB convention: 3 = not running.
+    return $((down ? 3 : 0))
+}
+
+case "$cmd" in
+    start) start ;;
+    stop) stop ;;
+    status) status ;;
+    -h | --help | help) usage 0 ;;
+    *) die "unknown command '$cmd' (start|stop|status)" ;;
+esac

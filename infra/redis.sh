@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Debian's redis-server on loopback with persistence on (append-only file), for the local stack.
+#
+#   infra/redis.sh start|stop|status [--port 6379] [--dir DIR] [--timeout SECONDS]
+#
+# Environment defaults: CAMTOPO_REDIS_PORT, CAMTOPO_REDIS_DATA, CAMTOPO_REDIS_APPENDFSYNC
+# (everysec). The append-only file, redis.log and redis.pid live in DIR. See docs/infra.md.
+set -euo pipefail
+
+INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(dirname "$INFRA_DIR")"
+HOST=127.0.0.1
+
+die() {
+    printf 'redis.sh: error: %s\n' "$*" >&2
+    exit 1
+}
+say() { printf 'redis.sh: %s\n' "$*" >&2; }
+usage() {
+    sed -n '2,7p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    exit "${1:-2}"
+}
+
+cmd="${1:-}"
+[[ -n "$cmd" ]] || usage
+shift
+port="${CAMTOPO_REDIS_PORT:-6379}"
+dir="${CAMTOPO_REDIS_DATA:-$REPO_DIR/.stack/redis}"
+appendfsync="${CAMTOPO_REDIS_APPENDFSYNC:-everysec}"
+timeout=30
+while (($#)); do
+    case "$1" in
+        --port) port="$2"; shift 2 ;;
+        --dir | --data-dir) dir="$2"; shift 2 ;;
+        --timeout) timeout="$2"; shift 2 ;;
+        -h | --help) usage 0 ;;
+        *) die "unknown option '$1' (see: $0 --help)" ;;
+    esac
+done
+[[ "$port" =~ ^[0-9]+$ ]] || die "--port must be a number, got '$port'"
+[[ "$timeout" =~ ^[0-9]+$ ]] || die "--timeout must be whole seconds, got '$timeout'"
+case "$appendfsync" in always | everysec | no) ;; *) die "CAMTOPO_REDIS_APPENDFSYNC must be always|everysec|no" ;; esac
+mkdir -p "$dir"
+dir="$(cd "$dir" && pwd)"
+PIDFILE="$dir/redis.pid"
+LOGFILE="$dir/redis.log"
+
+# The pid if it is alive and is a redis-server on this port (guards pid reuse).
+server_pid() {
+    local pid
+    [[ -f "$PIDFILE" ]] || return 1
+    pid="$(cat "$PIDFILE")"
+    [[ "$pid" =~ ^[0-9]+$ && -r "/proc/$pid/cmdline" ]] || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -Eq "redis-server [^ ]*:$port( |$)" || return 1
+    printf '%s' "$pid"
+}
+
+ping() { redis-cli -h "$HOST" -p "$port" ping 2>/dev/null | grep -q PONG; }
+
+print_tail() {
+    [[ -s "$LOGFILE" ]] || return 0
+    printf -- '--- last lines of %s ---\n' "$LOGFILE" >&2
+    tail -n 25 "$LOGFILE" >&2
+}
+
+start() {
+    command -v redis-server >/dev/null 2>&1 \
+        || die "redis-server not found; run 'make setup' (or infra/setup.sh) first"
+    local pid
+    if pid="$(server_pid)"; then
+        say "already running (pid $pid, $HOST:$port)"
+        return 0
+    fi
+    ping && die "port $port already answers PING but not from $PIDFILE: another redis holds it"
+    # appendonly: every write is in the AOF before its reply, so a SIGKILL loses nothing
+    # acknowledged; RDB snapshots are off since the AOF is the persistence (and forks cost
+    # on 2 cores).
+    redis-server --bind "$HOST" --port "$port" --dir "$dir" \
+        --daemonize yes --pidfile "$PIDFILE" --logfile "$LOGFILE" \
+        --appendonly yes --appendfsync "$appendfsync" --save '' \
+        --protected-mode yes \
+        || { print_tail; die "redis-server failed to start (log $LOGFILE)"; }
+    local deadline=$((SECONDS + timeout))
+    until ping; do
+        if ((SECONDS >= deadline)); then
+            print_tail
+            die "redis on $HOST:$port did not answer PING within ${timeout}s (log $LOGFILE)"
+        fi
+        sleep 0.05
+    done
+    # Loading a large AOF answers PING with LOADING errors; PONG means the data is in.
+    say "ready on $HOST:$port (pid $(server_pid || echo '?'), data $dir)"
+}
+
+stop() {
+    local pid deadline
+    if ! pid="$(server_pid)"; then
+        rm -f "$PIDFILE"
+        say "not running ($HOST:$port)"
+        return 0
+    fi
+    # SIGTERM = SHUTDOWN: Redis flushes and fsyncs the AOF before exiting.
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + 20))
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.05; done
+    if kill -0 "$pid" 2>/dev/null; then
+        say "pid $pid ignored SIGTERM for 20s; sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+    fi
+    rm -f "$PIDFILE"
+    say "stopped ($HOST:$port)"
+}
+
+status() {
+    local pid
+    if pid="$(server_pid)"; then
+        printf 'redis: running, pid %s, %s:%s, data %s\n' "$pid" "$HOST" "$port" "$dir"
+    else
+        printf 'redis: stopped (%s:%s, data %s)\n' "$HOST" "$port" "$dir"
+        return 3
+    fi
+}
+
+case "$cmd" in
+    start) start ;;
+    stop) stop ;;
+    status) status ;;
+    -h | --help | help) usage 0 ;;
+    *) die "unknown command '$cmd' (start|stop|status)" ;;
+esac
