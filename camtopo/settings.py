@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     )
 
     # --- evidence (section 5.1) ---
+    count_bits: int = Field(
+        16,
+        description="8 = the paper's byte counts (halving at 256); 16 = words, which remember "
+        "~256x longer and measured far fewer chance links after crowd surges",
+    )
     o_ref: float = Field(20.0, gt=1, description="opportunities for reliable exclusion")
     c_star: float = Field(0.8, gt=0, lt=1, description="adjacency threshold on C' both ways")
 
@@ -45,6 +50,57 @@ class Settings(BaseSettings):
     range_seconds: float = Field(2.0, gt=0, description="Tr")
     late_cutoff_seconds: float = Field(5.0, ge=0, description="Td")
 
+    # --- streaming processor (processors/) ---
+    processor_group: str = Field("camtopo-processor", description="Kafka consumer group / Faust id")
+    idle_partition_seconds: float = Field(
+        5.0, gt=0, description="a partition silent this long stops holding the clock back"
+    )
+    max_future_seconds: float = Field(
+        60.0, gt=0, description="frames stamped this far after their record (or now) are refused"
+    )
+    max_frame_age_seconds: float = Field(
+        3600.0, gt=0, description="frames captured this long before their record are refused"
+    )
+    topology_every_ranges: int = Field(
+        5, ge=1, description="recompute adjacency and publish changes every N closed batches"
+    )
+    processor_metrics_port: int = Field(9108, ge=0, description="Prometheus /metrics; 0 = off")
+
+    # --- detection pipeline (section 5.1; producers/detection.py) ---
+    mog2_history: int = Field(
+        500, ge=1, description="MOG2 frames of history (OpenCV default; 50 s at 10 FPS)"
+    )
+    mog2_var_threshold: float = Field(
+        25.0,
+        gt=0,
+        description="MOG2 squared Mahalanobis distance for foreground (OpenCV: 16; 25 measured"
+        " fewer false windows on rendered video at equal recall, docs/producers.md)",
+    )
+    mog2_learning_rate: float = Field(
+        -1.0, description="MOG2 learning rate; -1 = automatic (1 / history)"
+    )
+    morph_kernel_px: int = Field(
+        3, ge=1, description="elliptic kernel for opening (specks) then closing (holes)"
+    )
+    min_blob_area_px: int = Field(
+        12, ge=1, description="connected components smaller than this are not people"
+    )
+
+    # --- camera-side producer (section 6.1; producers/producer.py) ---
+    producer_frames_per_record: int = Field(
+        5, ge=1, description="frames batched per Avro record (0.5 s at 10 FPS)"
+    )
+    producer_queue_messages: int = Field(
+        10_000, ge=1, description="bounded librdkafka queue; full = backpressure"
+    )
+    producer_linger_ms: int = Field(20, ge=0, description="librdkafka batching delay")
+    producer_compression: str = Field("lz4", description="none | gzip | snappy | lz4 | zstd")
+    producer_flush_timeout_s: float = Field(60.0, gt=0, description="wait on exit for deliveries")
+    source_read_timeout_s: float = Field(
+        5.0, gt=0, description="a live stream silent this long is reported and reopened"
+    )
+    source_reconnect_s: float = Field(2.0, gt=0, description="pause between stream reopen tries")
+
     # --- services ---
     kafka_bootstrap: str = "127.0.0.1:9092"
     occupancy_topic: str = "occupancy"
@@ -56,6 +112,15 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     api_token: str | None = Field(None, description="if set, the query service requires it")
+
+    # --- topology store and query service (topology_store/) ---
+    reweight_step: float = Field(
+        0.05, gt=0, le=1, description="publish EDGE_REWEIGHTED only when weight moves this much"
+    )
+    change_log_length: int = Field(10_000, ge=100, description="topology changes kept in Redis")
+    partition_max_cameras: int = Field(
+        64, ge=2, description="connected groups larger than this are split by community detection"
+    )
 
     @property
     def tick_ms(self) -> float:

@@ -1,5 +1,10 @@
 """The fast exclusion engine: the paper's counts in the P = O - E form, sparse and bit-parallel.
 
+Counts are bytes with the paper's halving rule (``count_bits=8``) or 16-bit words
+(``count_bits=16``): halving at 256 keeps only the last ~200 opportunities of a busy window, so a
+crowd surge fills the whole memory with chance co-occurrence; 16-bit counts remember ~256 times
+longer (benchmarks/accuracy.py measures the difference).
+
 Three ideas make it fast and small (DESIGN.md, "Algorithm notes"):
 
 1. ``P_ij = O_ij - E_ij`` (opportunities where w_j *was* padded-occupied) changes only for
@@ -54,7 +59,7 @@ class EngineStats:
 
 
 @nb.njit(cache=True, nogil=True)
-def _gate(occ_windows, occ_bits, activity, gate):  # type: ignore[no-untyped-def]
+def _gate(occ_windows, occ_bits, activity, gate, dirty):  # type: ignore[no-untyped-def]
     """Ticks at which each occupied window counts (after its first ``gate`` occupied ticks)."""
     eff = occ_bits.copy()
     if gate == 0:
@@ -71,6 +76,7 @@ def _gate(occ_windows, occ_bits, activity, gate):  # type: ignore[no-untyped-def
         else:
             eff[e] = np.uint64(0)
         activity[w] = min(a + n, gate)
+        dirty[w] = True  # activity is part of the row a checkpoint saves
     return eff
 
 
@@ -107,7 +113,7 @@ def _add(pool, s, mask, lo, hi, pad_local, pad_bits):  # type: ignore[no-untyped
 
 
 @nb.njit(cache=True, parallel=True, nogil=True)
-def _count(occ_windows, eff, cam_ok, pad_lo, pad_hi, pad_local, pad_bits, window_camera, slot, O, pool, dirty):  # type: ignore[no-untyped-def]
+def _count(occ_windows, eff, cam_ok, pad_lo, pad_hi, pad_local, pad_bits, window_camera, slot, O, pool, dirty, limit):  # type: ignore[no-untyped-def]
     n_cams = O.shape[1]
     seg_len = pool.shape[1]
     for e in nb.prange(occ_windows.shape[0]):
@@ -130,14 +136,14 @@ def _count(occ_windows, eff, cam_ok, pad_lo, pad_hi, pad_local, pad_bits, window
                 continue
             n = popcount(okb)
             o = np.int64(O[i, c])
-            if o + n < 256:
+            if o + n < limit:
                 if s >= 0:
                     _add(pool, s, okb, pad_lo[c], pad_hi[c], pad_local, pad_bits)
                 O[i, c] = o + n
                 continue
-            # Overflow inside this block: count up to the tick where O reaches 256, halve,
-            # then count the rest (at most 63 ticks, so no second overflow).
-            pre = okb & through_nth_bit(okb, 256 - o)
+            # Overflow inside this block: count up to the tick where O reaches the limit,
+            # halve, then count the rest (at most 63 ticks, so no second overflow).
+            pre = okb & through_nth_bit(okb, limit - o)
             post = okb & ~pre
             if s >= 0:
                 seg = np.empty(seg_len, dtype=np.int64)
@@ -150,12 +156,14 @@ def _count(occ_windows, eff, cam_ok, pad_lo, pad_hi, pad_local, pad_bits, window
                 _add(pool, s, post, pad_lo[c], pad_hi[c], pad_local, pad_bits)
             elif s == PRUNED:
                 slot[i, c] = EXPIRED
-            O[i, c] = 128 + popcount(post)
+            O[i, c] = limit // 2 + popcount(post)
 
 
 @nb.njit(cache=True, nogil=True)
-def _prune(slot, O, pool, seg_len, free, n_free, min_o, max_ratio, do_prune):  # type: ignore[no-untyped-def]
-    """Release refuted segments; re-admit expired ones. Returns (pruned, readmitted)."""
+def _prune(slot, O, pool, seg_len, free, n_free, min_o, max_ratio, do_prune, dirty):  # type: ignore[no-untyped-def]
+    """Release refuted segments; re-admit expired ones. Returns (pruned, readmitted).
+
+    Rows changed here are marked dirty too, or a checkpoint would miss them."""
     pruned = 0
     readmitted = 0
     top = n_free[0]
@@ -166,6 +174,7 @@ def _prune(slot, O, pool, seg_len, free, n_free, min_o, max_ratio, do_prune):  #
                 slot[i, c] = NONE
                 O[i, c] = 0
                 readmitted += 1
+                dirty[i] = True
             elif s >= 0 and do_prune and O[i, c] >= min_o:
                 limit = max_ratio * O[i, c]
                 refuted = True
@@ -179,6 +188,7 @@ def _prune(slot, O, pool, seg_len, free, n_free, min_o, max_ratio, do_prune):  #
                     top += 1
                     slot[i, c] = PRUNED
                     pruned += 1
+                    dirty[i] = True
     n_free[0] = top
     return pruned, readmitted
 
@@ -220,6 +230,8 @@ def _adjacent(slot, O, pool, offsets, window_camera, seg_len, c_star, log_oref):
 class FastExclusion:
     """Exclusion counts in (O per window x camera, P in pooled segments) form."""
 
+    limit: int
+
     def __init__(
         self,
         network: Network,
@@ -231,6 +243,7 @@ class FastExclusion:
         prune_interval: int = 10 * MAX_BLOCK_TICKS,
         max_pool_bytes: int | None = None,
         initial_segments: int = 4096,
+        count_bits: int = 8,
     ) -> None:
         if prune_interval % MAX_BLOCK_TICKS:
             raise ValueError(f"prune_interval must be a multiple of {MAX_BLOCK_TICKS} ticks")
@@ -241,14 +254,18 @@ class FastExclusion:
         self.prune_max_ratio = prune_max_ratio
         self.prune_interval = prune_interval
         self.max_pool_bytes = max_pool_bytes
+        if count_bits not in (8, 16):
+            raise ValueError(f"count_bits must be 8 (the paper's byte counts) or 16, not {count_bits}")
+        dtype = np.uint8 if count_bits == 8 else np.uint16
+        self.limit = 1 << count_bits  # O reaching this is halved, with P
         n_w, n_c = network.n_windows, network.n_cameras
         self.seg_len = np.diff(network.offsets).astype(np.int64)
-        self.O = np.zeros((n_w, n_c), dtype=np.uint8)
+        self.O = np.zeros((n_w, n_c), dtype=dtype)
         self.slot = np.full((n_w, n_c), NONE, dtype=np.int32)
         self.activity = np.zeros(n_w, dtype=np.int64)
         self.dirty = np.zeros(n_w, dtype=np.bool_)
         width = max(network.max_windows_per_camera, 1)
-        self.pool = np.zeros((initial_segments, width), dtype=np.uint8)
+        self.pool = np.zeros((initial_segments, width), dtype=dtype)
         self.free = np.arange(initial_segments - 1, -1, -1, dtype=np.int32)
         self.n_free = np.array([initial_segments], dtype=np.int64)
         self.refused_total = 0
@@ -268,7 +285,9 @@ class FastExclusion:
         self.last_tick = end
 
     def _count_block(self, block: PaddedBlock) -> None:
-        eff = _gate(block.occ_windows, block.occ_bits, self.activity, self.activity_gate)
+        eff = _gate(
+            block.occ_windows, block.occ_bits, self.activity, self.activity_gate, self.dirty
+        )
         cam = self.network.window_camera
         pad_cam = cam[block.pad_windows]
         pad_local = (block.pad_windows - self.network.offsets[pad_cam]).astype(np.int64)
@@ -287,17 +306,17 @@ class FastExclusion:
         self.refused_total += refused
         _count(
             block.occ_windows, eff, block.cam_ok, pad_lo, pad_hi, pad_local, block.pad_bits,
-            cam, self.slot, self.O, self.pool, self.dirty,
+            cam, self.slot, self.O, self.pool, self.dirty, self.limit,
         )  # fmt: skip
 
     def _grow(self, needed: int) -> bool:
         cap, width = self.pool.shape
         new_cap = max(cap * 2, cap + needed)
         if self.max_pool_bytes is not None:
-            new_cap = min(new_cap, self.max_pool_bytes // width)
+            new_cap = min(new_cap, self.max_pool_bytes // (width * self.pool.itemsize))
         if new_cap <= cap:
             return False
-        pool = np.zeros((new_cap, width), dtype=np.uint8)
+        pool = np.zeros((new_cap, width), dtype=self.pool.dtype)
         pool[:cap] = self.pool
         free = np.empty(new_cap, dtype=np.int32)
         top = int(self.n_free[0])
@@ -311,7 +330,7 @@ class FastExclusion:
     def prune_pass(self) -> tuple[int, int]:
         pruned, readmitted = _prune(
             self.slot, self.O, self.pool, self.seg_len, self.free, self.n_free,
-            self.prune_min_opportunities, self.prune_max_ratio, self.prune_enabled,
+            self.prune_min_opportunities, self.prune_max_ratio, self.prune_enabled, self.dirty,
         )  # fmt: skip
         self.pruned_total += pruned
         return pruned, readmitted
@@ -367,9 +386,10 @@ class FastExclusion:
         return rows
 
     def export_row(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-        """Row i as (O uint8 (C,), slot state int8 (C,), P uint8 (W,), activity)."""
+        """Row i as (O (C,), slot state int8 (C,), P (W,), activity); counts in the engine's
+        dtype (uint8 or uint16)."""
         state = np.clip(self.slot[i], -4, 0).astype(np.int8)  # live segments read as 0
-        p = np.zeros(self.network.n_windows, dtype=np.uint8)
+        p = np.zeros(self.network.n_windows, dtype=self.pool.dtype)
         for c in np.flatnonzero(self.slot[i] >= 0):
             lo = self.network.offsets[c]
             p[lo : lo + self.seg_len[c]] = self.pool[self.slot[i, c], : self.seg_len[c]]

@@ -5,8 +5,8 @@ two byte matrices over all window pairs, exactly as the paper does, and pads occ
 straight from the definitions of section 4 with Python sets. It is simple on purpose.
 
 Halving (the paper's overflow rule, in the form both engines share): when an increment takes
-O_ij to 256, O_ij becomes 128 and E_ij becomes ceil(E_ij / 2), so that P = O - E is halved
-(rounded down) and E <= O holds.
+O_ij to 256 (bytes; 65536 with 16-bit counts), O_ij becomes 128 and E_ij becomes ceil(E_ij / 2),
+so that P = O - E is halved (rounded down) and E <= O holds.
 """
 
 from __future__ import annotations
@@ -50,11 +50,13 @@ def padded_occupancy(
 class DenseExclusion:
     """Exclusion counts E and opportunity counts O for every ordered window pair (uint8)."""
 
-    def __init__(self, network: Network) -> None:
+    def __init__(self, network: Network, count_bits: int = 8) -> None:
         self.network = network
         n = network.n_windows
-        self.O = np.zeros((n, n), dtype=np.uint8)
-        self.E = np.zeros((n, n), dtype=np.uint8)
+        dtype = np.uint8 if count_bits == 8 else np.uint16
+        self.limit = 1 << count_bits
+        self.O = np.zeros((n, n), dtype=dtype)
+        self.E = np.zeros((n, n), dtype=dtype)
         self._camera = network.window_camera
 
     def update_tick(self, occupied: Iterable[int], padded: np.ndarray, cam_ok: np.ndarray) -> None:
@@ -66,10 +68,10 @@ class DenseExclusion:
             cols = np.flatnonzero(col_ok & (self._camera != self._camera[i]))
             if not cols.size:
                 continue
-            o = self.O[i, cols].astype(np.int16) + 1
-            e = self.E[i, cols].astype(np.int16) + ~padded[cols]
-            over = o == 256
-            o[over] = 128
+            o = self.O[i, cols].astype(np.int32) + 1
+            e = self.E[i, cols].astype(np.int32) + ~padded[cols]
+            over = o == self.limit
+            o[over] = self.limit // 2
             e[over] = (e[over] + 1) // 2
             self.O[i, cols] = o
             self.E[i, cols] = e

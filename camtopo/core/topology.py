@@ -20,12 +20,13 @@ from camtopo.settings import Settings
 def make_counts(network: Network, settings: Settings, engine: str = "fast") -> ExclusionCounts:
     """``fast`` (production), ``exact`` (fast engine, paper semantics) or ``dense`` (reference)."""
     if engine == "dense":
-        return DenseExclusion(network)
+        return DenseExclusion(network, settings.count_bits)
     if engine == "exact":
-        return FastExclusion(network)
+        return FastExclusion(network, count_bits=settings.count_bits)
     if engine == "fast":
         return FastExclusion(
             network,
+            count_bits=settings.count_bits,
             activity_gate=settings.activity_gate,
             prune=settings.prune,
             prune_min_opportunities=settings.prune_min_opportunities,

@@ -1,0 +1,280 @@
+"""Event-time ranges of the streaming processor (paper section 6.1), with no I/O.
+
+Frames are grouped by *event time* (their tick) into ranges of Tr seconds. A range closes Td
+seconds after its end, by the **processor clock**: a watermark over the input partitions, each
+partition's clock being the highest Kafka record timestamp (CreateTime, set by the producer at
+send) seen on it. Because every decision reads record timestamps, never the moment the
+processor happens to run, a replay of the same records after a crash makes the same decisions.
+
+- :class:`RangeGrid` — the arithmetic: tick -> range, range end, close time, lateness.
+- :class:`ProcessorClock` — the watermark: the lowest partition clock among partitions that
+  are not idle; while every partition is idle it advances with the wall clock, so the last
+  ranges of a stream that stops still close.
+- :class:`RangeAssembler` — frames of open ranges, the duplicate check, and which ranges a
+  given clock closes, handed out as a :class:`ClosedBatch` for the estimator.
+
+A frame is *late* when its own record timestamp is at or past its range's close time (it was
+sent more than Td after the range ended), or when its range has already closed and its ticks
+were counted. Frames of a closed range whose ticks are still held for temporal padding (the
+last ``tolerance`` ticks before the oldest open range) are not late: they join the next batch.
+That is also what makes a replay after a restart exact: replayed frames of counted ticks are
+skipped, replayed frames of held ticks are counted once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RangeGrid:
+    """Ranges of ``ticks_per_range`` ticks; range k holds ticks [k * n, (k + 1) * n)."""
+
+    ticks_per_range: int
+    tick_ms: float
+    late_ms: float  # Td in ms
+    tolerance: int  # temporal padding, ticks: the buffer holds this many ticks past a close
+
+    def __post_init__(self) -> None:
+        if self.ticks_per_range < 1 or self.tick_ms <= 0 or self.late_ms < 0 or self.tolerance < 0:
+            raise ValueError(f"bad range grid {self}")
+
+    @classmethod
+    def from_settings(cls, settings: object) -> RangeGrid:
+        """Tr, Td, fps and temporal tolerance from a :class:`camtopo.settings.Settings`."""
+        fps = settings.fps  # type: ignore[attr-defined]
+        return cls(
+            ticks_per_range=max(1, round(settings.range_seconds * fps)),  # type: ignore[attr-defined]
+            tick_ms=1000.0 / fps,
+            late_ms=settings.late_cutoff_seconds * 1000.0,  # type: ignore[attr-defined]
+            tolerance=settings.temporal_tolerance_ticks,  # type: ignore[attr-defined]
+        )
+
+    def range_of(self, tick: int) -> int:
+        return tick // self.ticks_per_range
+
+    def first_tick(self, k: int) -> int:
+        return k * self.ticks_per_range
+
+    def end_ms(self, k: int) -> float:
+        """Event time at which range k ends (exclusive)."""
+        return (k + 1) * self.ticks_per_range * self.tick_ms
+
+    def close_ms(self, k: int) -> float:
+        """Processor clock at which range k closes: its end + Td."""
+        return self.end_ms(k) + self.late_ms
+
+    def last_closed(self, clock_ms: float) -> int:
+        """Highest range id whose close time is <= ``clock_ms``."""
+        per_range = self.ticks_per_range * self.tick_ms
+        return math.floor((clock_ms - self.late_ms) / per_range) - 1
+
+    def is_late(self, tick: int, record_ms: float) -> bool:
+        """Was the record carrying this frame sent at or after its range's close time?"""
+        return record_ms >= self.close_ms(self.range_of(tick))
+
+    def held_from(self, closed_through: int) -> int:
+        """First tick not yet counted once ranges <= ``closed_through`` are counted."""
+        return self.first_tick(closed_through + 1) - self.tolerance
+
+
+class ProcessorClock:
+    """Watermark over partitions: min of the non-idle partitions' highest record timestamps.
+
+    ``wall_ms`` arguments are the caller's wall clock (ms); a partition is idle when it gave no
+    record for ``idle_ms``. A partition that is assigned but has not yet given a record holds
+    the clock back (None) until it has been idle that long, so a fresh start waits for every
+    partition's first fetch instead of closing ranges on the first partition alone.
+    """
+
+    def __init__(self, idle_ms: float) -> None:
+        if idle_ms <= 0:
+            raise ValueError("idle_ms must be positive")
+        self.idle_ms = idle_ms
+        self.high: dict[int, int] = {}  # partition -> highest record timestamp
+        self.last_seen: dict[int, float] = {}  # partition -> wall ms of its last record
+        self._floor: float | None = None  # the clock never goes backwards
+
+    def assign(self, partitions: Iterable[int], wall_ms: float) -> None:
+        """Partitions this processor reads (a rebalance may add or remove some)."""
+        wanted = set(partitions)
+        for p in list(self.last_seen):
+            if p not in wanted:
+                del self.last_seen[p]
+                self.high.pop(p, None)
+        for p in wanted:
+            self.last_seen.setdefault(p, wall_ms)
+
+    def observe(self, partition: int, record_ms: int, wall_ms: float) -> int:
+        """A record on ``partition``; returns the partition's clock *before* it (for lateness)."""
+        before = self.high.get(partition, record_ms)
+        if record_ms > self.high.get(partition, -(2**62)):
+            self.high[partition] = record_ms
+        self.last_seen[partition] = wall_ms
+        return before
+
+    def now(self, wall_ms: float) -> float | None:
+        """The processor clock in ms, or None while no partition has given a timestamp."""
+        if not self.high:
+            return None
+        active = [p for p, seen in self.last_seen.items() if wall_ms - seen < self.idle_ms]
+        if active:
+            if any(p not in self.high for p in active):
+                clock = None  # some partition has not spoken yet: wait for it (or its idling)
+            else:
+                clock = float(min(self.high[p] for p in active))
+        else:
+            # Everything idle: the stream paused or ended; let wall time close its last ranges.
+            last_wall = max(self.last_seen.values())
+            clock = max(self.high.values()) + (wall_ms - last_wall)
+        if clock is None:
+            return self._floor
+        if self._floor is None or clock > self._floor:
+            self._floor = clock
+        return self._floor
+
+
+class Verdict(Enum):
+    ACCEPTED = "accepted"  # into an open range
+    HELD = "held"  # closed range, tick still held for padding: counted with the next batch
+    LATE = "late"  # sent after its range's close time
+    CLOSED = "closed"  # its range is closed and its tick already counted (or a replay of one)
+    CONTEXT = "context"  # after a restart: a counted tick the next block's padding reads
+
+
+@dataclass
+class ClosedBatch:
+    """Frames to count now: every range <= ``range_id`` is closed.
+
+    ``cameras`` / ``ticks`` int64 (n,), ``windows`` list of n int64 arrays (local windows).
+    ``frontier`` is the first tick of the oldest open range: advance the estimator to it.
+    """
+
+    range_id: int
+    frontier: int
+    cameras: np.ndarray
+    ticks: np.ndarray
+    windows: list[np.ndarray]
+    ranges: list[int] = field(default_factory=list)  # ranges closed by this batch (with data)
+    context: list[tuple[int, int, np.ndarray]] = field(default_factory=list)  # after a restart
+
+    def __len__(self) -> int:
+        return int(self.ticks.size)
+
+
+class RangeAssembler:
+    """Frames of open ranges, keyed by range; hands out closed ranges in order."""
+
+    def __init__(self, grid: RangeGrid, closed_through: int | None = None) -> None:
+        self.grid = grid
+        self.closed_through = closed_through  # highest closed range id (None: none yet)
+        self._open: dict[int, list[tuple[int, int, np.ndarray]]] = {}
+        self._held: list[tuple[int, int, np.ndarray]] = []  # frames of closed, uncounted ticks
+        self._seen: dict[int, set[int]] = {}  # range -> camera << 32 | tick offset, for dups
+        self.n_open_frames = 0
+        # After a restart: ticks [a, b) were counted, but the next block's temporal padding
+        # reads them; their replayed frames go to the buffer as context only.
+        self.context_window: tuple[int, int] | None = None
+        self._context: list[tuple[int, int, np.ndarray]] = []
+
+    def restart_at(self, closed_through: int) -> None:
+        """Resume after ranges <= ``closed_through`` were counted (by a previous run)."""
+        self.closed_through = closed_through
+        held = self.grid.held_from(closed_through)
+        self.context_window = (held - self.grid.tolerance, held)
+
+    @property
+    def held_from(self) -> int | None:
+        """First tick not counted yet, or None before the first close."""
+        if self.closed_through is None:
+            return None
+        return self.grid.held_from(self.closed_through)
+
+    def _key(self, camera: int, tick: int) -> int:
+        return (camera << 32) | (tick % self.grid.ticks_per_range)
+
+    def is_duplicate(self, camera: int, ticks: Iterable[int]) -> bool:
+        """Would any of these frames repeat a (camera, tick) already accepted or held?"""
+        local: set[tuple[int, int]] = set()
+        for tick in ticks:
+            if (camera, tick) in local:
+                return True
+            local.add((camera, tick))
+            seen = self._seen.get(self.grid.range_of(tick))
+            if seen is not None and self._key(camera, tick) in seen:
+                return True
+        return False
+
+    def verdict(self, tick: int, record_ms: float) -> Verdict:
+        """Where a frame of ``tick`` sent at ``record_ms`` goes (pure; nothing is stored)."""
+        if self.grid.is_late(tick, record_ms):
+            return Verdict.LATE
+        k = self.grid.range_of(tick)
+        if self.closed_through is not None and k <= self.closed_through:
+            held_from = self.grid.held_from(self.closed_through)
+            if tick >= held_from:
+                return Verdict.HELD
+            cw = self.context_window
+            if cw is not None and cw[0] <= tick < cw[1]:
+                return Verdict.CONTEXT
+            return Verdict.CLOSED
+        return Verdict.ACCEPTED
+
+    def add(self, camera: int, tick: int, windows: np.ndarray, verdict: Verdict) -> None:
+        """Store a frame whose verdict was ACCEPTED or HELD."""
+        k = self.grid.range_of(tick)
+        frame = (camera, tick, windows)
+        if verdict is Verdict.ACCEPTED:
+            self._open.setdefault(k, []).append(frame)
+            self.n_open_frames += 1
+        elif verdict is Verdict.HELD:
+            self._held.append(frame)
+        elif verdict is Verdict.CONTEXT:
+            self._context.append(frame)
+        else:
+            raise ValueError(f"a {verdict.value} frame is not stored")
+        self._seen.setdefault(k, set()).add(self._key(camera, tick))
+
+    @property
+    def open_ranges(self) -> list[int]:
+        return sorted(self._open)
+
+    def close(self, clock_ms: float | None, at_most: int | None = None) -> ClosedBatch | None:
+        """Close every range the clock has passed (up to ``at_most``); None if none closes."""
+        if clock_ms is None:
+            return None
+        last = self.grid.last_closed(clock_ms)
+        if at_most is not None:
+            last = min(last, at_most)
+        if self.closed_through is None:
+            if not self._open or min(self._open) > last:
+                return None  # the first close waits until a range with data is due
+        elif last <= self.closed_through:
+            return None
+        frames = list(self._held)
+        self._held.clear()
+        closed = [k for k in self._open if k <= last]
+        for k in sorted(closed):
+            frames.extend(self._open.pop(k))
+        self.n_open_frames = sum(len(v) for v in self._open.values())
+        self.closed_through = last
+        context, self._context = self._context, []
+        self.context_window = None  # the first block after the restart has its context now
+        # Duplicate keys are needed only while a tick can still be accepted or held.
+        oldest_needed = self.grid.range_of(self.grid.held_from(last))
+        for k in [k for k in self._seen if k < oldest_needed]:
+            del self._seen[k]
+        return ClosedBatch(
+            range_id=last,
+            frontier=self.grid.first_tick(last + 1),
+            cameras=np.fromiter((f[0] for f in frames), dtype=np.int64, count=len(frames)),
+            ticks=np.fromiter((f[1] for f in frames), dtype=np.int64, count=len(frames)),
+            windows=[f[2] for f in frames],
+            ranges=sorted(closed),
+            context=context,
+        )

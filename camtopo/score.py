@@ -1,0 +1,133 @@
+"""``camtopo score``: precision and recall of a topology against ground truth (the contract's
+scoring), at the end and along the topology's history of snapshots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PR:
+    precision: float
+    recall: float
+    found: int  # true items found
+    estimated: int
+    true: int
+
+
+def pr(estimated: set[Any], true: set[Any]) -> PR:
+    hit = len(estimated & true)
+    return PR(
+        precision=hit / len(estimated) if estimated else 1.0,
+        recall=hit / len(true) if true else 1.0,
+        found=hit,
+        estimated=len(estimated),
+        true=len(true),
+    )
+
+
+def _pair(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a <= b else (b, a)
+
+
+def score_sets(
+    window_pairs: Iterable[tuple[str, str]],
+    camera_links: Iterable[tuple[str, str]],
+    truth: dict[str, Any],
+) -> dict[str, PR]:
+    """The contract's figures: window level, camera level overall and recall by kind."""
+    true_windows = {_pair(a, b) for a, b in truth.get("window_overlaps", [])}
+    true_links = {_pair(x["a"], x["b"]): x["kind"] for x in truth.get("camera_links", [])}
+    est_links = {_pair(a, b) for a, b in camera_links}
+    out = {
+        "window": pr({_pair(a, b) for a, b in window_pairs}, true_windows),
+        "camera": pr(est_links, set(true_links)),
+    }
+    for kind in sorted(set(true_links.values())):
+        true_k = {p for p, k in true_links.items() if k == kind}
+        # An estimated link matches a true link of either kind; precision by kind counts
+        # the estimated links that are true links of that kind among those not of another.
+        other = {p for p, k in true_links.items() if k != kind}
+        out[f"camera_{kind}"] = pr(est_links - other, true_k)
+    return out
+
+
+def score_topology(topology: dict[str, Any], truth: dict[str, Any]) -> dict[str, Any]:
+    final = score_sets(
+        ((e["a"], e["b"]) for e in topology["window_edges"]),
+        ((e["a"], e["b"]) for e in topology["camera_edges"]),
+        truth,
+    )
+    curve = [
+        {
+            "t_s": snap["t_s"],
+            **{
+                k: asdict(v)
+                for k, v in score_sets(
+                    (tuple(p) for p in snap["window_pairs"]),
+                    ((x[0], x[1]) for x in snap["camera_links"]),
+                    truth,
+                ).items()
+            },
+        }
+        for snap in topology.get("history", [])
+    ]
+    return {
+        "observed_s": topology.get("observed_s"),
+        "final": {k: asdict(v) for k, v in final.items()},
+        "curve": curve,
+        "time_to_final_s": _time_to_reach(curve, final),
+    }
+
+
+def _time_to_reach(curve: list[dict[str, Any]], final: dict[str, PR]) -> dict[str, float | None]:
+    """First snapshot time at which each level's precision and recall reached the final value
+    (within 0.01): how much simulated time the result needed."""
+    out: dict[str, float | None] = {}
+    for level, target in final.items():
+        out[level] = next(
+            (
+                snap["t_s"]
+                for snap in curve
+                if level in snap
+                and snap[level]["recall"] >= target.recall - 0.01
+                and snap[level]["precision"] >= target.precision - 0.01
+            ),
+            None,
+        )
+    return out
+
+
+def format_table(result: dict[str, Any]) -> str:
+    rows = [f"{'level':<18}{'precision':>10}{'recall':>8}{'found':>7}{'est.':>7}{'true':>7}{'t (s)':>8}"]
+    for level, v in result["final"].items():
+        t = result["time_to_final_s"].get(level)
+        rows.append(
+            f"{level:<18}{v['precision']:>10.3f}{v['recall']:>8.3f}{v['found']:>7}"
+            f"{v['estimated']:>7}{v['true']:>7}{'' if t is None else f'{t:.0f}':>8}"
+        )
+    return "\n".join(rows)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("score", help="precision/recall of topology.json against truth.json")
+    p.add_argument("topology", type=Path)
+    p.add_argument("truth", type=Path)
+    p.add_argument("--json", type=Path, help="also write the scores (and curve) here")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = score_topology(json.loads(args.topology.read_text()), json.loads(args.truth.read_text()))
+    print(format_table(result))
+    summary = {"observed_s": result["observed_s"], "final": result["final"],
+               "time_to_final_s": result["time_to_final_s"]}  # fmt: skip
+    print(json.dumps(summary))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0
