@@ -36,7 +36,13 @@ class Settings(BaseSettings):
         "~256x longer and measured far fewer chance links after crowd surges",
     )
     o_ref: float = Field(20.0, gt=1, description="opportunities for reliable exclusion")
-    c_star: float = Field(0.8, gt=0, lt=1, description="adjacency threshold on C' both ways")
+    c_star: float = Field(
+        0.9,
+        gt=0,
+        lt=1,
+        description="adjacency threshold on C' both ways; the paper's 0.8 measured camera "
+        "precision 0.56 on campus-100 (1 h, 16-bit counts), 0.9 gave 1.00 at overlap recall 0.94",
+    )
 
     # --- fast engine: pruning of refuted row segments (bounded memory) ---
     # (see camtopo/core/engine.py; gate 0 + prune off + no budget = the paper's exact counts)
