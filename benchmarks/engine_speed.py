@@ -13,6 +13,7 @@ engine memory, occupancy density, and the fast/dense ratio where both ran.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import resource
 import subprocess
@@ -100,7 +101,7 @@ def sustained_cameras(rows: list[dict[str, float]], fps: float = 10.0) -> float 
     """Largest camera count at which the engine kept up with ``fps`` (linear interpolation)."""
     rows = sorted(rows, key=lambda r: r["cameras"])
     best = None
-    for a, b in zip(rows, rows[1:], strict=False):
+    for a, b in itertools.pairwise(rows):
         if a["fps"] >= fps > b["fps"]:
             frac = (a["fps"] - fps) / (a["fps"] - b["fps"])
             return a["cameras"] + frac * (b["cameras"] - a["cameras"])
@@ -161,9 +162,12 @@ def main() -> int:
         if row is None:
             continue
         rows.append(row)
-        print(f"{engine:<7}{n:>6}{row['fps']:>10.1f}{row['realtime_factor']:>11.2f}"
-              f"{row['peak_rss_mb'] / 1024:>9.2f}{row['engine_mb'] / 1024:>10.2f}"
-              f"{row['occupied_per_camera_frame']:>14.2f}{row['window_edges']:>7}", flush=True)  # fmt: skip
+        print(
+            f"{engine:<7}{n:>6}{row['fps']:>10.1f}{row['realtime_factor']:>11.2f}"
+            f"{row['peak_rss_mb'] / 1024:>9.2f}{row['engine_mb'] / 1024:>10.2f}"
+            f"{row['occupied_per_camera_frame']:>14.2f}{row['window_edges']:>7}",
+            flush=True,
+        )
     RESULTS.mkdir(exist_ok=True)
     fast = [r for r in rows if r["engine"] == "fast"]
     dense = [r for r in rows if r["engine"] == "dense"]

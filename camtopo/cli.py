@@ -17,6 +17,7 @@ COMMANDS = (
     "camtopo.estimate",  # estimate
     "camtopo.score",  # score
     "camtopo.render",  # render
+    "camtopo.baseline",  # baseline (peer estimator for the accuracy benchmark)
     "camtopo.localstack",  # stack (start/stop local Kafka and Redis)
     "producers.command",  # produce
     "processors.command",  # process

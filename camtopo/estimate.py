@@ -56,6 +56,7 @@ class EstimateResult:
     report: InputReport
     history: list[Snapshot]
     elapsed_s: float
+    estimator: TopologyEstimator | None = None  # for benchmarks that read more of its state
 
 
 def snapshot(network: Network, topo: Topology, t_s: float) -> Snapshot:
@@ -131,7 +132,7 @@ def estimate_trace(
     topo = est.topology()
     if snapshot_every_s:
         history.append(snapshot(network, topo, topo.observed_ticks * settings.tick_ms / 1000))
-    return EstimateResult(topo, report, history, time.perf_counter() - started)
+    return EstimateResult(topo, report, history, time.perf_counter() - started, est)
 
 
 def _accept(
@@ -191,10 +192,24 @@ def topology_json(network: Network, settings: Settings, result: EstimateResult) 
         "settings": {
             k: getattr(settings, k)
             for k in (
-                "spatial_radius", "temporal_tolerance_ms", "o_ref", "c_star", "activity_gate",
-                "prune", "prune_min_opportunities", "prune_max_ratio",
+                "spatial_radius",
+                "temporal_tolerance_ms",
+                "o_ref",
+                "c_star",
+                "activity_gate",
+                "prune",
+                "prune_min_opportunities",
+                "prune_max_ratio",
+                "transit_enabled",
+                "transit_max_lag_s",
+                "transit_bin_s",
+                "transit_control_s",
+                "transit_z_star",
+                "transit_min_ratio",
+                "transit_min_excess",
+                "transit_max_dest",
             )
-        },  # fmt: skip
+        },
         "observed_s": topo.observed_ticks * settings.tick_ms / 1000,
         "input": result.report.to_json(),
         "window_edges": [
@@ -236,8 +251,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--skip-bad", action="store_true", help="count and skip bad input")
     p.add_argument("--reorder-ms", type=int, default=2000, help="allowed out-of-order lag")
     p.add_argument("--max-ahead-s", type=float, default=300.0, help="largest forward time jump")
-    p.add_argument("--snapshot-every", type=float, default=0.0, metavar="S",
-                   help="record the topology every S simulated seconds (for accuracy curves)")  # fmt: skip
+    p.add_argument(
+        "--snapshot-every",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="record the topology every S simulated seconds (for accuracy curves)",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
 

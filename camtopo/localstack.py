@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import os
 import re
 import signal
@@ -97,7 +98,10 @@ def _which(program: str) -> bool:
 
 
 def _port_free(port: int, host: str = LOOPBACK) -> bool:
+    """True if a server could listen on ``port`` now (as Kafka and Redis do, SO_REUSEADDR)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Without it, TIME_WAIT connections of a just-killed server would count as "in use".
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -120,9 +124,12 @@ def free_ports(count: int, host: str = LOOPBACK, avoid: set[int] | None = None) 
     for _ in range(200):
         base = free_port(host)
         block = range(base, base + count)
-        if base + count <= 65535 and not avoid.intersection(block):
-            if all(_port_free(p, host) for p in block[1:]):
-                return base
+        if (
+            base + count <= 65535
+            and not avoid.intersection(block)
+            and all(_port_free(p, host) for p in block[1:])
+        ):
+            return base
     raise StackError(f"found no {count} consecutive free ports on {host} in 200 tries")
 
 
@@ -205,10 +212,8 @@ _to_stop_at_exit: list[KafkaCluster | RedisServer] = []
 def _stop_leftovers() -> None:
     # A crashed test session must not leave brokers behind that hold memory and ports.
     for service in reversed(_to_stop_at_exit):
-        try:
+        with contextlib.suppress(StackError):
             service.stop()
-        except StackError:
-            pass
 
 
 # --- Kafka ------------------------------------------------------------------------------------
@@ -324,6 +329,46 @@ class KafkaCluster:
             f"Kafka at {self.bootstrap}: node(s) {sorted(wanted - seen)} not in cluster metadata "
             f"after {timeout:.0f}s (brokers seen: {sorted(seen)}, last error: {last_error})\n{logs}"
         )
+
+    def create_topic(
+        self, name: str, partitions: int = 1, replication: int = 1, timeout: float = 60.0
+    ) -> str:
+        """Create ``name`` and return once every partition has a leader in the metadata."""
+        from confluent_kafka import KafkaError, KafkaException
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        deadline = time.monotonic() + timeout
+        # librdkafka swaps its bootstrap connection for the learned broker after the first
+        # metadata reply, failing a request in flight with _DESTROY_BROKER: fetch it first.
+        admin.list_topics(timeout=min(10.0, timeout))
+        new = NewTopic(name, num_partitions=partitions, replication_factor=replication)
+        while True:
+            try:
+                admin.create_topics([new], operation_timeout=timeout)[name].result(timeout)
+                break
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    break  # a retry after a lost reply
+                if not err.retriable() and err.code() not in (
+                    KafkaError._DESTROY_BROKER,
+                    KafkaError._TRANSPORT,
+                ):
+                    raise StackError(f"creating topic {name} on {self.bootstrap}: {err}") from exc
+                if time.monotonic() > deadline:
+                    raise StackError(f"creating topic {name}: still failing: {err}") from exc
+                time.sleep(0.2)
+        while time.monotonic() < deadline:
+            meta = admin.list_topics(topic=name, timeout=10).topics[name]
+            if (
+                meta.error is None
+                and len(meta.partitions) == partitions
+                and all(p.leader >= 0 for p in meta.partitions.values())
+            ):
+                return name
+            time.sleep(0.1)
+        raise StackError(f"topic {name}: not all {partitions} partitions have a leader")
 
     def stop(self, node: int | None = None) -> None:
         """Stop cleanly (SIGTERM, controlled shutdown; SIGKILL after 30 s). Data is kept."""
@@ -469,7 +514,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"redis  up: {redis.url}  (data and log in {redis.data_dir})")
             kafka.start()
             print(f"kafka  up: {kafka.bootstrap}  (data and logs in {kafka.data_dir})")
-            print(f"stack ready in {time.monotonic() - started:.1f}s; stop with `camtopo stack down`")
+            elapsed = time.monotonic() - started
+            print(f"stack ready in {elapsed:.1f}s; stop with `camtopo stack down`")
             return 0
         kafka, redis = _stack_services(data_dir, None)
         if args.action == "down":

@@ -18,7 +18,9 @@ KIND_COLOURS = {"overlap": "#1f77b4", "transit": "#d62728"}
 TILE_W, TILE_H = 1.0, 0.75  # a 320 x 240 view
 
 
-def spring_layout(n: int, edges: list[tuple[int, int, float]], seed: int = 0, iters: int = 300) -> np.ndarray:
+def spring_layout(
+    n: int, edges: list[tuple[int, int, float]], seed: int = 0, iters: int = 300
+) -> np.ndarray:
     """Fruchterman–Reingold positions (n, 2) in tile units; linked cameras end up close."""
     rng = np.random.default_rng(seed)
     side = max(1.0, np.sqrt(n)) * 1.8
@@ -46,7 +48,9 @@ def spring_layout(n: int, edges: list[tuple[int, int, float]], seed: int = 0, it
 def layout(topology: dict[str, Any]) -> tuple[Network, np.ndarray]:
     network = Network.from_json(topology["network"])
     idx = {c: k for k, c in enumerate(network.cameras)}
-    edges = [(idx[e["a"]], idx[e["b"]], float(e.get("weight", 1))) for e in topology["camera_edges"]]
+    edges = [
+        (idx[e["a"]], idx[e["b"]], float(e.get("weight", 1))) for e in topology["camera_edges"]
+    ]
     return network, spring_layout(network.n_cameras, edges)
 
 
@@ -66,7 +70,7 @@ def render_png(topology: dict[str, Any], path: Path) -> None:
     from matplotlib.patches import Rectangle
 
     network, pos = layout(topology)
-    span = pos.max(axis=0) + [TILE_W, TILE_H] if len(pos) else np.array([1.0, 1.0])
+    span = [*pos.max(axis=0), TILE_W, TILE_H] if len(pos) else np.array([1.0, 1.0])
     scale = min(1.0, 18 / max(span))
     fig, ax = plt.subplots(figsize=(max(6, span[0] * scale), max(5, span[1] * scale)))
     for k, cam in enumerate(network.cameras):
@@ -106,10 +110,14 @@ def render_html(topology: dict[str, Any], path: Path) -> None:
             f'<text x="{x + 2:.1f}" y="{y - 2:.1f}">{html.escape(cam)}</text></g>'
         )
     for e in topology["window_edges"]:
-        (x1, y1), (x2, y2) = ((np.array(_window_point(network, pos, e[s])) + 0.2) * unit for s in "ab")
+        (x1, y1), (x2, y2) = (
+            (np.array(_window_point(network, pos, e[s])) + 0.2) * unit for s in "ab"
+        )
         w = min(e["c_ab"], e["c_ba"])
         a, b = e["a"].rsplit(":", 1)[0], e["b"].rsplit(":", 1)[0]
-        title = f"{e['a']} – {e['b']}: C'={e['c_ab']:.2f}/{e['c_ba']:.2f}, O={e['o_ab']}/{e['o_ba']}"
+        title = (
+            f"{e['a']} – {e['b']}: C'={e['c_ab']:.2f}/{e['c_ba']:.2f}, O={e['o_ab']}/{e['o_ba']}"
+        )
         parts.append(
             f'<line data-a="{html.escape(a)}" data-b="{html.escape(b)}" x1="{x1:.1f}" '
             f'y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke-width="{0.5 + 2 * w:.2f}">'

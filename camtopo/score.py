@@ -104,7 +104,9 @@ def _time_to_reach(curve: list[dict[str, Any]], final: dict[str, PR]) -> dict[st
 
 
 def format_table(result: dict[str, Any]) -> str:
-    rows = [f"{'level':<18}{'precision':>10}{'recall':>8}{'found':>7}{'est.':>7}{'true':>7}{'t (s)':>8}"]
+    rows = [
+        f"{'level':<18}{'precision':>10}{'recall':>8}{'found':>7}{'est.':>7}{'true':>7}{'t (s)':>8}"
+    ]
     for level, v in result["final"].items():
         t = result["time_to_final_s"].get(level)
         rows.append(
@@ -123,7 +125,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    result = score_topology(json.loads(args.topology.read_text()), json.loads(args.truth.read_text()))
+    result = score_topology(
+        json.loads(args.topology.read_text()), json.loads(args.truth.read_text())
+    )
     print(format_table(result))
     summary = {"observed_s": result["observed_s"], "final": result["final"],
                "time_to_final_s": result["time_to_final_s"]}  # fmt: skip

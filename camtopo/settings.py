@@ -52,6 +52,22 @@ class Settings(BaseSettings):
     prune_max_ratio: float = Field(0.5, gt=0, lt=1)
     max_pool_mb: int = Field(4096, ge=1, description="budget for P segments; bounds memory")
 
+    # --- transit links between non-overlapping cameras (camtopo/core/transit.py) ---
+    transit_enabled: bool = Field(True, description="lag-resolved appearance evidence")
+    transit_max_lag_s: float = Field(60.0, gt=0, description="longest transit time looked for")
+    transit_bin_s: float = Field(1.0, gt=0, description="lag histogram bin")
+    transit_control_s: float = Field(
+        120.0, ge=0, description="each side of the lag range for the destination's base rate"
+    )
+    transit_z_star: float = Field(
+        5.5, gt=0, description="Poisson likelihood-ratio z of the best lag band for a link"
+    )
+    transit_min_ratio: float = Field(1.5, ge=1, description="band arrivals / expected by chance")
+    transit_min_excess: float = Field(8.0, ge=0, description="band arrivals above chance")
+    transit_max_dest: int = Field(
+        64, ge=1, description="destinations tracked per source camera (bounds memory)"
+    )
+
     # --- streaming ranges (section 6.1) ---
     range_seconds: float = Field(2.0, gt=0, description="Tr")
     late_cutoff_seconds: float = Field(5.0, ge=0, description="Td")
@@ -134,7 +150,7 @@ class Settings(BaseSettings):
 
     @property
     def temporal_tolerance_ticks(self) -> int:
-        return int(round(self.temporal_tolerance_ms / self.tick_ms))
+        return round(self.temporal_tolerance_ms / self.tick_ms)
 
 
 @lru_cache(maxsize=1)

@@ -7,12 +7,12 @@ run or are counted and skipped is the caller's choice.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import fastavro
+import orjson
 
 
 class TraceError(ValueError):
@@ -57,9 +57,9 @@ def read_jsonl(path: Path, progress: Progress | None = None) -> Iterator[FrameLi
             if not raw.strip():
                 continue
             try:
-                obj = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                yield TraceError(where, "malformed", f"not valid JSON ({exc.msg})")
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                yield TraceError(where, "malformed", f"not valid JSON ({exc})")
                 continue
             if not isinstance(obj, dict):
                 yield TraceError(where, "malformed", "a line must be a JSON object")

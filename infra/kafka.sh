@@ -120,6 +120,10 @@ offsets.topic.num.partitions=10
 transaction.state.log.num.partitions=10
 # Tests join consumer groups often; the default 3 s delay would slow every one of them.
 group.initial.rebalance.delay.ms=0
+# A SIGKILLed node's old registration blocks its restart until this session expires (default
+# 9 s); a shorter one makes crash-restart and fail-over in fault tests quick on loopback.
+broker.session.timeout.ms=4000
+broker.heartbeat.interval.ms=1000
 num.network.threads=2
 num.io.threads=4
 num.recovery.threads.per.data.dir=1
@@ -132,16 +136,21 @@ format_node() {
     dir="$(node_dir "$i")"
     [[ -f "$dir/data/meta.properties" ]] && return 0
     cluster_id_file="$data_dir/cluster.id"
-    if [[ ! -s "$cluster_id_file" ]]; then
-        java -cp "$LIBS/*" -Dlog4j.configuration="file:$INFRA_DIR/kafka/tools-log4j.properties" \
-            kafka.tools.StorageTool random-uuid >"$cluster_id_file" \
-            || die "kafka.tools.StorageTool random-uuid failed"
-    fi
     if ! out="$(java -cp "$LIBS/*" -Dlog4j.configuration="file:$INFRA_DIR/kafka/tools-log4j.properties" \
         kafka.tools.StorageTool format -t "$(cat "$cluster_id_file")" -c "$dir/server.properties" 2>&1)"; then
         printf '%s\n' "$out" >&2
         die "formatting storage of node $i in $dir/data failed"
     fi
+}
+
+# A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (what
+# `StorageTool random-uuid` prints, without a JVM start). Kafka avoids a leading '-'.
+new_cluster_id() {
+    local id="-"
+    while [[ "$id" == -* ]]; do
+        id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    done
+    printf '%s\n' "$id"
 }
 
 print_tail() {
@@ -168,7 +177,8 @@ start() {
     [[ -f "$LIBS/.complete" ]] || die "no Kafka $KAFKA_VERSION jars in $LIBS; run 'make setup' (or infra/setup.sh) first"
     command -v java >/dev/null 2>&1 || die "java not found; run 'make setup' (or infra/setup.sh) first"
     check_layout
-    local i dir pid started=() offsets=()
+    local i dir pid started=() offsets=() formats=()
+    [[ -s "$data_dir/cluster.id" ]] || new_cluster_id >"$data_dir/cluster.id"
     for i in "${nodes[@]}"; do
         dir="$(node_dir "$i")"
         mkdir -p "$dir"
@@ -180,7 +190,17 @@ start() {
             die "port $(node_port "$i") or $(node_controller_port "$i") is already in use by another process"
         fi
         write_properties "$i"
-        format_node "$i"
+        started+=("$i")
+    done
+    ((${#started[@]})) || return 0
+    # Formatting starts a JVM per node; in parallel they cost one start-up, not N.
+    for i in "${started[@]}"; do
+        format_node "$i" &
+        formats+=($!)
+    done
+    for pid in "${formats[@]}"; do wait "$pid" || exit 1; done
+    for i in "${started[@]}"; do
+        dir="$(node_dir "$i")"
         # Remember where this start's lines begin, so an older "started" line is not taken.
         offsets[i]=$(($(stat -c %s "$dir/server.log" 2>/dev/null || echo 0) + 1))
         # shellcheck disable=SC2086  # KAFKA_HEAP_OPTS holds several options
@@ -190,9 +210,7 @@ start() {
             -Dkafka.logs.dir="$dir" \
             -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" >>"$dir/stdout.log" 2>&1 </dev/null &
         echo $! >"$dir/kafka.pid"
-        started+=("$i")
     done
-    ((${#started[@]})) || return 0
     # All nodes start before any is awaited: a multi-node quorum needs a majority up to elect.
     local deadline=$((SECONDS + timeout)) waiting=("${started[@]}") still
     while ((${#waiting[@]})); do

@@ -113,7 +113,21 @@ def _add(pool, s, mask, lo, hi, pad_local, pad_bits):  # type: ignore[no-untyped
 
 
 @nb.njit(cache=True, parallel=True, nogil=True)
-def _count(occ_windows, eff, cam_ok, pad_lo, pad_hi, pad_local, pad_bits, window_camera, slot, O, pool, dirty, limit):  # type: ignore[no-untyped-def]
+def _count(
+    occ_windows,
+    eff,
+    cam_ok,
+    pad_lo,
+    pad_hi,
+    pad_local,
+    pad_bits,
+    window_camera,
+    slot,
+    O,
+    pool,
+    dirty,
+    limit,
+):  # type: ignore[no-untyped-def]
     n_cams = O.shape[1]
     seg_len = pool.shape[1]
     for e in nb.prange(occ_windows.shape[0]):
@@ -255,7 +269,9 @@ class FastExclusion:
         self.prune_interval = prune_interval
         self.max_pool_bytes = max_pool_bytes
         if count_bits not in (8, 16):
-            raise ValueError(f"count_bits must be 8 (the paper's byte counts) or 16, not {count_bits}")
+            raise ValueError(
+                f"count_bits must be 8 (the paper's byte counts) or 16, not {count_bits}"
+            )
         dtype = np.uint8 if count_bits == 8 else np.uint16
         self.limit = 1 << count_bits  # O reaching this is halved, with P
         n_w, n_c = network.n_windows, network.n_cameras

@@ -87,9 +87,11 @@ class CameraEdge:
     support: int  # adjacent window pairs
     co_occurrences: int  # sum of P over those pairs (both ways; halving makes it a floor)
     transit_s: float | None = None
+    # kind "transit": per direction "a->b" / "b->a" median_s, p10_s, p90_s, support, z, ratio
+    transit: dict[str, dict[str, object]] | None = None
 
     def to_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "a": self.a,
             "b": self.b,
             "kind": self.kind,
@@ -98,6 +100,9 @@ class CameraEdge:
             "co_occurrences": self.co_occurrences,
             "transit_s": self.transit_s,
         }
+        if self.transit is not None:
+            out["transit"] = self.transit
+        return out
 
 
 def camera_edges(network: Network, edges: WindowEdges) -> list[CameraEdge]:

@@ -179,8 +179,14 @@ class Network:
     # --- the contract's network.json ---------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         base = self.grids[0] if self.grids else Grid()
-        overrides = {c: g.to_json() for c, g in zip(self.cameras, self.grids, strict=True) if g != base}
-        out: dict[str, Any] = {"grid": base.to_json(), "fps": self.fps, "cameras": list(self.cameras)}
+        overrides = {
+            c: g.to_json() for c, g in zip(self.cameras, self.grids, strict=True) if g != base
+        }
+        out: dict[str, Any] = {
+            "grid": base.to_json(),
+            "fps": self.fps,
+            "cameras": list(self.cameras),
+        }
         if overrides:
             out["camera_grids"] = overrides
         return out
@@ -191,9 +197,7 @@ class Network:
             base = Grid.from_json(data.get("grid", {"cols": 12, "rows": 9}))
             cameras = [str(c) for c in data["cameras"]]
             overrides = data.get("camera_grids", {}) or {}
-            grids = tuple(
-                Grid.from_json(overrides[c]) if c in overrides else base for c in cameras
-            )
+            grids = tuple(Grid.from_json(overrides[c]) if c in overrides else base for c in cameras)
             return cls(tuple(cameras), grids, int(data.get("fps", 10)))
         except (KeyError, TypeError) as exc:
             raise NetworkError(f"bad network description: missing or malformed {exc}") from exc

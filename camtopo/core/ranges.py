@@ -118,11 +118,18 @@ class ProcessorClock:
         self.last_seen[partition] = wall_ms
         return before
 
-    def now(self, wall_ms: float) -> float | None:
-        """The processor clock in ms, or None while no partition has given a timestamp."""
+    def now(self, wall_ms: float, behind: Iterable[int] = ()) -> float | None:
+        """The processor clock in ms, or None while no partition has given a timestamp.
+
+        ``behind``: partitions known to have records waiting (a catch-up after a restart);
+        they are never idle, however long the consumer takes to fetch them.
+        """
         if not self.high:
             return None
-        active = [p for p, seen in self.last_seen.items() if wall_ms - seen < self.idle_ms]
+        waiting = set(behind)
+        active = [
+            p for p, seen in self.last_seen.items() if wall_ms - seen < self.idle_ms or p in waiting
+        ]
         if active:
             if any(p not in self.high for p in active):
                 clock = None  # some partition has not spoken yet: wait for it (or its idling)

@@ -63,11 +63,12 @@ class OccupancyBuffer:
 
     def add(self, camera: int, tick: int, windows: np.ndarray | list[int]) -> None:
         """One camera frame: ``windows`` are the camera's occupied local window indices."""
-        local = np.asarray(windows, dtype=np.int64)
-        if local.size and (local.min() < 0 or local.max() >= self._sizes[camera]):
-            bad = local[(local < 0) | (local >= self._sizes[camera])][0]
+        size = int(self._sizes[camera])
+        # Python's min/max beat numpy's on the handful of windows a frame holds.
+        if len(windows) and (min(windows) < 0 or max(windows) >= size):
+            bad = next(w for w in windows if not 0 <= w < size)
             raise NetworkError(
-                f"window {bad} is outside the {self._sizes[camera]}-window grid of camera "
+                f"window {bad} is outside the {size}-window grid of camera "
                 f"{self.network.cameras[camera]!r}"
             )
         entry = self._tick(tick)
@@ -76,8 +77,8 @@ class OccupancyBuffer:
                 f"camera {self.network.cameras[camera]!r} has two frames for tick {tick}"
             )
         entry.available[camera] = True
-        if local.size:
-            entry.windows.append(local + self.network.offsets[camera])
+        if len(windows):
+            entry.windows.append(np.asarray(windows, dtype=np.int64) + self.network.offsets[camera])
 
     def add_tick(
         self, tick: int, available: np.ndarray, cameras: np.ndarray, windows: np.ndarray

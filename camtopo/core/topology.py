@@ -9,11 +9,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from camtopo.core.engine import FastExclusion
-from camtopo.core.evidence import CameraEdge, ExclusionCounts, WindowEdges, camera_edges, window_edges
+from camtopo.core.evidence import (
+    CameraEdge,
+    ExclusionCounts,
+    WindowEdges,
+    camera_edges,
+    window_edges,
+)
 from camtopo.core.grid import Network
 from camtopo.core.padding import PaddedBlock
 from camtopo.core.reference import DenseExclusion
 from camtopo.core.ticks import OccupancyBuffer
+from camtopo.core.transit import DirectedTransit, TransitEstimator, TransitParams
 from camtopo.settings import Settings
 
 
@@ -36,6 +43,58 @@ def make_counts(network: Network, settings: Settings, engine: str = "fast") -> E
     raise ValueError(f"unknown engine {engine!r}; choose fast, exact or dense")
 
 
+def make_transit(network: Network, settings: Settings) -> TransitEstimator | None:
+    if not settings.transit_enabled:
+        return None
+    return TransitEstimator(
+        network,
+        TransitParams(
+            tick_s=settings.tick_ms / 1000,
+            max_lag_s=settings.transit_max_lag_s,
+            bin_s=settings.transit_bin_s,
+            control_s=settings.transit_control_s,
+            z_star=settings.transit_z_star,
+            min_ratio=settings.transit_min_ratio,
+            min_excess=settings.transit_min_excess,
+            max_dest=settings.transit_max_dest,
+        ),
+    )
+
+
+def merge_transit(
+    network: Network, overlap: list[CameraEdge], directed: list[DirectedTransit]
+) -> list[CameraEdge]:
+    """Overlap edges, plus a ``transit`` edge for each other pair linked in either direction.
+
+    Either direction suffices: one-way walkways exist, and an exit zone in one view need not
+    be an entry zone in the other. A pair that overlaps stays ``overlap``.
+    """
+    have = {(e.a, e.b) for e in overlap} | {(e.b, e.a) for e in overlap}
+    pairs: dict[tuple[int, int], dict[str, DirectedTransit]] = {}
+    for d in directed:
+        lo, hi = min(d.src, d.dst), max(d.src, d.dst)
+        pairs.setdefault((lo, hi), {})["a->b" if d.src == lo else "b->a"] = d
+    out = list(overlap)
+    for (lo, hi), ways in sorted(pairs.items()):
+        a, b = network.cameras[lo], network.cameras[hi]
+        if (a, b) in have:
+            continue
+        best = max(ways.values(), key=lambda d: d.support)
+        out.append(
+            CameraEdge(
+                a=a,
+                b=b,
+                kind="transit",
+                weight=max(1 - d.expected / d.observed for d in ways.values()),
+                support=round(sum(d.support for d in ways.values())),
+                co_occurrences=round(sum(d.observed for d in ways.values())),
+                transit_s=round(best.median_s, 2),
+                transit={k: d.to_json() for k, d in sorted(ways.items())},
+            )
+        )
+    return out
+
+
 @dataclass
 class Topology:
     window_edges: WindowEdges
@@ -53,11 +112,12 @@ class TopologyEstimator:
             network, settings.temporal_tolerance_ticks, settings.spatial_radius
         )
         self.counts = make_counts(network, settings, engine)
+        self.transit = make_transit(network, settings)
         self.observed_ticks = 0
         self.observations = 0  # occupied (window, tick) pairs counted
 
     def tick_of(self, t_ms: int) -> int:
-        return int(round(t_ms / self.settings.tick_ms))
+        return round(t_ms / self.settings.tick_ms)
 
     def add_frame(self, camera: int, t_ms: int, windows: np.ndarray | list[int]) -> None:
         self.buffer.add(camera, self.tick_of(t_ms), windows)
@@ -73,6 +133,8 @@ class TopologyEstimator:
         n = 0
         for block in blocks:
             self.counts.update(block)
+            if self.transit is not None:
+                self.transit.update(block)
             self.observed_ticks += block.n_ticks
             self.observations += block.n_occupied
             n += 1
@@ -80,4 +142,7 @@ class TopologyEstimator:
 
     def topology(self) -> Topology:
         edges = window_edges(self.counts, self.settings.c_star, self.settings.o_ref)
-        return Topology(edges, camera_edges(self.network, edges), self.observed_ticks)
+        cams = camera_edges(self.network, edges)
+        if self.transit is not None:
+            cams = merge_transit(self.network, cams, self.transit.directed())
+        return Topology(edges, cams, self.observed_ticks)

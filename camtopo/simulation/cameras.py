@@ -123,11 +123,11 @@ class Cameras:
         return np.stack([u, v], axis=1), mask
 
     def image_to_ground(self, camera: int, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Image points (m, 2) -> ground points (m, 2) and mask of rays that hit the ground ahead."""
+        """Image points (m, 2) -> ground points (m, 2), and a mask of rays hitting ground ahead."""
         uv = np.asarray(uv, dtype=np.float64).reshape(-1, 2)
-        hom = np.concatenate([uv, np.ones((len(uv), 1))], axis=1) @ self.inverse_homography[
-            camera
-        ].T
+        hom = (
+            np.concatenate([uv, np.ones((len(uv), 1))], axis=1) @ self.inverse_homography[camera].T
+        )
         w = hom[:, 2]
         ground = hom[:, :2] / np.where(np.abs(w) > 1e-12, w, 1e-12)[:, None]
         # A ray above the horizon "hits" the ground behind the camera: mark it invalid.

@@ -73,9 +73,7 @@ class Simulation:
             self.crowd.spawn(-warmup_s + k, 1.0)
 
     @classmethod
-    def from_name(
-        cls, scenario: str, n_cameras: int, seed: int = 0, **kwargs: Any
-    ) -> Simulation:
+    def from_name(cls, scenario: str, n_cameras: int, seed: int = 0, **kwargs: Any) -> Simulation:
         return cls(build_scenario(scenario, n_cameras, seed), seed=seed, **kwargs)
 
     def sightings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

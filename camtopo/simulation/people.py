@@ -8,6 +8,7 @@ inside the walkway. All state lives in flat numpy arrays; one step is O(people).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,7 +68,7 @@ class Routes:
                     nodes.append(prev[nodes[-1]])
                 nodes.reverse()
                 xy = world.nodes[nodes]
-                edges = [world.edge_index[(a, b)] for a, b in zip(nodes[:-1], nodes[1:], strict=True)]
+                edges = [world.edge_index[(a, b)] for a, b in itertools.pairwise(nodes)]
                 p0.append(xy)
                 hw.append(world.width[edges] / 2)
                 lengths.append(float(np.linalg.norm(np.diff(xy, axis=0), axis=1).sum()))
@@ -116,7 +117,11 @@ class Routes:
         seg = np.searchsorted(self.seg_start, g, side="right") - 1
         along = g - self.seg_start[seg]
         off = lateral * self.seg_half_width[seg] * LATERAL_USE
-        return self.seg_p0[seg] + self.seg_dir[seg] * along[:, None] + self.seg_normal[seg] * off[:, None]
+        return (
+            self.seg_p0[seg]
+            + self.seg_dir[seg] * along[:, None]
+            + self.seg_normal[seg] * off[:, None]
+        )
 
 
 @dataclass

@@ -14,6 +14,7 @@ Each scenario mixes overlapping camera pairs, transit pairs and many unrelated c
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -92,7 +93,7 @@ def campus(n_cameras: int, seed: int, grid: Grid | None = None) -> Scenario:
     """Grid of walkways (blocks 60-90 m) with a building in each block, doors on spur paths."""
     grid = grid or Grid()
     rng = np.random.default_rng([seed, 1])
-    g = max(3, int(round(np.sqrt(n_cameras / 1.6))) + 1)
+    g = max(3, round(np.sqrt(n_cameras / 1.6)) + 1)
     block = rng.uniform(60, 90)
     wb = WalkwayBuilder()
     jitter = rng.uniform(-6, 6, (g, g, 2))
@@ -111,8 +112,15 @@ def campus(n_cameras: int, seed: int, grid: Grid | None = None) -> Scenario:
             lo, hi = corners.min(axis=0), corners.max(axis=0)
             margin = 9.0
             if hi[0] - lo[0] > 2 * margin + 10 and hi[1] - lo[1] > 2 * margin + 10:
-                wb.buildings.append((lo[0] + margin, lo[1] + margin, hi[0] - margin, hi[1] - margin))
-            sides = [(i, j, i + 1, j), (i + 1, j, i + 1, j + 1), (i, j + 1, i + 1, j + 1), (i, j, i, j + 1)]
+                wb.buildings.append(
+                    (lo[0] + margin, lo[1] + margin, hi[0] - margin, hi[1] - margin)
+                )
+            sides = [
+                (i, j, i + 1, j),
+                (i + 1, j, i + 1, j + 1),
+                (i, j + 1, i + 1, j + 1),
+                (i, j, i, j + 1),
+            ]
             for k in rng.choice(4, int(rng.integers(1, 3)), replace=False):
                 a, b, c, d = sides[int(k)]
                 frac = float(rng.uniform(0.3, 0.7))
@@ -138,11 +146,13 @@ def campus(n_cameras: int, seed: int, grid: Grid | None = None) -> Scenario:
                     doors.append(door)
                     chain.append(on)
                 chain.append(int(node[i + di, j + dj]))
-                for a, b in zip(chain[:-1], chain[1:], strict=True):
+                for a, b in itertools.pairwise(chain):
                     wb.edge(a, b, width)
                 main_edges.append((int(node[i, j]), int(node[i + di, j + dj]), width))
     world = wb.build()
-    gates = [int(node[i, j]) for i in range(g) for j in range(g) if i in (0, g - 1) or j in (0, g - 1)]
+    gates = [
+        int(node[i, j]) for i in range(g) for j in range(g) if i in (0, g - 1) or j in (0, g - 1)
+    ]
     entries = np.array(doors + gates, dtype=np.int64)
     weight = np.concatenate([np.ones(len(doors)), np.full(len(gates), 1.5)])
 
@@ -176,7 +186,202 @@ def campus(n_cameras: int, seed: int, grid: Grid | None = None) -> Scenario:
     )
 
 
-BUILDERS: dict[str, Callable[..., Scenario]] = {"campus": campus}
+def corridor(n_cameras: int, seed: int, grid: Grid | None = None) -> Scenario:
+    """Indoor floors: parallel corridors joined by some cross corridors; ceiling cameras in
+    sequence, alternately close (overlapping neighbours) and far apart (blind stretches)."""
+    grid = grid or Grid()
+    rng = np.random.default_rng([seed, 11])
+    k = max(2, round(np.sqrt(n_cameras / 12)))
+    length = max(60.0, 20.0 * n_cameras / k)
+    cross_every = 60.0
+    xs = np.arange(0.0, length + 1e-9, cross_every)
+    wb = WalkwayBuilder()
+    rows: list[list[int]] = []
+    widths = rng.uniform(2.2, 3.5, k)
+    entries: list[int] = []
+    weights: list[float] = []
+    for r in range(k):
+        y = r * 25.0
+        # Chain nodes every ~20 m are room doors; the row's ends are stairwells.
+        chain_x = np.unique(np.concatenate([xs, np.arange(10.0, length, 20.0)]))
+        ids = [wb.node(x, y) for x in chain_x]
+        for a, b in itertools.pairwise(ids):
+            wb.edge(a, b, widths[r])
+        rows.append(ids)
+        for j in range(len(chain_x)):
+            entries.append(ids[j])
+            weights.append(3.0 if j in (0, len(ids) - 1) else 1.0)
+        if r > 0:
+            lo, hi = y - 25.0 + widths[r - 1] / 2 + 2, y - widths[r] / 2 - 2
+            wb.buildings.append((0.0, lo, length, hi))
+    for r in range(k - 1):
+        for j, x in enumerate(xs):
+            if j in (0, len(xs) - 1) or rng.random() < 0.3:
+                a = rows[r][
+                    int(np.flatnonzero(np.isclose([wb.nodes[i][0] for i in rows[r]], x))[0])
+                ]
+                b = rows[r + 1][
+                    int(np.flatnonzero(np.isclose([wb.nodes[i][0] for i in rows[r + 1]], x))[0])
+                ]
+                wb.edge(a, b, 2.5)
+    world = wb.build()
+    planner = CameraPlanner(rng, height=(3.0, 3.5), far=(12.0, 20.0))
+    r = 0
+    while len(planner.rows) < n_cameras:
+        p, q = np.array([0.0, r * 25.0]), np.array([length, r * 25.0])
+        x = float(rng.uniform(0, 15))
+        while x < length and len(planner.rows) < n_cameras:
+            planner.along(p, q, widths[r], x / length, back=rng.random() < 0.3)
+            # Half the neighbours overlap (closer than a camera's reach), half leave a gap.
+            x += rng.uniform(6, 14) if rng.random() < 0.5 else rng.uniform(25, 50)
+        r = (r + 1) % k
+    cameras = planner.build(grid)
+    profile = ArrivalProfile.random(rng, period_s=3000.0)
+    return Scenario(
+        "corridor",
+        world,
+        cameras,
+        np.array(entries),
+        np.array(weights),
+        _people_rate(n_cameras, 0.02, profile.mean_factor()),
+        profile,
+        trip_radius_m=300.0,
+    )
+
+
+def plaza(n_cameras: int, seed: int, grid: Grid | None = None) -> Scenario:
+    """Open squares (40-70 m) ringed by cameras looking in, joined by paths."""
+    grid = grid or Grid()
+    rng = np.random.default_rng([seed, 21])
+    m = max(1, round(n_cameras / 12))
+    g = int(np.ceil(np.sqrt(m)))
+    wb = WalkwayBuilder()
+    squares = []
+    for idx in range(m):
+        i, j = divmod(idx, g)
+        side = float(rng.uniform(40, 70))
+        o = np.array([i * 150.0, j * 150.0]) + rng.uniform(-10, 10, 2)
+        h = side / 2
+        corner = [[o + np.array([a * h, b * h]) for b in range(3)] for a in range(3)]
+        ids = np.array([[wb.node(*xy) for xy in row] for row in corner])
+        # A 3 x 3 lattice of edges as wide as half the square covers the whole square.
+        for a in range(3):
+            for b in range(3):
+                if a < 2:
+                    wb.edge(int(ids[a, b]), int(ids[a + 1, b]), h)
+                if b < 2:
+                    wb.edge(int(ids[a, b]), int(ids[a, b + 1]), h)
+        squares.append((o, side, ids))
+    for idx, (_, _, ids) in enumerate(squares):
+        i, j = divmod(idx, g)
+        for di, dj, mine, theirs in ((1, 0, (2, 1), (0, 1)), (0, 1, (1, 2), (1, 0))):
+            other = (i + di) * g + (j + dj)
+            if i + di < g and j + dj < g and other < m:
+                wb.edge(int(ids[mine]), int(squares[other][2][theirs]), 4.0)
+    world = wb.build()
+    planner = CameraPlanner(rng, height=(5.0, 8.0), far=(25.0, 45.0))
+    while len(planner.rows) < n_cameras:
+        o, side, _ = squares[int(rng.integers(m))]
+        centre = o + side / 2
+        ang = rng.uniform(0, 2 * np.pi)
+        rim = centre + np.array([np.cos(ang), np.sin(ang)]) * side * 0.72
+        look = np.arctan2(*(centre - rim)[::-1]) + np.deg2rad(rng.uniform(-25, 25))
+        planner.add(rim, float(look))
+    cameras = planner.build(grid)
+    entries = np.array(
+        [
+            int(ids[a, b])
+            for _, _, ids in squares
+            for a in range(3)
+            for b in range(3)
+            if (a, b) != (1, 1)
+        ]
+    )
+    profile = ArrivalProfile.random(rng, period_s=1800.0)
+    return Scenario(
+        "plaza",
+        world,
+        cameras,
+        entries,
+        np.ones(len(entries)),
+        _people_rate(n_cameras, 0.012, profile.mean_factor()),
+        profile,
+        trip_radius_m=400.0,
+    )
+
+
+def branching(n_cameras: int, seed: int, grid: Grid | None = None) -> Scenario:
+    """Hubs fanning out to 3-4 others over 40-80 m unwatched walkways, about a third one-way."""
+    grid = grid or Grid()
+    rng = np.random.default_rng([seed, 31])
+    g = max(3, int(np.ceil(np.sqrt(n_cameras / 1.6))))
+    spacing = 85.0
+    wb = WalkwayBuilder()
+    hub = np.array(
+        [
+            [wb.node(*(np.array([i, j]) * spacing + rng.uniform(-8, 8, 2))) for j in range(g)]
+            for i in range(g)
+        ]
+    )
+    edges: list[tuple[int, int, float]] = []
+    for i in range(g):
+        for j in range(g):
+            for di, dj, p_keep in ((1, 0, 0.8), (0, 1, 0.8), (1, 1, 0.15)):
+                if i + di < g and j + dj < g and rng.random() < p_keep:
+                    a, b = int(hub[i, j]), int(hub[i + di, j + dj])
+                    if rng.random() < 0.5:
+                        a, b = b, a
+                    w = float(rng.uniform(3, 5))
+                    wb.edge(a, b, w, one_way=rng.random() < 0.3)
+                    edges.append((a, b, w))
+    world = wb.build()
+    planner = CameraPlanner(rng, height=(4.0, 7.0), far=(15.0, 22.0))
+    out_edges: dict[int, list[tuple[int, int, float]]] = {}
+    for a, b, w in edges:
+        out_edges.setdefault(a, []).append((a, b, w))
+        out_edges.setdefault(b, []).append((b, a, w))
+    hubs = [h for h in hub.ravel().tolist() if h in out_edges]
+    order = rng.permutation(len(hubs))
+    k = 0
+    while len(planner.rows) < n_cameras:
+        h = hubs[int(order[k % len(order)])]
+        k += 1
+        if rng.random() < 0.12:
+            a, b, w = out_edges[h][int(rng.integers(len(out_edges[h])))]
+            planner.along(world.nodes[a], world.nodes[b], w, 0.5, back=False)
+            continue
+        # One or two cameras over the hub, looking along different branches.
+        picks = rng.choice(
+            len(out_edges[h]), min(len(out_edges[h]), int(rng.integers(1, 3))), replace=False
+        )
+        for e in picks:
+            if len(planner.rows) >= n_cameras:
+                break
+            a, b, w = out_edges[h][int(e)]
+            planner.along(
+                world.nodes[b], world.nodes[a], w, float(rng.uniform(0.8, 0.9)), back=True
+            )
+    cameras = planner.build(grid)
+    entries = np.array(hubs, dtype=np.int64)
+    profile = ArrivalProfile.random(rng, period_s=1800.0)
+    return Scenario(
+        "branching",
+        world,
+        cameras,
+        entries,
+        np.ones(len(entries)),
+        _people_rate(n_cameras, 0.02, profile.mean_factor()),
+        profile,
+        trip_radius_m=350.0,
+    )
+
+
+BUILDERS: dict[str, Callable[..., Scenario]] = {
+    "campus": campus,
+    "corridor": corridor,
+    "plaza": plaza,
+    "branching": branching,
+}
 
 
 def build_scenario(name: str, n_cameras: int, seed: int, grid: Grid | None = None) -> Scenario:

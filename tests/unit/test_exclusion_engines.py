@@ -111,7 +111,10 @@ def test_true_overlap_is_adjacent_and_chance_is_not():
     trace = random_trace(3, 3, 4000, grid, 0.02, 0.4)
     fast = run_fast(network, trace, 1, 0)
     edges = window_edges(fast, 0.8, 20)
-    pairs = {(network.label(int(a)), network.label(int(b))) for a, b in zip(edges.i, edges.j)}
+    pairs = {
+        (network.label(int(a)), network.label(int(b)))
+        for a, b in zip(edges.i, edges.j, strict=False)
+    }
     assert ("c0:0", "c1:1") in pairs
     assert all(a.split(":")[0] != b.split(":")[0] for a, b in pairs)
     assert len(pairs) <= 3  # random windows are refuted
@@ -136,9 +139,7 @@ def test_opportunity_needs_data_for_the_whole_padding_window():
     fast = run_fast(network, trace, tol, 0)
     o, _ = fast.pair_counts(np.array([0]), np.array([2]))
     # ticks 0..19 minus those within tol of the edges or of the gap
-    expected = sum(
-        1 for t in range(20) if padded_occupancy(network, trace, t, tol, 0)[1][1]
-    )
+    expected = sum(1 for t in range(20) if padded_occupancy(network, trace, t, tol, 0)[1][1])
     assert o[0] == expected == 20 - 2 * tol - (2 * tol + 1)
 
 
@@ -151,8 +152,8 @@ def test_pruning_keeps_true_overlap_and_bounds_segments():
     assert pruned.stats().live_segments < exact.stats().live_segments
     assert pruned.stats().pruned_segments > 0
     e_exact, e_pruned = window_edges(exact), window_edges(pruned)
-    assert set(zip(e_pruned.i.tolist(), e_pruned.j.tolist())) == set(
-        zip(e_exact.i.tolist(), e_exact.j.tolist())
+    assert set(zip(e_pruned.i.tolist(), e_pruned.j.tolist(), strict=False)) == set(
+        zip(e_exact.i.tolist(), e_exact.j.tolist(), strict=False)
     )
 
 
@@ -163,7 +164,7 @@ def test_activity_gate_starts_rows_late_but_keeps_ratios_unbiased():
     exact = run_fast(network, trace, 1, 0)
     gated = run_fast(network, trace, 1, 0, activity_gate=5)
     i, j = all_pairs(network)
-    o_e, p_e = exact.pair_counts(i, j)
+    o_e, _p_e = exact.pair_counts(i, j)
     o_g, p_g = gated.pair_counts(i, j)
     assert (o_g <= o_e).all() and (o_g < o_e).any()
     assert (p_g <= o_g).all()

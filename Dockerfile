@@ -1,0 +1,29 @@
+# The camtopo services (producers, processors, query service) for docker-compose.yml.
+# Kafka and Redis come from their own images there; infra/ scripts are for machines without Docker.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Sources only (no .venv, .stack or out/): the package and what it ships.
+# README.m[d]: the glob lets the build go on before a README exists.
+COPY pyproject.toml README.m[d] ./
+COPY camtopo ./camtopo
+COPY producers ./producers
+COPY processors ./processors
+COPY topology_store ./topology_store
+COPY schemas ./schemas
+
+RUN pip install . \
+    && useradd --create-home --uid 10001 camtopo \
+    && mkdir -p /data && chown camtopo /data
+
+USER camtopo
+# Inside a container the services must listen beyond loopback for the compose network.
+ENV CAMTOPO_HTTP_HOST=0.0.0.0
+ENTRYPOINT ["camtopo"]
+CMD ["--help"]

@@ -1,0 +1,523 @@
+"""Transit links between cameras that do not overlap: lag-resolved appearance evidence.
+
+The paper links non-overlapping cameras with one temporal tolerance (section 4.2); issue 6
+measured that no single tolerance separates walkways from chance. This module instead counts
+*events*, not ticks (a person dwells many ticks in a window, so tick evidence is heavily
+autocorrelated), and compares them with the base rate *at the same time* (crowd surges make
+everything co-occur):
+
+- **Departure** from camera A at tick t: a window's occupancy run ends at t (no occupation in
+  the next ``gap`` ticks, which bridges missed detections) and no window within ``radius`` of
+  it is occupied in (t, t + gap] — the blob left the view rather than moved to the next
+  window. **Arrival** at camera B at tick t: a run starts at t and no window within
+  ``radius`` was occupied in [t - gap, t). Both need the camera to have had data throughout,
+  so outages do not fake events. Entry/exit zones are thus found from the data.
+- For every arrival at B (t1) and departure from A (t0) with lag δ = t1 - t0:
+  ``hist[A→B, δ // bin]`` counts δ in [0, max_lag); ``wide[A→B]`` counts δ in
+  [-control, max_lag + control], a window centred on the signal range. The expected count per
+  lag bin under "B's arrivals are unrelated to A's departures" is
+  ``wide * bin / (max_lag + 2 control)``: B's arrival rate around the times A's departures
+  happened, so surges raise the expectation as much as the counts.
+- A direction A→B is a link when some lag band [δ(1 - f), δ(1 + f)] (at least ±1 bin) holds
+  significantly more arrivals S than expected E: a Poisson likelihood-ratio z ≥ ``z_star``
+  (a Bonferroni-style threshold for ~ bins × pairs tests), S / E ≥ ``min_ratio`` (the control is
+  an estimate; huge counts would make tiny biases significant), S - E ≥ ``min_excess``.
+  The peak band is the "consistent lag"; transit times are quantiles of the excess
+  (hist - expected, clipped at 0) around it.
+- Indirect links: a walker A→X→B also makes B's arrivals follow A's departures, later and
+  more spread. A→B is dropped when links A→X and X→B exist whose median lags add up to at most
+  A→B's (X's dwell time comes on top). Pairs that overlap are left to the exclusion counts.
+
+Memory is bounded: a ring of recent departures (max_lag + 2 control), a queue of arrivals
+waiting for their control window to complete (control + gap ticks), and at most ``max_dest``
+tracked destinations per source camera, each with ``max_lag / bin`` lag bins. A dense
+(n_cameras, n_cameras) int32 slot map finds a pair's slot. Sources with all slots taken
+release, every maintenance round, slots that showed no evidence (z < ``release_z``) after
+``min_slot_age`` ticks, so that new candidates get their turn. Counts are halved per pair
+when its control count reaches ``halve_at`` (the paper's ageing, ratios kept).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+
+from camtopo.core.grid import Network
+from camtopo.core.padding import PaddedBlock
+
+NEVER = -(2**40)  # a tick long before any trace
+
+
+@dataclass(frozen=True)
+class TransitParams:
+    """Knobs of the transit estimator; lags in seconds, converted with ``tick_s``."""
+
+    tick_s: float = 0.1
+    max_lag_s: float = 60.0
+    bin_s: float = 1.0
+    control_s: float = 120.0  # each side of the signal range for B's base rate
+    gap_s: float = 0.5  # occupancy gaps this short do not end a run (missed detections)
+    radius: int = 1  # windows this close (same camera) continue a blob, not (dis)appear
+    min_track_s: float = 1.0  # blobs seen for less are not people (false blobs: one frame)
+    zone_cols: int = 3  # entry/exit zones per camera: the grid cut into zone_cols x zone_rows
+    zone_rows: int = 3
+    band_frac: float = 0.2  # lag band half-width as a fraction of the lag (walking speeds vary)
+    z_star: float = 5.5
+    min_ratio: float = 1.5
+    min_excess: float = 8.0
+    max_dest: int = 64  # tracked destinations per source camera
+    min_slot_age_s: float = 600.0
+    release_z: float = 3.0  # best-band z of chance alone is ~2-3 (max over the bands)
+    maintain_every_s: float = 60.0
+    halve_at: int = 1 << 20
+    ring_capacity: int = 1 << 18  # departures held (max_lag + 2 control of the whole network)
+    indirect_slack: float = 1.1  # A→B indirect when m(A→X) + m(X→B) <= slack * m(A→B) + 1 bin
+
+    def __post_init__(self) -> None:
+        if not 0 < self.bin_s <= self.max_lag_s:
+            raise ValueError(f"need 0 < bin_s <= max_lag_s, got {self.bin_s}, {self.max_lag_s}")
+        if self.control_s < 0 or self.gap_s < 0 or self.radius < 0:
+            raise ValueError("control_s, gap_s and radius must be >= 0")
+        if self.max_dest < 1 or self.ring_capacity < 16:
+            raise ValueError("max_dest must be >= 1 and ring_capacity >= 16")
+
+    def ticks(self, seconds: float) -> int:
+        return round(seconds / self.tick_s)
+
+    @property
+    def n_bins(self) -> int:
+        return int(np.ceil(self.max_lag_s / self.bin_s))
+
+
+@dataclass(frozen=True)
+class DirectedTransit:
+    """Evidence that people walk from camera ``src`` to camera ``dst`` (indices)."""
+
+    src: int
+    dst: int
+    z: float
+    observed: float  # arrivals in the peak band
+    expected: float  # of which expected by chance
+    median_s: float
+    p10_s: float
+    p90_s: float
+    indirect: bool = False
+
+    @property
+    def support(self) -> float:
+        return self.observed - self.expected
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "median_s": round(self.median_s, 2),
+            "p10_s": round(self.p10_s, 2),
+            "p90_s": round(self.p90_s, 2),
+            "support": round(self.support, 1),
+            "z": round(self.z, 2),
+            "ratio": round(self.observed / max(self.expected, 1e-9), 2),
+        }
+
+
+# --- event extraction and counting (numba) ----------------------------------------------------
+
+
+@nb.njit(cache=True, nogil=True)
+def _update(
+    start: int,
+    n_ticks: int,
+    occ_windows: np.ndarray,  # int32 (n_occ,)
+    occ_bits: np.ndarray,  # uint64 (n_occ,)
+    cam_ok: np.ndarray,  # uint64 (n_cameras,)
+    window_camera: np.ndarray,  # int32 (n_windows,)
+    window_zone: np.ndarray,  # int32 (n_windows,) global zone of each window
+    zone_camera: np.ndarray,  # int32 (n_zones,)
+    nbr_ptr: np.ndarray,
+    nbr_idx: np.ndarray,
+    gap: int,
+    min_track: int,
+    lo_lag: int,  # -control
+    hi_lag: int,  # max_lag + control (inclusive)
+    n_lag: int,  # max_lag in ticks (signal lags 0 .. n_lag - 1)
+    bin_ticks: int,
+    max_dest: int,
+    halve_at: int,
+    # state
+    last_occ: np.ndarray,  # int64 (n_windows,) last occupied tick
+    born: np.ndarray,  # int64 (n_windows,) appearance tick of the blob track in the window
+    origin: np.ndarray,  # int32 (n_windows,) zone where that track appeared (-1: not usable)
+    emitted: np.ndarray,  # bool (n_windows,) the track's arrival was already emitted
+    active: np.ndarray,  # int32 (n_windows,) windows with a run that may still end
+    in_active: np.ndarray,  # bool (n_windows,)
+    n_active: np.ndarray,  # int64 (1,)
+    cam_gap: np.ndarray,  # int64 (n_cameras,) last tick without data
+    dep_t: np.ndarray,  # int64 (R,) ring of departures
+    dep_z: np.ndarray,  # int32 (R,) their zones
+    dep_head: np.ndarray,  # int64 (2,): [0] departures ever added, [1] overwritten too early
+    arr_t: np.ndarray,  # int64 (Q,) queue of arrivals waiting for their control window
+    arr_z: np.ndarray,  # int32 (Q,)
+    arr_q: np.ndarray,  # int64 (3,): [0] head, [1] tail (ever), [2] arrivals lost
+    slot_of: np.ndarray,  # int32 (n_zones, n_zones) slot index or -1
+    slot_dst: np.ndarray,  # int32 (n_zones * max_dest,) destination zone or -1
+    slot_born: np.ndarray,  # int64 (n_zones * max_dest,)
+    hist: np.ndarray,  # uint32 (n_slots, n_bins)
+    wide: np.ndarray,  # uint32 (n_slots,)
+    stats: np.ndarray,  # int64 (4,): departures, arrivals, pair updates, untracked pairs
+) -> None:
+    n_occ = occ_windows.shape[0]
+    n_cams = cam_ok.shape[0]
+    R = dep_t.shape[0]
+    Q = arr_t.shape[0]
+    for k in range(n_ticks):
+        t = start + k
+        bit = np.uint64(1) << np.uint64(k)
+        for c in range(n_cams):
+            if not cam_ok[c] & bit:
+                cam_gap[c] = t
+        for e in range(n_occ):
+            if not occ_bits[e] & bit:
+                continue
+            w = occ_windows[e]
+            if last_occ[w] < t - gap:
+                # A run starts: the blob came from a nearby window (inherit its track) or
+                # appeared here.
+                fresh = True
+                for p in range(nbr_ptr[w], nbr_ptr[w + 1]):
+                    n = nbr_idx[p]
+                    if n != w and last_occ[n] >= t - gap:
+                        if fresh or born[n] < born[w]:
+                            born[w] = born[n]
+                            origin[w] = origin[n]
+                            emitted[w] = emitted[n]
+                        fresh = False
+                if fresh:
+                    born[w] = t
+                    # an appearance right after an outage may be a blob seen all along
+                    origin[w] = window_zone[w] if cam_gap[window_camera[w]] < t - gap else -1
+                    emitted[w] = False
+            last_occ[w] = t
+            if not in_active[w]:
+                in_active[w] = True
+                active[n_active[0]] = w
+                n_active[0] += 1
+            # Arrival: a track that has lasted min_track ticks (false blobs do not).
+            if not emitted[w] and t - born[w] >= min_track:
+                emitted[w] = True
+                for p in range(nbr_ptr[w], nbr_ptr[w + 1]):
+                    n = nbr_idx[p]
+                    if born[n] == born[w] and last_occ[n] >= t - gap:
+                        emitted[n] = True
+                if origin[w] >= 0:
+                    if arr_q[1] - arr_q[0] < Q:
+                        arr_t[arr_q[1] % Q] = born[w]
+                        arr_z[arr_q[1] % Q] = origin[w]
+                        arr_q[1] += 1
+                        stats[1] += 1
+                    else:
+                        arr_q[2] += 1
+        # Run ends, known gap + 1 ticks later: departures when no nearby window took over.
+        i = 0
+        while i < n_active[0]:
+            w = active[i]
+            end = last_occ[w]
+            if end < t - gap:
+                leave = cam_gap[window_camera[w]] <= end and end - born[w] >= min_track
+                if leave:
+                    for p in range(nbr_ptr[w], nbr_ptr[w + 1]):
+                        if last_occ[nbr_idx[p]] > end:
+                            leave = False
+                            break
+                if leave:
+                    h = dep_head[0]
+                    if h >= R and dep_t[h % R] >= end + 2 * lo_lag - n_lag:
+                        dep_head[1] += 1  # ring too small for the window: overwritten early
+                    dep_t[h % R] = end
+                    dep_z[h % R] = window_zone[w]
+                    dep_head[0] = h + 1
+                    stats[0] += 1
+                in_active[w] = False
+                n_active[0] -= 1
+                active[i] = active[n_active[0]]
+            else:
+                i += 1
+        # Arrivals whose control window [t1 - max_lag - control, t1 + control] of departures
+        # is complete (a departure at t0 is known at t0 + gap + 1).
+        ready = t - gap - 1 + lo_lag  # t1 <= ready  <=>  t1 + control <= t - gap - 1
+        while arr_q[0] < arr_q[1] and arr_t[arr_q[0] % Q] <= ready:
+            t1 = arr_t[arr_q[0] % Q]
+            b = arr_z[arr_q[0] % Q]
+            arr_q[0] += 1
+            h = dep_head[0] - 1
+            stop = max(dep_head[0] - R, 0)
+            while h >= stop:
+                t0 = dep_t[h % R]
+                a = dep_z[h % R]
+                h -= 1
+                lag = t1 - t0
+                if lag < lo_lag:
+                    continue  # departure after the control window (newer ones come first)
+                if lag > hi_lag:
+                    break
+                if zone_camera[a] == zone_camera[b]:
+                    continue
+                s = slot_of[a, b]
+                if s < 0:
+                    base = a * max_dest
+                    for q in range(max_dest):
+                        if slot_dst[base + q] < 0:
+                            s = base + q
+                            slot_dst[s] = b
+                            slot_born[s] = t
+                            slot_of[a, b] = s
+                            break
+                    if s < 0:
+                        stats[3] += 1
+                        continue
+                stats[2] += 1
+                wide[s] += 1
+                if 0 <= lag < n_lag:
+                    hist[s, lag // bin_ticks] += 1
+                if wide[s] >= halve_at:
+                    wide[s] >>= 1
+                    for j in range(hist.shape[1]):
+                        hist[s, j] >>= 1
+
+
+@nb.njit(cache=True, nogil=True)
+def _band_scores(
+    hist: np.ndarray,  # uint32 (n_slots, n_bins)
+    wide: np.ndarray,  # uint32 (n_slots,)
+    per_bin: float,  # expected fraction of wide per bin
+    band_frac: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Best lag band per slot: (z, centre bin, half-width, observed, expected)."""
+    n, nb_ = hist.shape
+    z_out = np.zeros(n)
+    c_out = np.zeros(n, dtype=np.int64)
+    hw_out = np.zeros(n, dtype=np.int64)
+    s_out = np.zeros(n)
+    e_out = np.zeros(n)
+    cum = np.zeros(nb_ + 1)
+    for s in range(n):
+        if wide[s] == 0:
+            continue
+        e_bin = wide[s] * per_bin
+        for j in range(nb_):
+            cum[j + 1] = cum[j] + hist[s, j]
+        best = -1.0
+        for c in range(nb_):
+            hw = max(1, round(band_frac * (c + 0.5)))
+            lo = max(0, c - hw)
+            hi = min(nb_, c + hw + 1)
+            obs = cum[hi] - cum[lo]
+            exp_ = e_bin * (hi - lo)
+            if obs <= exp_ or exp_ <= 0:
+                continue
+            z = np.sqrt(2.0 * (obs * np.log(obs / exp_) - (obs - exp_)))
+            if z > best:
+                best = z
+                z_out[s] = z
+                c_out[s] = c
+                hw_out[s] = hw
+                s_out[s] = obs
+                e_out[s] = exp_
+    return z_out, c_out, hw_out, s_out, e_out
+
+
+def _quantiles(excess: np.ndarray, centres: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """Weighted quantiles of bin ``centres`` with weights ``excess`` (linear within bins)."""
+    total = excess.sum()
+    if total <= 0:
+        return [float("nan")] * len(qs)
+    cdf = np.concatenate([[0.0], np.cumsum(excess)]) / total
+    width = centres[1] - centres[0] if len(centres) > 1 else 1.0
+    edges = np.concatenate([centres - width / 2, [centres[-1] + width / 2]])
+    return [float(np.interp(q, cdf, edges)) for q in qs]
+
+
+class TransitEstimator:
+    """Incremental transit-link evidence, fed with the padded blocks of the exclusion core."""
+
+    def __init__(self, network: Network, params: TransitParams | None = None) -> None:
+        self.network = network
+        self.params = p = params or TransitParams()
+        n, nw = network.n_cameras, network.n_windows
+        self.gap = p.ticks(p.gap_s)
+        self.min_track = p.ticks(p.min_track_s)
+        self.n_lag = p.ticks(p.max_lag_s)
+        self.control = p.ticks(p.control_s)
+        self.bin_ticks = max(1, p.ticks(p.bin_s))
+        self.n_bins = -(-self.n_lag // self.bin_ticks)
+        self._nbr = network.neighbour_table(p.radius)
+        self._window_camera = network.window_camera.astype(np.int32)
+        self.zones_per_camera = p.zone_cols * p.zone_rows
+        self.window_zone = self._zones(network, p.zone_cols, p.zone_rows)
+        self.n_zones = n * self.zones_per_camera
+        self.zone_camera = (np.arange(self.n_zones) // self.zones_per_camera).astype(np.int32)
+        self.last_occ = np.full(nw, NEVER, dtype=np.int64)
+        self.born = np.full(nw, NEVER, dtype=np.int64)
+        self.origin = np.full(nw, -1, dtype=np.int32)
+        self.emitted = np.ones(nw, dtype=np.bool_)
+        self.active = np.zeros(nw, dtype=np.int32)
+        self.in_active = np.zeros(nw, dtype=np.bool_)
+        self.n_active = np.zeros(1, dtype=np.int64)
+        self.cam_gap = np.full(n, NEVER, dtype=np.int64)
+        self.dep_t = np.zeros(p.ring_capacity, dtype=np.int64)
+        self.dep_z = np.zeros(p.ring_capacity, dtype=np.int32)
+        self.dep_head = np.zeros(2, dtype=np.int64)
+        q = max(1024, p.ring_capacity // 4)
+        self.arr_t = np.zeros(q, dtype=np.int64)
+        self.arr_z = np.zeros(q, dtype=np.int32)
+        self.arr_q = np.zeros(3, dtype=np.int64)
+        self.slot_of = np.full((self.n_zones, self.n_zones), -1, dtype=np.int32)
+        slots = self.n_zones * p.max_dest
+        self.slot_dst = np.full(slots, -1, dtype=np.int32)
+        self.slot_born = np.zeros(slots, dtype=np.int64)
+        self.hist = np.zeros((slots, self.n_bins), dtype=np.uint32)
+        self.wide = np.zeros(slots, dtype=np.uint32)
+        self.stats = np.zeros(4, dtype=np.int64)
+        self.released = 0  # slots released to make room for new candidates
+        self._next_maintain: int | None = None
+
+    @staticmethod
+    def _zones(network: Network, zc: int, zr: int) -> np.ndarray:
+        """int32 (n_windows,): global zone (camera * zc * zr + zone) of every window."""
+        out = np.zeros(network.n_windows, dtype=np.int32)
+        for cam, grid in enumerate(network.grids):
+            local = np.arange(grid.n_windows)
+            row, col = local // grid.cols, local % grid.cols
+            zone = (row * zr // grid.rows) * zc + col * zc // grid.cols
+            out[network.offsets[cam] + local] = cam * zc * zr + zone
+        return out
+
+    # --- feeding ---
+
+    def update(self, block: PaddedBlock) -> None:
+        """Consume one padded block (blocks must come in tick order, as the buffer emits them)."""
+        p = self.params
+        _update(
+            block.start_tick, block.n_ticks, block.occ_windows, block.occ_bits, block.cam_ok,
+            self._window_camera, self.window_zone, self.zone_camera, self._nbr[0], self._nbr[1],
+            self.gap, self.min_track, -self.control, self.n_lag + self.control, self.n_lag,
+            self.bin_ticks, p.max_dest, p.halve_at,
+            self.last_occ, self.born, self.origin, self.emitted, self.active, self.in_active,
+            self.n_active, self.cam_gap, self.dep_t, self.dep_z, self.dep_head, self.arr_t,
+            self.arr_z, self.arr_q, self.slot_of, self.slot_dst, self.slot_born, self.hist,
+            self.wide, self.stats,
+        )  # fmt: skip
+        end = block.start_tick + block.n_ticks
+        if self._next_maintain is None:
+            self._next_maintain = end + p.ticks(p.maintain_every_s)
+        elif end >= self._next_maintain:
+            self._maintain(end)
+            self._next_maintain = end + p.ticks(p.maintain_every_s)
+
+    def _maintain(self, now: int) -> None:
+        """Release slots of full sources that showed no evidence, so new candidates get one."""
+        p = self.params
+        full = (self.slot_dst.reshape(-1, p.max_dest) >= 0).all(axis=1)
+        if not full.any():
+            return
+        z, *_ = _band_scores(self.hist, self.wide, self._per_bin, p.band_frac)
+        old = now - self.slot_born >= p.ticks(p.min_slot_age_s)
+        cand = np.repeat(full, p.max_dest) & old & (z < p.release_z) & (self.slot_dst >= 0)
+        for s in np.flatnonzero(cand):
+            a = s // p.max_dest
+            self.slot_of[a, self.slot_dst[s]] = -1
+            self.slot_dst[s] = -1
+            self.hist[s] = 0
+            self.wide[s] = 0
+        self.released += int(cand.sum())
+
+    @property
+    def _per_bin(self) -> float:
+        return self.bin_ticks / (self.n_lag + 2 * self.control + 1)
+
+    # --- reading ---
+
+    def zone_links(self) -> tuple[np.ndarray, ...]:
+        """Slots (zone pairs) passing the test: (slot, z, centre bin, half-width, obs, exp)."""
+        p = self.params
+        z, c, hw, obs, exp_ = _band_scores(self.hist, self.wide, self._per_bin, p.band_frac)
+        ok = (
+            (z >= p.z_star)
+            & (obs >= p.min_ratio * exp_)
+            & (obs - exp_ >= p.min_excess)
+            & (self.slot_dst >= 0)
+        )
+        s = np.flatnonzero(ok)
+        return s, z[s], c[s], hw[s], obs[s], exp_[s]
+
+    def directed(self, include_indirect: bool = False) -> list[DirectedTransit]:
+        """Directed camera links (the zone pair with the best z stands for each), with
+        transit-time quantiles in seconds."""
+        p = self.params
+        slots, z, c, hw, obs, exp_ = self.zone_links()
+        bin_s = self.bin_ticks * p.tick_s
+        centres = (np.arange(self.n_bins) + 0.5) * bin_s
+        best: dict[tuple[int, int], int] = {}
+        for k, s in enumerate(slots.tolist()):
+            key = (
+                int(self.zone_camera[s // p.max_dest]),
+                int(self.zone_camera[self.slot_dst[s]]),
+            )
+            if key not in best or z[k] > z[best[key]]:
+                best[key] = k
+        out: list[DirectedTransit] = []
+        for (a, b), k in sorted(best.items()):
+            s = slots[k]
+            e_bin = self.wide[s] * self._per_bin
+            lo = max(0, int(c[k] - 2 * hw[k]))
+            hi = min(self.n_bins, int(c[k] + 2 * hw[k] + 1))
+            excess = np.clip(self.hist[s, lo:hi].astype(np.float64) - e_bin, 0, None)
+            p10, med, p90 = _quantiles(excess, centres[lo:hi], (0.1, 0.5, 0.9))
+            out.append(
+                DirectedTransit(a, b, float(z[k]), float(obs[k]), float(exp_[k]), med, p10, p90)
+            )
+        out = mark_indirect(out, p.indirect_slack, bin_s)
+        return out if include_indirect else [d for d in out if not d.indirect]
+
+    def memory_bytes(self) -> int:
+        arrays = (
+            self.last_occ, self.born, self.origin, self.emitted, self.active, self.in_active,
+            self.cam_gap, self.dep_t, self.dep_z, self.arr_t, self.arr_z, self.slot_of,
+            self.slot_dst, self.slot_born, self.hist, self.wide,
+        )  # fmt: skip
+        return int(sum(a.nbytes for a in arrays))
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "departures": int(self.stats[0]),
+            "arrivals": int(self.stats[1]),
+            "pair_updates": int(self.stats[2]),
+            "untracked_pair_updates": int(self.stats[3]),
+            "departures_overwritten": int(self.dep_head[1]),
+            "arrivals_lost": int(self.arr_q[2]),
+            "slots_used": int((self.slot_dst >= 0).sum()),
+            "slots_released": self.released,
+        }
+
+
+def mark_indirect(
+    links: list[DirectedTransit], slack: float, bin_s: float
+) -> list[DirectedTransit]:
+    """Flag A→B when some X has A→X and X→B links whose medians add up to at most A→B's."""
+    by_src: dict[int, list[DirectedTransit]] = {}
+    median = {(d.src, d.dst): d.median_s for d in links}
+    for d in links:
+        by_src.setdefault(d.src, []).append(d)
+    out = []
+    for d in links:
+        indirect = any(
+            x.dst != d.dst
+            and (x.dst, d.dst) in median
+            and x.median_s + median[(x.dst, d.dst)] <= slack * d.median_s + bin_s
+            for x in by_src[d.src]
+        )
+        out.append(
+            DirectedTransit(
+                d.src, d.dst, d.z, d.observed, d.expected, d.median_s, d.p10_s, d.p90_s, indirect
+            )
+        )
+    return out
