@@ -100,6 +100,13 @@ ensure_kafka() {
     log "kafka $version: $(find "$libs" -name '*.jar' | wc -l) jars, $(du -sh "$libs" | cut -f1)"
 }
 
+# Debian's Chromium, for the viewer's end-to-end test (Playwright drives it; no browser download).
+ensure_chromium() {
+    command -v chromium >/dev/null 2>&1 && return
+    apt_install chromium
+}
+
 ensure_redis
 ensure_kafka
+ensure_chromium
 log "done"

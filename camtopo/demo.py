@@ -1,0 +1,145 @@
+"""``camtopo demo``: the main job on an embedded default — a simulated campus, end to end.
+
+1. simulate a campus with ground truth (``camtopo simulate``);
+2. estimate its topology offline, score it against the truth, draw it (``estimate``,
+   ``score``, ``render``);
+3. unless ``--offline-only``: start the local Kafka and Redis (``infra/``), run the streaming
+   processor and the query service, and play the same simulated cameras into Kafka at real-time
+   pace (``produce --simulate``); the live viewer shows the topology as it is learnt; at the end
+   the streamed topology is compared with the offline one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("demo", help="simulated campus through the whole pipeline")
+    p.add_argument("--scenario", default="campus")
+    p.add_argument("--cameras", type=int, default=30)
+    p.add_argument("--minutes", type=float, default=20.0, help="simulated minutes offline")
+    p.add_argument("--stream-minutes", type=float, default=3.0, help="real-time minutes streamed")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", type=Path, default=Path("out/demo"))
+    p.add_argument("--offline-only", action="store_true", help="skip Kafka/Redis/streaming")
+    p.add_argument("--keep-serving", action="store_true", help="keep the viewer up at the end")
+    p.set_defaults(func=run)
+
+
+def step(n: int, text: str) -> None:
+    print(f"\n[{n}/4] {text}", flush=True)
+
+
+def camtopo(*args: str, env: dict[str, str] | None = None) -> None:
+    subprocess.run([sys.executable, "-m", "camtopo.cli", *args], check=True, env=env)
+
+
+def run(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    step(1, f"simulating {args.cameras} cameras ({args.scenario}) for {args.minutes:g} min")
+    camtopo("simulate", "--scenario", args.scenario, "--cameras", str(args.cameras),
+            "--duration", str(args.minutes * 60), "--seed", str(args.seed), "--out", str(out),
+            "--render-map")  # fmt: skip
+    step(2, "estimating the topology offline, scoring it against the truth, drawing it")
+    topo = out / "topology.json"
+    camtopo("estimate", str(out / "occupancy.jsonl"), "-o", str(topo), "--snapshot-every", "60")
+    camtopo("score", str(topo), str(out / "truth.json"), "--json", str(out / "score.json"))
+    camtopo("render", str(topo))
+    print(f"pictures: {out / 'map.png'} (the world), {topo.with_suffix('.png')} (the topology)")
+    if args.offline_only:
+        return 0
+    return stream(args, out, json.loads(topo.read_text()))
+
+
+def stream(args: argparse.Namespace, out: Path, offline: dict[str, Any]) -> int:
+    from camtopo.localstack import KafkaCluster, RedisServer, free_port
+    from camtopo.settings import get_settings
+
+    settings = get_settings()
+    step(3, "starting Kafka and Redis (infra/), the processor and the query service")
+    # Fresh services on free ports and temporary data: a demo never mixes with an old run.
+    kafka = KafkaCluster()
+    redis = RedisServer()
+    procs: list[subprocess.Popen[bytes]] = []
+    http_port = free_port()
+    env = dict(os.environ)
+    env.update(
+        CAMTOPO_KAFKA_BOOTSTRAP=kafka.bootstrap,
+        CAMTOPO_REDIS_URL=redis.url,
+        CAMTOPO_HTTP_PORT=str(http_port),
+        CAMTOPO_PROCESSOR_METRICS_PORT=str(free_port()),
+    )
+    try:
+        kafka.start()
+        redis.start()
+        kafka.create_topic(settings.occupancy_topic, partitions=settings.occupancy_partitions)
+        for topic in (settings.topology_changes_topic, settings.dead_letter_topic):
+            kafka.create_topic(topic, partitions=1)
+        cli = [sys.executable, "-m", "camtopo.cli"]
+        procs.append(subprocess.Popen([*cli, "process", "--network", str(out / "network.json")],
+                                      env=env))  # fmt: skip
+        procs.append(subprocess.Popen([*cli, "serve", "--network", str(out / "network.json")],
+                                      env=env))  # fmt: skip
+        url = f"http://{settings.http_host}:{http_port}/"
+        _wait_http(url + "healthz", 60)
+        print(f"live viewer: {url}  (API: {url}openapi.json, metrics: {url}metrics)")
+        step(4, f"streaming {args.cameras} simulated cameras at real-time pace for "
+                f"{args.stream_minutes:g} min")  # fmt: skip
+        camtopo("produce", "--simulate", "--scenario", args.scenario,
+                "--cameras", str(args.cameras), "--seed", str(args.seed),
+                "--duration", str(args.stream_minutes * 60), env=env)  # fmt: skip
+        time.sleep(settings.range_seconds + settings.late_cutoff_seconds + 3)
+        streamed = _get_json(url + "api/graph")
+        _compare(offline, streamed, args.stream_minutes, args.minutes)
+        if args.keep_serving:
+            print(f"serving {url} — Ctrl-C to stop")
+            signal.pause()
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        redis.stop()
+        kafka.stop()
+    return 0
+
+
+def _wait_http(url: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not answer within {seconds:.0f} s") from None
+            time.sleep(0.5)
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def _compare(offline: dict[str, Any], streamed: Any, stream_min: float, offline_min: float) -> None:
+    edges = streamed.get("edges", streamed.get("camera_edges", []))
+    s = {tuple(sorted((e["a"], e["b"]))) for e in edges}
+    o = {tuple(sorted((e["a"], e["b"]))) for e in offline["camera_edges"]}
+    print(
+        f"streamed topology after {stream_min:g} min: {len(s)} camera links; offline after "
+        f"{offline_min:g} min: {len(o)}; in both: {len(s & o)}"
+    )

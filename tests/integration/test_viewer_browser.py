@@ -1,0 +1,108 @@
+"""The live viewer end to end in headless Chromium (Debian's package, driven by Playwright):
+tiles load, a click shows the camera's neighbours, a new change arrives live."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.request import urlopen
+
+import pytest
+
+from camtopo.settings import Settings
+from topology_store import synthetic
+from topology_store.store import TopologyStore
+
+pytestmark = [pytest.mark.browser, pytest.mark.redis]
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def service(redis_server):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} missing: apt-get install -y chromium", pytrace=False)
+    prefix = f"v{uuid.uuid4().hex[:6]}"
+    settings = Settings(redis_shards=8)
+    net = synthetic.make_network(24, seed=3)
+    est = synthetic.run(net, settings, 3000)
+    store = TopologyStore(redis_server.url, net.network, settings, prefix=prefix)
+    store.checkpoint(est, 0, {})
+    store.update_topology(est, 300_000)
+    port = free_port()
+    code = (
+        "import sys; from camtopo.settings import Settings; from topology_store.service import "
+        "create_app; from aiohttp import web; "
+        f"web.run_app(create_app(Settings(redis_shards=8), redis_url={redis_server.url!r}, "
+        f"prefix={prefix!r}, refresh_s=0.3), host='127.0.0.1', port={port}, print=None)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], env=os.environ.copy())
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urlopen(f"{url}/healthz", timeout=1).read()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield url, store, net
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+
+
+def test_viewer_shows_tiles_neighbours_on_click_and_live_changes(service) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url, store, net = service
+    graph = store.graph()
+    busiest = max(net.network.cameras,
+                  key=lambda c: sum(c in (e["a"], e["b"]) for e in graph["edges"]))  # fmt: skip
+    expected = {n["camera"] for n in store.neighbours(busiest)["neighbours"]}
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(url)
+        page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+        assert page.locator("g.tile").count() == net.network.n_cameras
+        assert page.locator("line.edge").count() == len(graph["edges"])
+
+        page.locator(f"g.tile[data-camera='{busiest}'] rect").click()
+        page.wait_for_selector("#neighbours tr[data-neighbour]", timeout=10_000)
+        shown = set(page.locator("#neighbours tr[data-neighbour]").evaluate_all(
+            "rows => rows.map(r => r.dataset.neighbour)"))  # fmt: skip
+        assert shown == expected
+        assert "rules out" in page.locator("#ruleout").inner_text()
+        assert page.locator("g.tile.neighbour").count() == len(expected)
+        page.wait_for_selector("#status.live", timeout=10_000)
+        page.screenshot(path=str(ARTIFACTS / "viewer.png"))
+
+        # Live: the topology loses every edge; the page drops them without a reload.
+        store.update_topology(synthetic.run(net, store.settings, 10), 400_000)
+        page.wait_for_function("document.querySelectorAll('line.edge').length === 0",
+                               timeout=15_000)  # fmt: skip
+        assert int(page.locator("#change-count").inner_text()) == len(graph["edges"])
+        page.screenshot(path=str(ARTIFACTS / "viewer-after-changes.png"))
+        browser.close()
+    assert errors == []
+    assert shutil.disk_usage(ARTIFACTS).free > 0

@@ -1,0 +1,51 @@
+"""Redis key layout. Every key carries a hash tag (``{...}``) so a Redis Cluster keeps the keys
+each transaction touches in one slot:
+
+- ``camtopo:{sNN}:rows``   hash, global window -> row blob, for the windows of cameras with
+                           index % shards == NN
+- ``camtopo:{sNN}:range``  id of the last range whose rows were written to shard NN
+- ``camtopo:{meta}:checkpoint`` hash: range id, resume offsets, engine clock (written last)
+- ``camtopo:{meta}:network``    the network description (network.json format)
+- ``camtopo:{topo}:edges``      hash, "a|b" -> camera edge JSON with its window overlaps
+- ``camtopo:{topo}:state``      hash: range_end_ms and time of the last topology update
+- ``camtopo:{topo}:changes``    stream of topology-change events (capped), the viewer's feed
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "camtopo"
+    shards: int = 64
+
+    def shard_tag(self, shard: int) -> str:
+        return f"s{shard:02d}" if self.shards <= 100 else f"s{shard}"
+
+    def rows(self, shard: int) -> str:
+        return f"{self.prefix}:{{{self.shard_tag(shard)}}}:rows"
+
+    def range(self, shard: int) -> str:
+        return f"{self.prefix}:{{{self.shard_tag(shard)}}}:range"
+
+    @property
+    def checkpoint(self) -> str:
+        return f"{self.prefix}:{{meta}}:checkpoint"
+
+    @property
+    def network(self) -> str:
+        return f"{self.prefix}:{{meta}}:network"
+
+    @property
+    def edges(self) -> str:
+        return f"{self.prefix}:{{topo}}:edges"
+
+    @property
+    def topo_state(self) -> str:
+        return f"{self.prefix}:{{topo}}:state"
+
+    @property
+    def changes(self) -> str:
+        return f"{self.prefix}:{{topo}}:changes"

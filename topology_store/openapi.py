@@ -1,0 +1,123 @@
+"""The query service's OpenAPI 3 document (hand-written: the API is small and stable)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_JSON = {"application/json": {"schema": {"type": "object"}}}
+
+
+def _op(summary: str, description: str = "", params: list[dict[str, Any]] | None = None,
+        content: dict[str, Any] | None = None, secured: bool = True) -> dict[str, Any]:  # fmt: skip
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {
+            "200": {"description": "OK", "content": content or _JSON},
+            "404": {"description": "unknown camera or window", "content": _JSON},
+            "503": {"description": "Redis unavailable or no topology saved yet", "content": _JSON},
+        },
+    }
+    if description:
+        op["description"] = description
+    if params:
+        op["parameters"] = params
+    if secured:
+        op["responses"]["401"] = {"description": "missing or wrong bearer token"}
+    else:
+        op["security"] = []
+    return op
+
+
+def _path_param(name: str, example: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"},
+            "example": example}  # fmt: skip
+
+
+def _query_param(name: str, example: str, required: bool = True) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": {"type": "string"},
+            "example": example}  # fmt: skip
+
+
+def openapi_document(token_required: bool) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "camtopo topology query service",
+            "version": "1.0.0",
+            "description": (
+                "Activity topology of a camera network estimated by exclusion: cameras, "
+                "handover neighbours, window overlaps, pair evidence, graph, partitions."
+            ),
+        },
+        "paths": {
+            "/healthz": {"get": _op("Liveness: Redis reachable", secured=False)},
+            "/health": {"get": _op("Checkpoint age, topology time, counts of cameras and edges")},
+            "/metrics": {
+                "get": _op(
+                    "Prometheus metrics",
+                    content={"text/plain": {"schema": {"type": "string"}}},
+                    secured=False,
+                )
+            },
+            "/api/cameras": {"get": _op("Cameras with their number of neighbours")},
+            "/api/cameras/{camera}/neighbours": {
+                "get": _op(
+                    "Handover candidates of a camera, strongest evidence first",
+                    "Each neighbour has its weight (min C' both ways of the strongest window "
+                    "pair), C' out and in, support, co-occurrences and transit time (null for "
+                    "overlaps). `rules_out` = 1 - k/n: searching these k cameras instead of "
+                    "all n other cameras rules out that fraction of the network.",
+                    [_path_param("camera", "cam007")],
+                )
+            },
+            "/api/overlaps/{a}/{b}": {
+                "get": _op(
+                    "Adjacent window pairs of two cameras, with C', O and P both ways",
+                    params=[_path_param("a", "cam007"), _path_param("b", "cam008")],
+                )
+            },
+            "/api/evidence": {
+                "get": _op(
+                    "Evidence for one window pair from the stored counts",
+                    "O (opportunities), P (co-occupied), E = O - P (exclusions) and C' both "
+                    "ways; `adjacent` when C' > C* both ways.",
+                    [_query_param("a", "cam007:17"), _query_param("b", "cam008:52")],
+                )
+            },
+            "/api/graph": {"get": _op("The camera graph as JSON")},
+            "/api/graph.graphml": {
+                "get": _op(
+                    "The camera graph as GraphML",
+                    content={"application/graphml+xml": {"schema": {"type": "string"}}},
+                )
+            },
+            "/api/partitions": {
+                "get": _op(
+                    "Groups of strongly connected cameras (paper section 8)",
+                    "Connected components of the camera graph, larger ones split by "
+                    "label propagation; each with internal and cut edge counts.",
+                )
+            },
+            "/api/changes": {
+                "get": _op(
+                    "Topology-change log after a stream id",
+                    params=[
+                        _query_param("after", "0-0", False),
+                        _query_param("limit", "100", False),
+                    ],
+                )
+            },
+            "/api/stream": {
+                "get": _op(
+                    "Server-sent events, one `change` event per topology change",
+                    "Send Last-Event-ID to replay what was missed. Token may be passed as "
+                    "`access_token` query parameter (EventSource cannot send headers).",
+                    content={"text/event-stream": {"schema": {"type": "string"}}},
+                )
+            },
+        },
+    }
+    if token_required:
+        doc["components"] = {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}
+        doc["security"] = [{"bearer": []}]
+    return doc

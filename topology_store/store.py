@@ -1,0 +1,605 @@
+"""The topology store: exclusion counts, the camera graph and its change log in Redis.
+
+Writing (the processors): :meth:`TopologyStore.checkpoint` after a range is applied,
+:meth:`TopologyStore.update_topology` + :meth:`publish_changes` to announce what changed,
+:meth:`TopologyStore.load_into` on start. Reading (the query service and tools): cameras,
+neighbours, overlaps, pair evidence, graph, partitions, health.
+
+Crash semantics of a checkpoint (docs/topology_store.md has the long form):
+
+1. every shard that has dirty rows is written in one MULTI/EXEC together with that shard's
+   ``range`` key = the range id, so a shard's rows and its range id never disagree;
+2. then the meta key gets the range id and the consumer offsets to resume from.
+
+A crash between shards leaves some shards at range r and the rest (and the meta) at an older
+range. The processor resumes from the meta's offsets and so re-applies range r to *every*
+row; rows of shards that already hold r must not keep that second application. After applying
+a replayed range, call :meth:`TopologyStore.restore_applied_rows` (or mask with
+:meth:`rows_already_applied`): it re-imports those rows from Redis, and :meth:`checkpoint`
+never writes a shard whose stored range is already at or past the range being checkpointed.
+Net effect: no range is lost and none is counted twice, per row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+from redis.retry import Retry
+
+from camtopo import avro
+from camtopo.core.engine import FastExclusion
+from camtopo.core.evidence import c_prime, window_edges
+from camtopo.core.grid import Network, NetworkError
+from camtopo.settings import Settings
+from topology_store import metrics
+from topology_store.blobs import BlobError, Row, decode_row, encode_rows
+from topology_store.graph import Graph, TopologyView, build_graph, diff_graphs, keyed_for
+from topology_store.keys import Keys
+
+log = logging.getLogger(__name__)
+
+NO_RANGE = -1
+
+
+class StoreError(RuntimeError):
+    """The store cannot do what was asked (wrong engine, network mismatch, failed publish)."""
+
+
+class _HasCounts(Protocol):
+    counts: Any
+    observed_ticks: int
+    observations: int
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What :meth:`TopologyStore.load_into` restored."""
+
+    range_id: int  # last range the meta records as fully checkpointed (NO_RANGE if none)
+    resume_offsets: dict[int, int]  # partition -> next offset to consume
+    shard_ranges: dict[int, int]  # shard -> last range id written to it
+    rows: int  # rows imported
+    observed_ticks: int = 0
+    observations: int = 0
+    last_tick: int | None = None
+    saved_ms: int | None = None
+
+    @property
+    def max_shard_range(self) -> int:
+        return max(self.shard_ranges.values(), default=NO_RANGE)
+
+
+@dataclass(frozen=True)
+class CheckpointReport:
+    range_id: int
+    rows_written: int
+    shards_written: int
+    rows_skipped: int  # rows of shards that already held this range (replay after a crash)
+    bytes_written: int
+    seconds: float
+
+
+@dataclass
+class _Cache:
+    shard_ranges: dict[int, int] = field(default_factory=dict)
+    meta_range: int = NO_RANGE
+    network_written: bool = False
+    graph: Graph | None = None
+
+
+def redis_client(url: str, **kwargs: Any) -> redis.Redis:
+    """A client that rides out a Redis restart: reconnects with backoff for up to ~30 s."""
+    retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=20)
+    return redis.Redis.from_url(
+        url,
+        retry=retry,
+        retry_on_error=[ConnectionError, TimeoutError, BusyLoadingError],
+        socket_timeout=30,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+        **kwargs,
+    )
+
+
+def fast_counts(estimator: _HasCounts) -> FastExclusion:
+    counts = estimator.counts
+    if not isinstance(counts, FastExclusion):
+        raise StoreError(
+            f"the topology store persists FastExclusion rows; the estimator uses "
+            f"{type(counts).__name__} (build it with engine='fast' or 'exact')"
+        )
+    return counts
+
+
+def network_key(network: Network) -> dict[str, Any]:
+    return network.to_json()
+
+
+def parse_checkpoint(meta: Mapping[str, str]) -> dict[str, Any]:
+    """The meta hash as typed values (empty dict when there is no checkpoint yet)."""
+    if not meta:
+        return {}
+    last_tick = meta.get("last_tick", "")
+    return {
+        "range_id": int(meta.get("range_id", NO_RANGE)),
+        "resume_offsets": {
+            int(k): int(v) for k, v in json.loads(meta.get("offsets", "{}")).items()
+        },
+        "observed_ticks": int(meta.get("observed_ticks", 0)),
+        "observations": int(meta.get("observations", 0)),
+        "last_tick": int(last_tick) if last_tick not in ("", "None") else None,
+        "saved_ms": int(meta["saved_ms"]) if "saved_ms" in meta else None,
+    }
+
+
+def parse_view(
+    network: Network, edges: Mapping[str, str], state: Mapping[str, str]
+) -> TopologyView:
+    graph = {k: json.loads(v) for k, v in edges.items()}
+    range_end = state.get("range_end_ms")
+    updated = state.get("updated_ms")
+    return TopologyView(
+        network.cameras,
+        graph,
+        int(range_end) if range_end else None,
+        int(updated) if updated else None,
+    )
+
+
+def window_index(network: Network, window: str | int) -> int:
+    """A global window from ``"cam007:17"`` or a global index."""
+    if isinstance(window, int) or (isinstance(window, str) and window.isdigit()):
+        i = int(window)
+        if not 0 <= i < network.n_windows:
+            raise NetworkError(f"global window {i} is outside 0..{network.n_windows - 1}")
+        return i
+    return network.parse_label(window)
+
+
+def pair_evidence(
+    network: Network,
+    i: int,
+    j: int,
+    row_i: Row | None,
+    row_j: Row | None,
+    settings: Settings,
+) -> dict[str, Any]:
+    """Evidence for window pair (i, j) from their stored rows (absent row = all zeros)."""
+    ci, cj = int(network.window_camera[i]), int(network.window_camera[j])
+    if ci == cj:
+        raise NetworkError(
+            f"{network.label(i)} and {network.label(j)} are in the same camera; exclusion "
+            "counts only pairs of windows in different cameras"
+        )
+    o_ij = int(row_i.o[cj]) if row_i is not None else 0
+    p_ij = int(row_i.p[j]) if row_i is not None else 0
+    o_ji = int(row_j.o[ci]) if row_j is not None else 0
+    p_ji = int(row_j.p[i]) if row_j is not None else 0
+    c_ij = float(c_prime(np.array([p_ij]), np.array([o_ij]), settings.o_ref)[0])
+    c_ji = float(c_prime(np.array([p_ji]), np.array([o_ji]), settings.o_ref)[0])
+    return {
+        "a": network.label(i),
+        "b": network.label(j),
+        "o_ab": o_ij,
+        "p_ab": p_ij,
+        "e_ab": o_ij - p_ij,  # exclusions: opportunities where b was seen empty
+        "c_ab": round(c_ij, 6),
+        "o_ba": o_ji,
+        "p_ba": p_ji,
+        "e_ba": o_ji - p_ji,
+        "c_ba": round(c_ji, 6),
+        "c_star": settings.c_star,
+        "adjacent": c_ij > settings.c_star and c_ji > settings.c_star,
+    }
+
+
+class TopologyStore:
+    """Counts, graph and change log of one network in one Redis (or Redis Cluster-ready keys)."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        network: Network,
+        settings: Settings,
+        *,
+        prefix: str = "camtopo",
+        client: redis.Redis | None = None,
+    ) -> None:
+        self.network = network
+        self.settings = settings
+        self.keys = Keys(prefix, settings.redis_shards)
+        self.redis = (
+            client if client is not None else redis_client(redis_url, decode_responses=False)
+        )
+        self._cache = _Cache()
+        self._window_shard = (network.window_camera % settings.redis_shards).astype(np.int64)
+
+    @classmethod
+    def from_redis(
+        cls, redis_url: str, settings: Settings, prefix: str = "camtopo"
+    ) -> TopologyStore:
+        """A store for the network a processor saved in Redis (the query service's case)."""
+        client = redis_client(redis_url, decode_responses=False)
+        raw = client.get(Keys(prefix, settings.redis_shards).network)
+        if raw is None:
+            raise StoreError(f"no network saved under prefix {prefix!r} at {redis_url}")
+        return cls(
+            redis_url, Network.from_json(json.loads(raw)), settings, prefix=prefix, client=client
+        )
+
+    def close(self) -> None:
+        self.redis.close()
+
+    # --- shards -------------------------------------------------------------------------------
+    def shard_of_camera(self, camera: int) -> int:
+        return camera % self.settings.redis_shards
+
+    def shard_of_window(self, window: int) -> int:
+        return int(self._window_shard[window])
+
+    def shard_ranges(self) -> dict[int, int]:
+        """shard -> last range id written to it (NO_RANGE if never), read from Redis."""
+        n = self.settings.redis_shards
+        pipe = self.redis.pipeline(transaction=False)
+        for s in range(n):
+            pipe.get(self.keys.range(s))
+        values = pipe.execute()
+        ranges = {s: int(v) if v is not None else NO_RANGE for s, v in enumerate(values)}
+        self._cache.shard_ranges = dict(ranges)
+        return ranges
+
+    def applied_range(self, shard: int) -> int:
+        raw = self.redis.get(self.keys.range(shard))
+        value = int(raw) if raw is not None else NO_RANGE
+        self._cache.shard_ranges[shard] = value
+        return value
+
+    def rows_already_applied(self, range_id: int) -> np.ndarray:
+        """bool (n_windows,): rows whose shard already holds ``range_id`` (must not re-apply)."""
+        if not self._cache.shard_ranges:
+            self.shard_ranges()
+        ranges = np.array(
+            [self._cache.shard_ranges.get(s, NO_RANGE) for s in range(self.settings.redis_shards)],
+            dtype=np.int64,
+        )
+        return ranges[self._window_shard] >= range_id
+
+    def restore_applied_rows(self, estimator: _HasCounts, range_id: int) -> int:
+        """Undo a replayed range on rows whose shard already held it: re-import them from Redis.
+
+        Call right after applying range ``range_id`` during recovery. Returns rows restored.
+        """
+        counts = fast_counts(estimator)
+        rows = np.flatnonzero(counts.dirty & self.rows_already_applied(range_id))
+        if rows.size == 0:
+            return 0
+        by_shard: dict[int, list[int]] = {}
+        for i in rows.tolist():
+            by_shard.setdefault(self.shard_of_window(i), []).append(i)
+        n_c, n_w = self.network.n_cameras, self.network.n_windows
+        for shard, windows in by_shard.items():
+            blobs = self.redis.hmget(self.keys.rows(shard), [str(i) for i in windows])
+            for i, blob in zip(windows, blobs, strict=True):
+                if blob is None:
+                    # The first run never wrote this row at that range: it was all zeros.
+                    counts.import_row(
+                        i, np.zeros(n_c, np.uint8), np.full(n_c, -1, np.int8),
+                        np.zeros(n_w, np.uint8), 0,
+                    )  # fmt: skip
+                else:
+                    row = decode_row(blob, n_c, n_w, f"{self.keys.rows(shard)}[{i}]")
+                    counts.import_row(i, row.o, row.state, row.p, row.activity)
+        counts.dirty[rows] = False
+        return int(rows.size)
+
+    # --- checkpoint / load --------------------------------------------------------------------
+    def _write_network(self) -> None:
+        if self._cache.network_written:
+            return
+        doc = json.dumps(network_key(self.network), sort_keys=True)
+        stored = self.redis.get(self.keys.network)
+        if stored is not None and json.loads(stored) != json.loads(doc):
+            raise StoreError(
+                f"Redis key {self.keys.network} holds a different network than this processor's "
+                "(other cameras or grids); use another key prefix or clear the store"
+            )
+        if stored is None:
+            self.redis.set(self.keys.network, doc)
+        self._cache.network_written = True
+
+    def checkpoint(
+        self,
+        estimator: _HasCounts,
+        range_id: int,
+        resume_offsets: Mapping[int, int],
+    ) -> CheckpointReport:
+        """Persist the rows changed since the last checkpoint, then the range id and offsets.
+
+        If Redis fails part-way, the rows not yet written are marked dirty again and the error
+        is raised: a later checkpoint writes them.
+        """
+        started = time.perf_counter()
+        counts = fast_counts(estimator)
+        if range_id < self._cache.meta_range:
+            raise StoreError(
+                f"checkpoint of range {range_id} is older than the stored checkpoint "
+                f"{self._cache.meta_range}; ranges must be checkpointed in order"
+            )
+        self._write_network()
+        if not self._cache.shard_ranges:
+            self.shard_ranges()
+        rows = counts.take_dirty()
+        shards = self._window_shard[rows]
+        order = np.argsort(shards, kind="stable")
+        rows, shards = rows[order], shards[order]
+        bounds = np.flatnonzero(np.diff(shards)) + 1
+        written = skipped = n_bytes = n_shards = 0
+        done = 0
+        try:
+            for group in np.split(np.arange(rows.size), bounds) if rows.size else []:
+                shard = int(shards[group[0]])
+                shard_rows = rows[group]
+                if self._cache.shard_ranges.get(shard, NO_RANGE) >= range_id:
+                    skipped += shard_rows.size  # replay: these rows came from Redis as they are
+                    done += group.size
+                    continue
+                blobs = encode_rows(counts, shard_rows)
+                mapping = dict(zip(map(str, shard_rows.tolist()), blobs, strict=True))
+                pipe = self.redis.pipeline(transaction=True)
+                pipe.hset(self.keys.rows(shard), mapping=mapping)  # type: ignore[arg-type]
+                pipe.set(self.keys.range(shard), range_id)
+                t0 = time.perf_counter()
+                pipe.execute()
+                metrics.REDIS_WRITE_SECONDS.labels("rows").observe(time.perf_counter() - t0)
+                self._cache.shard_ranges[shard] = range_id
+                written += shard_rows.size
+                n_bytes += sum(len(b) for b in mapping.values())
+                n_shards += 1
+                done += group.size
+            meta = {
+                "range_id": range_id,
+                "offsets": json.dumps({str(k): int(v) for k, v in resume_offsets.items()}),
+                "observed_ticks": int(estimator.observed_ticks),
+                "observations": int(estimator.observations),
+                "last_tick": "" if counts.last_tick is None else int(counts.last_tick),
+                "saved_ms": int(time.time() * 1000),
+            }
+            t0 = time.perf_counter()
+            self.redis.hset(self.keys.checkpoint, mapping=meta)  # type: ignore[arg-type]
+            metrics.REDIS_WRITE_SECONDS.labels("meta").observe(time.perf_counter() - t0)
+        except Exception:
+            counts.dirty[rows[done:]] = True
+            raise
+        self._cache.meta_range = range_id
+        seconds = time.perf_counter() - started
+        metrics.CHECKPOINT_SECONDS.observe(seconds)
+        metrics.ROWS_WRITTEN.inc(written)
+        metrics.LAST_RANGE.set(range_id)
+        return CheckpointReport(range_id, written, n_shards, skipped, n_bytes, seconds)
+
+    def load_into(self, estimator: _HasCounts) -> Checkpoint | None:
+        """Restore every stored row into the estimator's engine; None if the store is empty."""
+        counts = fast_counts(estimator)
+        stored = self.redis.get(self.keys.network)
+        if stored is not None and json.loads(stored) != network_key(self.network):
+            raise StoreError(
+                f"Redis key {self.keys.network} holds a different network than the estimator's"
+            )
+        meta = parse_checkpoint(
+            {k.decode(): v.decode() for k, v in self.redis.hgetall(self.keys.checkpoint).items()}
+        )
+        ranges = self.shard_ranges()
+        n_c, n_w = self.network.n_cameras, self.network.n_windows
+        n_rows = 0
+        for shard in range(self.settings.redis_shards):
+            key = self.keys.rows(shard)
+            # HSCAN keeps each reply bounded however many rows a shard holds.
+            for field_, blob in self.redis.hscan_iter(key, count=500):
+                where = f"{key}[{field_.decode()}]"
+                try:
+                    i = int(field_)
+                except ValueError:
+                    raise BlobError(f"{where}: field is not a window index") from None
+                if not 0 <= i < n_w or self.shard_of_window(i) != shard:
+                    raise BlobError(f"{where}: window {i} does not belong to shard {shard}")
+                row = decode_row(blob, n_c, n_w, where)
+                counts.import_row(i, row.o, row.state, row.p, row.activity)
+                n_rows += 1
+        if not meta and n_rows == 0:
+            return None
+        counts.dirty[:] = False
+        estimator.observed_ticks = meta.get("observed_ticks", 0)
+        estimator.observations = meta.get("observations", 0)
+        counts.last_tick = meta.get("last_tick")
+        self._cache.meta_range = meta.get("range_id", NO_RANGE)
+        return Checkpoint(
+            range_id=meta.get("range_id", NO_RANGE),
+            resume_offsets=meta.get("resume_offsets", {}),
+            shard_ranges=ranges,
+            rows=n_rows,
+            observed_ticks=meta.get("observed_ticks", 0),
+            observations=meta.get("observations", 0),
+            last_tick=meta.get("last_tick"),
+            saved_ms=meta.get("saved_ms"),
+        )
+
+    # --- topology -----------------------------------------------------------------------------
+    def _stored_graph(self) -> Graph:
+        if self._cache.graph is None:
+            raw = self.redis.hgetall(self.keys.edges)
+            self._cache.graph = {k.decode(): json.loads(v) for k, v in raw.items()}
+        return self._cache.graph
+
+    def update_topology(self, estimator: _HasCounts, range_end_ms: int) -> list[dict[str, Any]]:
+        """Recompute adjacency, store the camera graph, log and return the changes.
+
+        Adjacency is recomputed in full by the engine's compiled scan (cost grows with live
+        segments, not with which rows changed; see docs/topology_store.md for timings).
+        """
+        started = time.perf_counter()
+        edges = window_edges(estimator.counts, self.settings.c_star, self.settings.o_ref)
+        new = build_graph(self.network, edges)
+        old = self._stored_graph()
+        now_ms = int(time.time() * 1000)
+        diff = diff_graphs(old, new, self.settings.reweight_step, range_end_ms, now_ms)
+        pipe = self.redis.pipeline(transaction=True)  # all {topo} keys: one slot
+        if diff.upserts:
+            pipe.hset(
+                self.keys.edges,
+                mapping={k: json.dumps(v, separators=(",", ":")) for k, v in diff.upserts.items()},
+            )
+        if diff.removed:
+            pipe.hdel(self.keys.edges, *diff.removed)
+        for change in diff.changes:
+            pipe.xadd(
+                self.keys.changes,
+                {"event": json.dumps(change, separators=(",", ":"))},
+                maxlen=self.settings.change_log_length,
+                approximate=True,
+            )
+        pipe.hset(
+            self.keys.topo_state,
+            mapping={"range_end_ms": int(range_end_ms), "updated_ms": now_ms, "edges": len(new)},
+        )
+        t0 = time.perf_counter()
+        pipe.execute()
+        metrics.REDIS_WRITE_SECONDS.labels("topology").observe(time.perf_counter() - t0)
+        self._cache.graph = {k: diff.upserts.get(k, old.get(k)) for k in new}  # type: ignore[misc]
+        for change in diff.changes:
+            metrics.CHANGES.labels(change["change"]).inc()
+        metrics.TOPOLOGY_SECONDS.observe(time.perf_counter() - started)
+        metrics.EDGES.set(len(new))
+        return diff.changes
+
+    # --- reading ------------------------------------------------------------------------------
+    def view(self) -> TopologyView:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.edges)
+        pipe.hgetall(self.keys.topo_state)
+        edges, state = pipe.execute()
+        return parse_view(
+            self.network,
+            {k.decode(): v.decode() for k, v in edges.items()},
+            {k.decode(): v.decode() for k, v in state.items()},
+        )
+
+    def cameras(self) -> list[str]:
+        return list(self.network.cameras)
+
+    def neighbours(self, camera: str) -> dict[str, Any]:
+        return self.view().neighbours(camera)
+
+    def window_overlaps(self, a: str, b: str) -> dict[str, Any]:
+        return self.view().window_overlaps(a, b)
+
+    def graph(self) -> dict[str, Any]:
+        return self.view().graph_json()
+
+    def graphml(self) -> str:
+        return self.view().graphml()
+
+    def partitions(self) -> dict[str, Any]:
+        return self.view().partitions(self.settings.partition_max_cameras)
+
+    def read_row(self, window: int) -> Row | None:
+        key = self.keys.rows(self.shard_of_window(window))
+        blob = self.redis.hget(key, str(window))
+        if blob is None:
+            return None
+        return decode_row(blob, self.network.n_cameras, self.network.n_windows, f"{key}[{window}]")
+
+    def pair_evidence(self, window_a: str | int, window_b: str | int) -> dict[str, Any]:
+        i = window_index(self.network, window_a)
+        j = window_index(self.network, window_b)
+        return pair_evidence(self.network, i, j, self.read_row(i), self.read_row(j), self.settings)
+
+    def changes(self, after: str = "0-0", count: int = 100) -> list[tuple[str, dict[str, Any]]]:
+        """Change-log entries after stream id ``after`` (oldest first)."""
+        entries = self.redis.xrange(self.keys.changes, min=f"({after}", count=count)
+        return [(eid.decode(), json.loads(fields[b"event"])) for eid, fields in entries]
+
+    def health(self) -> dict[str, Any]:
+        try:
+            self.redis.ping()
+        except redis.RedisError as exc:
+            return {"status": "down", "redis": False, "error": str(exc)}
+        meta = parse_checkpoint(
+            {k.decode(): v.decode() for k, v in self.redis.hgetall(self.keys.checkpoint).items()}
+        )
+        view = self.view()
+        return health_doc(meta, view)
+
+
+def health_doc(meta: Mapping[str, Any], view: TopologyView) -> dict[str, Any]:
+    now_ms = int(time.time() * 1000)
+    saved = meta.get("saved_ms")
+    return {
+        "status": "ok" if meta else "empty",
+        "redis": True,
+        "cameras": len(view.cameras),
+        "edges": len(view.edges),
+        "checkpoint": {
+            "range_id": meta.get("range_id"),
+            "saved_ms": saved,
+            "age_s": round((now_ms - saved) / 1000, 3) if saved else None,
+        },
+        "topology": {"range_end_ms": view.range_end_ms, "updated_ms": view.updated_ms},
+    }
+
+
+# --- publishing -------------------------------------------------------------------------------
+
+
+def change_records(changes: Iterable[Mapping[str, Any]]) -> list[tuple[bytes, bytes]]:
+    """(key, framed Avro value) pairs: every change once per endpoint, keyed by that camera."""
+    out = []
+    for change in changes:
+        for camera in (change["a"], change["b"]):
+            value = avro.encode(avro.TOPOLOGY_CHANGE, keyed_for(change, camera))
+            out.append((camera.encode(), value))
+    return out
+
+
+class _Producer(Protocol):
+    def produce(self, topic: str, value: bytes, key: bytes, on_delivery: Any) -> None: ...
+    def poll(self, timeout: float) -> int: ...
+    def flush(self, timeout: float) -> int: ...
+
+
+def publish_changes(
+    producer: _Producer,
+    changes: Sequence[Mapping[str, Any]],
+    topic: str = "topology-changes",
+    timeout: float = 30.0,
+) -> int:
+    """Send changes to ``topic`` (confluent-kafka producer), wait for delivery, return count.
+
+    Keyed by camera, so a camera's changes stay in order on its partition. Raises StoreError
+    naming the first failure if any record was not delivered.
+    """
+    errors: list[str] = []
+
+    def delivered(err: Any, msg: Any) -> None:
+        if err is not None:
+            errors.append(f"{msg.key()!r}: {err}")
+
+    records = change_records(changes)
+    for key, value in records:
+        producer.produce(topic, value=value, key=key, on_delivery=delivered)
+        producer.poll(0)
+    left = producer.flush(timeout)
+    if left:
+        raise StoreError(f"{left} topology-change records not delivered to {topic} in {timeout}s")
+    if errors:
+        raise StoreError(f"{len(errors)} topology-change records failed, first: {errors[0]}")
+    metrics.CHANGES_PUBLISHED.inc(len(records))
+    return len(records)
