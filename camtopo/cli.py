@@ -23,6 +23,7 @@ COMMANDS = (
     "processors.command",  # process
     "topology_store.command",  # serve
     "camtopo.demo",  # demo
+    "camtopo.lag",  # lag-exporter (Kafka consumer-group lag for Prometheus)
 )
 
 

@@ -30,10 +30,13 @@ class Settings(BaseSettings):
     )
 
     # --- evidence (section 5.1) ---
-    count_bits: int = Field(
-        16,
-        description="8 = the paper's byte counts (halving at 256); 16 = words, which remember "
-        "~256x longer and measured far fewer chance links after crowd surges",
+    count_limit: int = Field(
+        4096,
+        ge=2,
+        le=65536,
+        description="O is halved (with P) on reaching this; the paper's byte counts are 256. "
+        "At 256 a crowd surge fills a busy window's whole memory (campus-100 camera precision "
+        "0.09); above 256 counts take 2 bytes",
     )
     o_ref: float = Field(20.0, gt=1, description="opportunities for reliable exclusion")
     c_star: float = Field(
@@ -50,6 +53,9 @@ class Settings(BaseSettings):
     prune: bool = Field(True, description="release (window, camera) segments refuted by exclusion")
     prune_min_opportunities: int = Field(32, ge=1, le=255)
     prune_max_ratio: float = Field(0.5, gt=0, lt=1)
+    readmit_after: int = Field(
+        2048, ge=1, description="a pruned segment is re-tested after this many opportunities"
+    )
     max_pool_mb: int = Field(4096, ge=1, description="budget for P segments; bounds memory")
 
     # --- transit links between non-overlapping cameras (camtopo/core/transit.py) ---
@@ -60,12 +66,12 @@ class Settings(BaseSettings):
         120.0, ge=0, description="each side of the lag range for the destination's base rate"
     )
     transit_z_star: float = Field(
-        5.5, gt=0, description="Poisson likelihood-ratio z of the best lag band for a link"
+        5.0, gt=0, description="Poisson likelihood-ratio z of the best lag band for a link"
     )
     transit_min_ratio: float = Field(1.5, ge=1, description="band arrivals / expected by chance")
     transit_min_excess: float = Field(8.0, ge=0, description="band arrivals above chance")
     transit_max_dest: int = Field(
-        64, ge=1, description="destinations tracked per source camera (bounds memory)"
+        128, ge=1, description="destination zones tracked per source zone (bounds memory)"
     )
 
     # --- streaming ranges (section 6.1) ---
@@ -87,6 +93,15 @@ class Settings(BaseSettings):
         5, ge=1, description="recompute adjacency and publish changes every N closed batches"
     )
     processor_metrics_port: int = Field(9108, ge=0, description="Prometheus /metrics; 0 = off")
+
+    # --- consumer-group lag exporter (camtopo/lag.py, `camtopo lag-exporter`) ---
+    lag_exporter_port: int = Field(9308, ge=0, description="its /metrics (kafka-exporter's port)")
+    lag_exporter_groups: str = Field(
+        "", description="comma-separated consumer groups to report; empty = every group"
+    )
+    lag_exporter_timeout_s: float = Field(
+        3.0, gt=0, description="Kafka request timeout per scrape; keep under the scrape timeout"
+    )
 
     # --- detection pipeline (section 5.1; producers/detection.py) ---
     mog2_history: int = Field(
@@ -122,6 +137,9 @@ class Settings(BaseSettings):
         5.0, gt=0, description="a live stream silent this long is reported and reopened"
     )
     source_reconnect_s: float = Field(2.0, gt=0, description="pause between stream reopen tries")
+    producer_metrics_port: int = Field(
+        0, ge=0, description="producer's Prometheus /metrics; 0 = off (many run per host)"
+    )
 
     # --- services ---
     kafka_bootstrap: str = "127.0.0.1:9092"

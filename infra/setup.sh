@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local real-services stack needs on a fresh Debian machine (run as root):
 #   - Debian's redis-server (apt-get), only if it is missing;
+#   - Debian's chromium and prometheus (with promtool), for the browser and operations tests;
 #   - the jars of a real Apache Kafka broker, resolved from Maven Central by Maven from
 #     infra/kafka/pom.xml into ${CAMTOPO_CACHE:-$HOME/.cache/camtopo}/kafka-<version>/libs.
 # Idempotent and quick when already done (no network then). Python packages are not installed
@@ -106,7 +107,16 @@ ensure_chromium() {
     apt_install chromium
 }
 
+# Debian's Prometheus (and promtool), for the operations test that scrapes the real endpoints
+# and evaluates infra/prometheus/alerts.yml. Its maintainer scripts would start a system-wide
+# prometheus on :9090; apt_install's policy-rc.d forbids that.
+ensure_prometheus() {
+    command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 && return
+    apt_install prometheus
+}
+
 ensure_redis
 ensure_kafka
 ensure_chromium
+ensure_prometheus
 log "done"

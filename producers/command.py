@@ -136,6 +136,10 @@ def run(args: argparse.Namespace) -> int:
         producer_id=args.producer_id,
         stats_interval_ms=1000,
     )
+    if s.producer_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(s.producer_metrics_port, addr=s.http_host)
     max_ticks = None if args.duration is None else round(args.duration * s.fps)
     bar = tqdm(total=max_ticks, unit="tick", disable=args.no_progress, desc="produce")
 

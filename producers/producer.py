@@ -25,6 +25,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from camtopo import avro
 from camtopo.settings import Settings, get_settings
+from producers import metrics
 from producers.camera import CameraBatch, Feed
 
 
@@ -93,12 +94,18 @@ class OccupancyPublisher:
             int(b.get("txbytes", 0)) for b in data.get("brokers", {}).values()
         )
 
-    def _delivered(self, camera: str, record: dict[str, Any] | None) -> Callable[..., None]:
+    def _delivered(
+        self, camera: str, record: dict[str, Any] | None, has_data: bool = False
+    ) -> Callable[..., None]:
         def report(err: KafkaError | None, _msg: Message) -> None:
             if err is None:
                 self.stats.delivered += 1
+                metrics.DELIVERED.labels("ok").inc()
+                if has_data:
+                    metrics.LAST_FRAME.labels(camera).set_to_current_time()
             else:
                 self.stats.failed += 1
+                metrics.DELIVERED.labels("failed").inc()
                 self.stats.errors.append(f"delivery of {camera}: {err.name()}: {err.str()}")
             if self._on_delivery is not None:
                 self._on_delivery(camera, record, err)
@@ -112,7 +119,10 @@ class OccupancyPublisher:
             raise PublishError(self._fatal)
         value = avro.encode(avro.OCCUPANCY, record)
         key = record["camera"].encode()
-        callback = self._delivered(record["camera"], record if self._on_delivery else None)
+        has_data = any(f["status"] == "OK" for f in record["frames"])
+        callback = self._delivered(
+            record["camera"], record if self._on_delivery else None, has_data
+        )
         while True:
             try:
                 self._producer.produce(self.topic, value=value, key=key, on_delivery=callback)
@@ -120,6 +130,7 @@ class OccupancyPublisher:
             except BufferError:
                 # Bounded queue full: backpressure. Serve delivery reports, then retry.
                 self.stats.backpressure_waits += 1
+                metrics.BACKPRESSURE.inc()
                 self._producer.poll(0.1)
                 if self._fatal:
                     raise PublishError(self._fatal) from None
@@ -128,6 +139,9 @@ class OccupancyPublisher:
         self.stats.records += 1
         self.stats.frames += len(record["frames"])
         self.stats.bytes += len(value) + len(key)
+        metrics.RECORDS_OUT.inc()
+        for frame in record["frames"]:
+            metrics.FRAMES_OUT.labels(frame["status"]).inc()
         self._producer.poll(0)
 
     def poll(self, timeout: float = 0.0) -> None:
@@ -194,6 +208,7 @@ class ProducerLoop:
                             wait = due - time.perf_counter()
                     elif wait < -period:
                         summary.late_ticks += 1
+                        metrics.LATE_TICKS.inc()
                 if self.before_tick is not None:
                     self.before_tick()
                 for feed, batch in zip(self.feeds, self.batches, strict=True):

@@ -23,6 +23,7 @@ TOPOLOGY_SECONDS = Histogram(
     buckets=_FAST,
 )
 EDGES = Gauge("camtopo_topology_edges", "Camera edges in the current topology")
+CAMERAS = Gauge("camtopo_topology_cameras", "Cameras in the network the topology covers")
 CHANGES = Counter("camtopo_topology_changes_total", "Topology changes found", ["change"])
 CHANGES_PUBLISHED = Counter(
     "camtopo_topology_changes_published_total", "Topology-change records delivered to Kafka"

@@ -297,7 +297,7 @@ class TopologyStore:
                     )  # fmt: skip
                 else:
                     row = decode_row(blob, n_c, n_w, f"{self.keys.rows(shard)}[{i}]")
-                    counts.import_row(i, row.o, row.state, row.p, row.activity)
+                    _import_row(counts, i, row, f"{self.keys.rows(shard)}[{i}]")
         counts.dirty[rows] = False
         return int(rows.size)
 
@@ -412,7 +412,7 @@ class TopologyStore:
                 if not 0 <= i < n_w or self.shard_of_window(i) != shard:
                     raise BlobError(f"{where}: window {i} does not belong to shard {shard}")
                 row = decode_row(blob, n_c, n_w, where)
-                counts.import_row(i, row.o, row.state, row.p, row.activity)
+                _import_row(counts, i, row, where)
                 n_rows += 1
         if not meta and n_rows == 0:
             return None
@@ -478,6 +478,7 @@ class TopologyStore:
             metrics.CHANGES.labels(change["change"]).inc()
         metrics.TOPOLOGY_SECONDS.observe(time.perf_counter() - started)
         metrics.EDGES.set(len(new))
+        metrics.CAMERAS.set(self.network.n_cameras)
         return diff.changes
 
     # --- reading ------------------------------------------------------------------------------
@@ -603,3 +604,14 @@ def publish_changes(
         raise StoreError(f"{len(errors)} topology-change records failed, first: {errors[0]}")
     metrics.CHANGES_PUBLISHED.inc(len(records))
     return len(records)
+
+
+def _import_row(counts: Any, i: int, row: Row, where: str) -> None:
+    """Import a stored row; refuse counts wider than the engine's (a smaller ``count_limit``
+    than the one they were counted with would silently wrap them)."""
+    if row.o.dtype.itemsize > counts.O.dtype.itemsize:
+        raise BlobError(
+            f"{where}: counts stored as {row.o.dtype} but this engine counts in {counts.O.dtype} "
+            f"(count_limit {counts.limit}); start with the count_limit the store was written with"
+        )
+    counts.import_row(i, row.o, row.state, row.p, row.activity)

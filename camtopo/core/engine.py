@@ -1,9 +1,10 @@
 """The fast exclusion engine: the paper's counts in the P = O - E form, sparse and bit-parallel.
 
-Counts are bytes with the paper's halving rule (``count_bits=8``) or 16-bit words
-(``count_bits=16``): halving at 256 keeps only the last ~200 opportunities of a busy window, so a
-crowd surge fills the whole memory with chance co-occurrence; 16-bit counts remember ~256 times
-longer (benchmarks/accuracy.py measures the difference).
+Counts are halved when O reaches ``count_limit`` (the paper's rule). At the paper's 256
+(byte counts) only the last ~200 opportunities of a busy window are remembered, so a crowd surge
+fills the whole memory with chance co-occurrence; limits above 256 use 16-bit counts and
+remember longer, while halving still lets the topology follow change
+(benchmarks/accuracy.py measures both).
 
 Three ideas make it fast and small (DESIGN.md, "Algorithm notes"):
 
@@ -24,8 +25,8 @@ keeping every ratio P/O unbiased (a pair's O and P always start counting togethe
   detections in windows nobody walks through never cost a row);
 - pruning: every ``prune_interval`` ticks, a segment whose every pair is refuted
   (O >= prune_min_opportunities and max P < prune_max_ratio * O) is released and marked
-  pruned; when that O next overflows, the segment is re-admitted with fresh counts, so a
-  camera that moves can be re-learnt;
+  pruned, its O restarting at 0; once that O reaches ``readmit_after`` the segment is
+  re-admitted with fresh counts at the next pass, so a camera that moves can be re-learnt;
 - a pool budget: when the pool may not grow, a new segment is refused and its O restarts at 0.
 
 With the gate at 0, pruning off and no budget, counts equal :class:`DenseExclusion` exactly.
@@ -127,6 +128,7 @@ def _count(
     pool,
     dirty,
     limit,
+    readmit,
 ):  # type: ignore[no-untyped-def]
     n_cams = O.shape[1]
     seg_len = pool.shape[1]
@@ -150,6 +152,13 @@ def _count(
                 continue
             n = popcount(okb)
             o = np.int64(O[i, c])
+            if s == PRUNED or s == EXPIRED:  # noqa: SIM109 (numba: no tuple membership)
+                # O now only measures time since pruning (readmit_after < limit).
+                o = min(o + n, readmit)
+                O[i, c] = o
+                if o >= readmit:
+                    slot[i, c] = EXPIRED
+                continue
             if o + n < limit:
                 if s >= 0:
                     _add(pool, s, okb, pad_lo[c], pad_hi[c], pad_local, pad_bits)
@@ -168,8 +177,6 @@ def _count(
                 for q in range(seg_len):
                     pool[s, q] = seg[q] // 2
                 _add(pool, s, post, pad_lo[c], pad_hi[c], pad_local, pad_bits)
-            elif s == PRUNED:
-                slot[i, c] = EXPIRED
             O[i, c] = limit // 2 + popcount(post)
 
 
@@ -190,10 +197,10 @@ def _prune(slot, O, pool, seg_len, free, n_free, min_o, max_ratio, do_prune, dir
                 readmitted += 1
                 dirty[i] = True
             elif s >= 0 and do_prune and O[i, c] >= min_o:
-                limit = max_ratio * O[i, c]
+                bound = max_ratio * O[i, c]
                 refuted = True
                 for q in range(seg_len[c]):
-                    if pool[s, q] >= limit:
+                    if pool[s, q] >= bound:
                         refuted = False
                         break
                 if refuted:
@@ -201,6 +208,7 @@ def _prune(slot, O, pool, seg_len, free, n_free, min_o, max_ratio, do_prune, dir
                     free[top] = s
                     top += 1
                     slot[i, c] = PRUNED
+                    O[i, c] = 0
                     pruned += 1
                     dirty[i] = True
     n_free[0] = top
@@ -257,7 +265,8 @@ class FastExclusion:
         prune_interval: int = 10 * MAX_BLOCK_TICKS,
         max_pool_bytes: int | None = None,
         initial_segments: int = 4096,
-        count_bits: int = 8,
+        count_limit: int = 256,
+        readmit_after: int = 2048,
     ) -> None:
         if prune_interval % MAX_BLOCK_TICKS:
             raise ValueError(f"prune_interval must be a multiple of {MAX_BLOCK_TICKS} ticks")
@@ -268,12 +277,11 @@ class FastExclusion:
         self.prune_max_ratio = prune_max_ratio
         self.prune_interval = prune_interval
         self.max_pool_bytes = max_pool_bytes
-        if count_bits not in (8, 16):
-            raise ValueError(
-                f"count_bits must be 8 (the paper's byte counts) or 16, not {count_bits}"
-            )
-        dtype = np.uint8 if count_bits == 8 else np.uint16
-        self.limit = 1 << count_bits  # O reaching this is halved, with P
+        if not (2 <= count_limit <= 1 << 16 and count_limit % 2 == 0):
+            raise ValueError(f"count_limit must be even and in 2..65536, got {count_limit}")
+        dtype = np.uint8 if count_limit <= 256 else np.uint16
+        self.limit = count_limit  # O reaching this is halved, with P
+        self.readmit_after = min(readmit_after, count_limit // 2)
         n_w, n_c = network.n_windows, network.n_cameras
         self.seg_len = np.diff(network.offsets).astype(np.int64)
         self.O = np.zeros((n_w, n_c), dtype=dtype)
@@ -322,7 +330,7 @@ class FastExclusion:
         self.refused_total += refused
         _count(
             block.occ_windows, eff, block.cam_ok, pad_lo, pad_hi, pad_local, block.pad_bits,
-            cam, self.slot, self.O, self.pool, self.dirty, self.limit,
+            cam, self.slot, self.O, self.pool, self.dirty, self.limit, self.readmit_after,
         )  # fmt: skip
 
     def _grow(self, needed: int) -> bool:

@@ -5,8 +5,8 @@ two byte matrices over all window pairs, exactly as the paper does, and pads occ
 straight from the definitions of section 4 with Python sets. It is simple on purpose.
 
 Halving (the paper's overflow rule, in the form both engines share): when an increment takes
-O_ij to 256 (bytes; 65536 with 16-bit counts), O_ij becomes 128 and E_ij becomes ceil(E_ij / 2),
-so that P = O - E is halved (rounded down) and E <= O holds.
+O_ij to the count limit (256 for the paper's byte counts), O_ij becomes half of it and E_ij
+becomes ceil(E_ij / 2), so that P = O - E is halved (rounded down) and E <= O holds.
 """
 
 from __future__ import annotations
@@ -50,11 +50,11 @@ def padded_occupancy(
 class DenseExclusion:
     """Exclusion counts E and opportunity counts O for every ordered window pair (uint8)."""
 
-    def __init__(self, network: Network, count_bits: int = 8) -> None:
+    def __init__(self, network: Network, count_limit: int = 256) -> None:
         self.network = network
         n = network.n_windows
-        dtype = np.uint8 if count_bits == 8 else np.uint16
-        self.limit = 1 << count_bits
+        dtype = np.uint8 if count_limit <= 256 else np.uint16
+        self.limit = count_limit
         self.O = np.zeros((n, n), dtype=dtype)
         self.E = np.zeros((n, n), dtype=dtype)
         self._camera = network.window_camera

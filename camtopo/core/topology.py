@@ -27,13 +27,14 @@ from camtopo.settings import Settings
 def make_counts(network: Network, settings: Settings, engine: str = "fast") -> ExclusionCounts:
     """``fast`` (production), ``exact`` (fast engine, paper semantics) or ``dense`` (reference)."""
     if engine == "dense":
-        return DenseExclusion(network, settings.count_bits)
+        return DenseExclusion(network, settings.count_limit)
     if engine == "exact":
-        return FastExclusion(network, count_bits=settings.count_bits)
+        return FastExclusion(network, count_limit=settings.count_limit)
     if engine == "fast":
         return FastExclusion(
             network,
-            count_bits=settings.count_bits,
+            count_limit=settings.count_limit,
+            readmit_after=settings.readmit_after,
             activity_gate=settings.activity_gate,
             prune=settings.prune,
             prune_min_opportunities=settings.prune_min_opportunities,
@@ -144,5 +145,7 @@ class TopologyEstimator:
         edges = window_edges(self.counts, self.settings.c_star, self.settings.o_ref)
         cams = camera_edges(self.network, edges)
         if self.transit is not None:
-            cams = merge_transit(self.network, cams, self.transit.directed())
+            index = self.network.camera_index
+            overlaps = {(index(e.a), index(e.b)) for e in cams}
+            cams = merge_transit(self.network, cams, self.transit.directed(overlaps=overlaps))
         return Topology(edges, cams, self.observed_ticks)

@@ -48,8 +48,8 @@ def run_fast(network: Network, trace, tol: int, radius: int, cut: int = 0, **kw)
     return fast
 
 
-def run_dense(network: Network, trace, tol: int, radius: int, bits: int = 8) -> DenseExclusion:
-    dense = DenseExclusion(network, bits)
+def run_dense(network: Network, trace, tol: int, radius: int, limit: int = 256) -> DenseExclusion:
+    dense = DenseExclusion(network, limit)
     for t in sorted(trace):
         dense.update_plain(trace, t, tol, radius)
     return dense
@@ -71,16 +71,16 @@ def all_pairs(network: Network):
     p_missing=st.sampled_from([0.0, 0.05, 0.3]),
     busy=st.sampled_from([0.3, 1.0, 3.0]),
     cut=st.sampled_from([0, 1, 7, 20]),
-    bits=st.sampled_from([8, 16]),
+    limit=st.sampled_from([256, 64, 1000]),
 )
 def test_fast_engine_counts_equal_dense_reference(
-    seed, n_cams, n_ticks, tol, radius, p_missing, busy, cut, bits
+    seed, n_cams, n_ticks, tol, radius, p_missing, busy, cut, limit
 ):
     grid = Grid(cols=4, rows=3)
     network = Network.uniform([f"c{k}" for k in range(n_cams)], grid)
     trace = random_trace(seed, n_cams, n_ticks, grid, p_missing, busy)
-    fast = run_fast(network, trace, tol, radius, cut, count_bits=bits)
-    dense = run_dense(network, trace, tol, radius, bits)
+    fast = run_fast(network, trace, tol, radius, cut, count_limit=limit)
+    dense = run_dense(network, trace, tol, radius, limit)
     i, j = all_pairs(network)
     o_f, p_f = fast.pair_counts(i, j)
     o_d, p_d = dense.pair_counts(i, j)
@@ -195,3 +195,50 @@ def test_row_export_import_round_trip(engine_kw):
     np.testing.assert_array_equal(src.pair_counts(i, j)[0], dst.pair_counts(i, j)[0])
     np.testing.assert_array_equal(src.pair_counts(i, j)[1], dst.pair_counts(i, j)[1])
     np.testing.assert_array_equal(src.slot < 0, dst.slot < 0)
+
+
+def moving_trace(seed: int, n_ticks: int, switch: int, grid: Grid):
+    """Window c0:0 overlaps c1:1 until ``switch``, then c2:5 (camera c0 was moved)."""
+    rng = np.random.default_rng(seed)
+    trace = {}
+    for t in range(n_ticks):
+        frame = {c: sorted(set(rng.integers(0, grid.n_windows, rng.poisson(0.4)).tolist()))
+                 for c in range(3)}  # fmt: skip
+        partner, window = (1, 1) if t < switch else (2, 5)
+        if 0 in frame[0] or window in frame[partner]:
+            frame[0] = sorted(set(frame[0]) | {0})
+            frame[partner] = sorted(set(frame[partner]) | {window})
+        trace[t] = frame
+    return trace
+
+
+def test_topology_follows_a_moved_camera():
+    grid = Grid(cols=4, rows=3)
+    network = Network.uniform(["c0", "c1", "c2"], grid)
+    trace = moving_trace(23, 16_000, 6_000, grid)
+    engine = run_fast(network, trace, 1, 0, count_limit=256, prune=True, readmit_after=64,
+                      prune_min_opportunities=16, prune_interval=640)  # fmt: skip
+    edges = window_edges(engine, 0.9, 20)
+    pairs = {
+        (network.label(int(a)), network.label(int(b)))
+        for a, b in zip(edges.i, edges.j, strict=True)
+    }
+    assert ("c0:0", "c2:5") in pairs
+    assert ("c0:0", "c1:1") not in pairs
+
+
+def test_pruned_segments_are_readmitted_with_fresh_counts():
+    grid = Grid(cols=4, rows=3)
+    network = Network.uniform([f"c{k}" for k in range(3)], grid)
+    trace = random_trace(29, 3, 4000, grid, 0.0, 0.6)
+    engine = FastExclusion(network, prune=True, prune_min_opportunities=16, readmit_after=32)
+    buf = OccupancyBuffer(network, 1, 0)
+    for t in sorted(trace):
+        for c, ws in trace[t].items():
+            buf.add(c, t, ws)
+    readmitted = 0
+    for block in buf.flush():
+        engine.update(block)
+        readmitted += engine.prune_pass()[1]
+    assert engine.pruned_total > 0
+    assert readmitted > 0
