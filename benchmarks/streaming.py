@@ -1,0 +1,391 @@
+"""Whole-system measurement (paper section 6.4) on this machine: simulated cameras at 10 FPS, at
+real-time pace, through Kafka -> `camtopo process` (Faust) -> Redis.
+
+For each network size it starts a fresh processor and a simulated producer (this file run with
+``--produce``), lets them run for ``--duration`` seconds, and samples every few seconds:
+records and frames in, frames counted, late frames, detection delay (capture -> checkpoint of
+the counts it updated; the processor's histogram), processor RSS and engine bytes, Redis
+used memory, consumer lag. Prints a table and writes a Figure-5-like plot (late fraction per
+minute and memory over time) plus the raw samples to ``benchmarks/results/``.
+
+    python benchmarks/streaming.py --cameras 100 500 1000 --duration 180
+
+Kafka and Redis are started on free loopback ports through camtopo.localstack (needs
+``make setup`` once). Everything shares the machine's cores: the producer, the broker, Redis
+and the processor all run here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+
+
+# --- the producer (a child process) ---------------------------------------------------------------
+def produce(args: argparse.Namespace) -> int:
+    from confluent_kafka import Producer
+
+    from camtopo.simulation import Simulation
+    from processors.trace import simulated_records
+
+    sim = Simulation.from_name(args.scenario, args.n, seed=args.seed, warmup_s=60.0)
+    sim.network.save(args.network)
+    producer = Producer(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 20,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 200_000,
+        }
+    )
+    # Capture times are "now": the simulation's t=0 is the moment production starts.
+    start_wall = time.time() * 1000.0 + 2000
+    offset = int(start_wall - sim.start_ms)
+    n_ticks = int(args.seconds * sim.fps)
+    Path(args.ready).write_text("ready")
+    sent = 0
+    for rec in simulated_records(sim, n_ticks, args.frames_per_record, 0, offset):
+        wait = (rec.send_ms - time.time() * 1000.0) / 1000.0
+        if wait > 0:
+            producer.flush(wait) if wait > 0.05 else time.sleep(wait)  # real-time pace
+        producer.produce(args.topic, rec.value, rec.camera.encode())
+        producer.poll(0)
+        sent += 1
+    producer.flush(30)
+    print(json.dumps({"records_sent": sent}), flush=True)
+    return 0
+
+
+# --- measurement -------------------------------------------------------------------------------
+@dataclass
+class Sample:
+    t: float
+    records_in: float = 0
+    frames: dict[str, float] = field(default_factory=dict)
+    counted: float = 0
+    delay_buckets: dict[float, float] = field(default_factory=dict)
+    delay_count: float = 0
+    rss_mb: float = 0
+    engine_mb: float = 0
+    redis_mb: float = 0
+    lag: float = 0
+    clock_lag_s: float = 0
+    range_s_sum: float = 0
+    range_s_count: float = 0
+    checkpoint_s_sum: float = 0
+    checkpoint_s_count: float = 0
+    topology_s_sum: float = 0
+    topology_s_count: float = 0
+    rows_written: float = 0
+    unacked: float = 0
+
+
+def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out.setdefault(s.name, []).append((s.labels, s.value))
+    return out
+
+
+def _one(m: dict, name: str) -> float:
+    return sum(v for _, v in m.get(name, []))
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def quantile(buckets: dict[float, float], q: float) -> float:
+    """From cumulative histogram buckets (le -> count), linear inside the bucket."""
+    items = sorted(buckets.items())
+    total = items[-1][1] if items else 0
+    if total <= 0:
+        return float("nan")
+    target = q * total
+    prev_le, prev_c = 0.0, 0.0
+    for le, c in items:
+        if c >= target:
+            if le == float("inf"):
+                return prev_le
+            frac = (target - prev_c) / max(c - prev_c, 1e-9)
+            return prev_le + frac * (le - prev_le)
+        prev_le, prev_c = le, c
+    return prev_le
+
+
+def run_size(n: int, args: argparse.Namespace, kafka, redis_server, workdir: Path) -> dict:
+    import redis as redis_lib
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from camtopo.localstack import free_port
+
+    tag = f"bench{n}-{int(time.time())}"
+    topic = f"occupancy-{tag}"
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    topics = [
+        NewTopic(topic, 8, 1),
+        NewTopic(f"dead-{tag}", 1, 1),
+        NewTopic(f"changes-{tag}", 4, 1),
+    ]
+    for fut in admin.create_topics(topics).values():
+        fut.result(60)
+    db = 1 + (n % 14)
+    redis_url = f"redis://127.0.0.1:{redis_server.port}/{db}"
+    rc = redis_lib.Redis.from_url(redis_url)
+    rc.flushdb()
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        CAMTOPO_KAFKA_BOOTSTRAP=kafka.bootstrap,
+        CAMTOPO_OCCUPANCY_TOPIC=topic,
+        CAMTOPO_DEAD_LETTER_TOPIC=f"dead-{tag}",
+        CAMTOPO_TOPOLOGY_CHANGES_TOPIC=f"changes-{tag}",
+        CAMTOPO_REDIS_URL=redis_url,
+        CAMTOPO_PROCESSOR_GROUP=f"proc-{tag}",
+        CAMTOPO_PROCESSOR_METRICS_PORT=str(port),
+        CAMTOPO_CHECKPOINT_EVERY_RANGES=str(args.checkpoint_every),
+    )
+    network = workdir / f"network-{n}.json"
+    ready = workdir / f"ready-{n}"
+    producer = subprocess.Popen(
+        [sys.executable, __file__, "--produce", "--n", str(n), "--bootstrap", kafka.bootstrap,
+         "--topic", topic, "--network", str(network), "--ready", str(ready),
+         "--seconds", str(args.duration + 10), "--frames-per-record", str(args.frames_per_record),
+         "--scenario", args.scenario],
+        env=env, cwd=REPO,
+    )  # fmt: skip
+    while not ready.exists():
+        if producer.poll() is not None:
+            raise RuntimeError("the producer exited before it was ready")
+        time.sleep(0.2)
+    log = (workdir / f"processor-{n}.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "camtopo.cli", "process", "--network", str(network)],
+        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    samples: list[Sample] = []
+    t0 = time.time()
+    from tqdm import tqdm
+
+    try:
+        with tqdm(total=args.duration, desc=f"{n} cameras", unit="s") as bar:
+            while time.time() - t0 < args.duration:
+                time.sleep(args.sample_every)
+                bar.update(min(args.sample_every, args.duration - bar.n))
+                if proc.poll() is not None:
+                    raise RuntimeError(f"processor exited {proc.returncode}; see {log.name}")
+                try:
+                    m = scrape(port)
+                except OSError:
+                    continue  # metrics server not up yet
+                frames = {lab["verdict"]: v for lab, v in m.get("camtopo_frames_total", [])}
+                buckets = {
+                    float(lab["le"]): v
+                    for lab, v in m.get("camtopo_detection_delay_seconds_bucket", [])
+                }
+                samples.append(
+                    Sample(
+                        t=time.time() - t0,
+                        records_in=_one(m, "camtopo_records_in_total"),
+                        frames=frames,
+                        counted=_one(m, "camtopo_frames_counted_total"),
+                        delay_buckets=buckets,
+                        delay_count=_one(m, "camtopo_detection_delay_seconds_count"),
+                        rss_mb=rss_mb(proc.pid),
+                        engine_mb=_one(m, "camtopo_engine_bytes") / 2**20,
+                        redis_mb=int(rc.info("memory")["used_memory"]) / 2**20,
+                        lag=_one(m, "camtopo_consumer_lag_records"),
+                        clock_lag_s=_one(m, "camtopo_processor_clock_lag_seconds"),
+                        range_s_sum=_one(m, "camtopo_range_processing_seconds_sum"),
+                        range_s_count=_one(m, "camtopo_range_processing_seconds_count"),
+                        checkpoint_s_sum=_one(m, "camtopo_store_checkpoint_seconds_sum"),
+                        checkpoint_s_count=_one(m, "camtopo_store_checkpoint_seconds_count"),
+                        topology_s_sum=_one(m, "camtopo_store_topology_update_seconds_sum"),
+                        topology_s_count=_one(m, "camtopo_store_topology_update_seconds_count"),
+                        rows_written=_one(m, "camtopo_store_rows_written_total"),
+                        unacked=_one(m, "camtopo_unacked_records"),
+                    )
+                )
+    finally:
+        proc.terminate()
+        producer.terminate()
+        for p in (proc, producer):
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    return summarise(n, samples, args)
+
+
+def summarise(n: int, samples: list[Sample], args: argparse.Namespace) -> dict:
+    if len(samples) < 3:
+        return {"cameras": n, "error": "too few samples"}
+    warm = [s for s in samples if s.t >= args.warmup] or samples
+    a, b = warm[0], warm[-1]
+    span = max(b.t - a.t, 1e-9)
+    total_frames = lambda s: sum(s.frames.values())  # noqa: E731
+    late = lambda s: s.frames.get("late", 0) + s.frames.get("closed", 0)  # noqa: E731
+    delta_buckets = {
+        le: b.delay_buckets.get(le, 0) - a.delay_buckets.get(le, 0) for le in b.delay_buckets
+    }
+    frames_in = total_frames(b) - total_frames(a)
+    per_minute = []
+    for k in range(int(samples[-1].t // 60) + 1):
+        inside = [s for s in samples if k * 60 <= s.t < (k + 1) * 60 + 1e-9]
+        if len(inside) >= 2:
+            f = total_frames(inside[-1]) - total_frames(inside[0])
+            per_minute.append((late(inside[-1]) - late(inside[0])) / f if f else 0.0)
+    return {
+        "cameras": n,
+        "expected_frames_per_s": n * 10,
+        "frames_in_per_s": frames_in / span,
+        "frames_counted_per_s": (b.counted - a.counted) / span,
+        "records_in_per_s": (b.records_in - a.records_in) / span,
+        "late_fraction": (late(b) - late(a)) / frames_in if frames_in else float("nan"),
+        "late_per_minute": per_minute,
+        "delay_p50_s": quantile(delta_buckets, 0.5),
+        "delay_p99_s": quantile(delta_buckets, 0.99),
+        "range_seconds_mean": (b.range_s_sum - a.range_s_sum)
+        / max(b.range_s_count - a.range_s_count, 1),
+        "checkpoint_seconds_mean": (b.checkpoint_s_sum - a.checkpoint_s_sum)
+        / max(b.checkpoint_s_count - a.checkpoint_s_count, 1),
+        "checkpoints_per_s": (b.checkpoint_s_count - a.checkpoint_s_count) / span,
+        "rows_per_checkpoint": (b.rows_written - a.rows_written)
+        / max(b.checkpoint_s_count - a.checkpoint_s_count, 1),
+        "topology_seconds_mean": (b.topology_s_sum - a.topology_s_sum)
+        / max(b.topology_s_count - a.topology_s_count, 1),
+        "lag_last_records": warm[-1].lag,
+        "rss_mb_first": warm[0].rss_mb,
+        "rss_mb_last": warm[-1].rss_mb,
+        "rss_mb_max": max(s.rss_mb for s in samples),
+        "engine_mb_last": warm[-1].engine_mb,
+        "redis_mb_first": warm[0].redis_mb,
+        "redis_mb_last": warm[-1].redis_mb,
+        "lag_max_records": max(s.lag for s in warm),
+        "clock_lag_s_max": max(s.clock_lag_s for s in warm),
+        "samples": [asdict(s) for s in samples],
+    }
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
+    for r in results:
+        if "samples" not in r:
+            continue
+        ss = r["samples"]
+        t = [s["t"] / 60 for s in ss]
+        # late fraction over each sampling interval (finer than per minute, same quantity)
+        lf = []
+        for p, q in itertools.pairwise(ss):
+            f = sum(q["frames"].values()) - sum(p["frames"].values())
+            lt = (q["frames"].get("late", 0) + q["frames"].get("closed", 0)) - (
+                p["frames"].get("late", 0) + p["frames"].get("closed", 0)
+            )
+            lf.append(100 * lt / f if f else 0)
+        ax1.plot(t[1:], lf, label=f"{r['cameras']} cameras")
+        ax2.plot(t, [s["rss_mb"] for s in ss], label=f"processor RSS, {r['cameras']} cameras")
+        ax2.plot(t, [s["redis_mb"] for s in ss], "--", label=f"Redis, {r['cameras']} cameras")
+    ax1.set_ylabel("late data (%)")
+    ax1.set_title("Late data and memory over time (cf. paper Figure 5)")
+    ax1.legend()
+    ax2.set_ylabel("memory (MB)")
+    ax2.set_xlabel("minutes")
+    ax2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--cameras", type=int, nargs="+", default=[100, 500, 1000])
+    ap.add_argument("--duration", type=float, default=180.0, help="seconds per size")
+    ap.add_argument("--warmup", type=float, default=30.0, help="seconds left out of the rates")
+    ap.add_argument("--sample-every", type=float, default=5.0)
+    ap.add_argument("--frames-per-record", type=int, default=5)
+    ap.add_argument("--scenario", default="campus")
+    ap.add_argument(
+        "--checkpoint-every", type=int, default=1, help="CAMTOPO_CHECKPOINT_EVERY_RANGES"
+    )
+    # producer mode (internal)
+    ap.add_argument("--produce", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--bootstrap", help=argparse.SUPPRESS)
+    ap.add_argument("--topic", help=argparse.SUPPRESS)
+    ap.add_argument("--network", help=argparse.SUPPRESS)
+    ap.add_argument("--ready", help=argparse.SUPPRESS)
+    ap.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    if args.produce:
+        return produce(args)
+
+    from camtopo.localstack import KafkaCluster, RedisServer
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="camtopo-bench-"))
+    kafka = KafkaCluster(data_dir=workdir / "kafka").start()
+    redis_server = RedisServer(data_dir=workdir / "redis").start()
+    results = []
+    try:
+        for n in args.cameras:
+            results.append(run_size(n, args, kafka, redis_server, workdir))
+            (RESULTS / "streaming.json").write_text(json.dumps(results, indent=1))
+    finally:
+        kafka.stop()
+        redis_server.stop()
+    print(
+        f"\nwhole system, {args.duration:.0f} s per size (rates after {args.warmup:.0f} s warm-up)"
+    )
+    head = (
+        f"{'cameras':>7} {'frames/s in':>11} {'expected':>8} {'counted/s':>9} {'late %':>7} "
+        f"{'p50 s':>6} {'p99 s':>6} {'range s':>7} {'ckpt s':>6} {'rows/ckpt':>9} {'RSS MB':>13} "
+        f"{'Redis MB':>13} {'lag max':>7} {'lag end':>7}"
+    )
+    print(head)
+    for r in results:
+        if "error" in r:
+            print(f"{r['cameras']:>7} {r['error']}")
+            continue
+        print(
+            f"{r['cameras']:>7} {r['frames_in_per_s']:>11.0f} {r['expected_frames_per_s']:>8} "
+            f"{r['frames_counted_per_s']:>9.0f} {100 * r['late_fraction']:>7.3f} "
+            f"{r['delay_p50_s']:>6.2f} {r['delay_p99_s']:>6.2f} {r['range_seconds_mean']:>7.3f} "
+            f"{r['checkpoint_seconds_mean']:>6.3f} {r['rows_per_checkpoint']:>9.0f} "
+            f"{r['rss_mb_first']:>6.0f}->{r['rss_mb_last']:<6.0f} "
+            f"{r['redis_mb_first']:>6.1f}->{r['redis_mb_last']:<6.1f} {r['lag_max_records']:>7.0f} "
+            f"{r['lag_last_records']:>7.0f}"
+        )
+    plot(results, RESULTS / "streaming.png")
+    print(f"wrote {RESULTS / 'streaming.json'} and {RESULTS / 'streaming.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

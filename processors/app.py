@@ -1,0 +1,202 @@
+"""The Faust worker: consumes ``occupancy``, counts closed ranges, checkpoints to Redis.
+
+One agent takes records in batches without auto-acking them; a task closes ranges by the
+processor clock and counts them in a one-thread executor (the numba kernels release the GIL),
+so heartbeats and rebalances are never starved. A record is acked only once every frame it
+carried is counted *and* checkpointed, so Kafka's committed offset never passes a frame that
+Redis does not hold: after a crash the worker replays from there and the range logic skips
+what was already counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import faust
+
+from camtopo.core.grid import Network
+from camtopo.settings import Settings
+from processors import metrics
+from processors.pipeline import CountStore, StreamProcessor
+
+log = logging.getLogger(__name__)
+
+
+def broker_url(bootstrap: str) -> str:
+    """Faust's broker URL for a ``bootstrap.servers`` list."""
+    return ";".join(f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip())
+
+
+def create_app(
+    network: Network,
+    settings: Settings,
+    store: CountStore | None,
+    *,
+    engine: str = "fast",
+) -> tuple[faust.App, StreamProcessor[Any]]:
+    app = faust.App(
+        settings.processor_group,
+        broker=broker_url(settings.kafka_bootstrap),
+        store="memory://",
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        # Unacked records are the frames of open ranges, by design: do not wait for them.
+        stream_wait_empty=False,
+        topic_partitions=settings.occupancy_partitions,
+        broker_commit_interval=1.0,
+        # A restart after kill -9 waits for the dead member's session to expire before the
+        # group rebalances (Faust's default is 60 s); heartbeats at a third of it.
+        broker_session_timeout=settings.processor_session_timeout_seconds,
+        broker_heartbeat_interval=settings.processor_session_timeout_seconds / 3.0,
+        producer_acks=-1,
+    )
+    proc: StreamProcessor[Any] = StreamProcessor(network, settings, store, engine)
+    occupancy = app.topic(
+        settings.occupancy_topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.occupancy_partitions,
+    )
+    dead_letters = app.topic(
+        settings.dead_letter_topic, key_serializer="raw", value_serializer="raw"
+    )
+    changes_topic = app.topic(
+        settings.topology_changes_topic, key_serializer="raw", value_serializer="raw"
+    )
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exclusion")
+
+    @app.agent(occupancy, name="count-occupancy")
+    async def count(stream: faust.StreamT) -> None:
+        # One event at a time, not take_events(): that acks every event of a batch as soon as
+        # the batch is handed over, noack() or not (faust-streaming issue #189), so Kafka
+        # committed offsets past frames Redis did not hold yet and kill -9 lost them.
+        async for event in stream.noack().events():
+            msg = event.message
+            dead = proc.on_record(
+                msg.partition, msg.offset, round(msg.timestamp * 1000), msg.value, event
+            )
+            if dead is not None:
+                fut = await dead_letters.send(
+                    key=msg.key,
+                    value=msg.value,
+                    headers=[
+                        ("reason", dead.reason.encode()),
+                        ("detail", dead.detail.encode()[:1000]),
+                        ("source", f"{msg.topic}/{msg.partition}/{msg.offset}".encode()),
+                    ],
+                )
+                # Its record may be committed only once the dead letter is on Kafka.
+                fut.add_done_callback(functools.partial(_ack_when_sent, event))
+            for handle in proc.ackable():
+                handle.ack()
+
+    @app.task
+    async def close_ranges() -> None:
+        loop = asyncio.get_running_loop()
+        while not app.should_stop:
+            await asyncio.sleep(0.2)
+            assignment = app.consumer.assignment() if app.consumer else set()
+            mine = [tp.partition for tp in assignment if tp.topic == settings.occupancy_topic]
+            proc.clock.assign(mine, time.time() * 1000.0)
+            behind = _behind(app, assignment, proc.next_offsets)
+            if not _owns_every_partition(mine, settings.occupancy_partitions):
+                # Counting needs every camera's frames of a tick; with part of the partitions
+                # (a second worker in the group, or a dead member not yet expired) the clock
+                # would close ranges on a subset and drop the rest as closed. Wait instead.
+                metrics.OWNED_PARTITIONS.set(len(mine))
+                continue
+            metrics.OWNED_PARTITIONS.set(len(mine))
+            batch = proc.due_batch(behind=behind)
+            if batch is None:
+                # Ranges counted but held back by checkpoint_every_ranges: do not keep them
+                # (and their records' acks) waiting once the stream pauses.
+                stale = time.monotonic() - proc.last_checkpoint_wall > settings.range_seconds
+                if not (proc.uncheckpointed and stale):
+                    continue
+                resume = proc.resume_offsets(proc.acked_until_pending())
+                step = functools.partial(proc.checkpoint, resume)
+                what = "pending checkpoint"
+            else:
+                resume = proc.resume_offsets(
+                    proc.grid.held_from(batch.range_id) - proc.grid.tolerance
+                )
+                step = functools.partial(proc.apply, batch, resume)
+                what = f"range {batch.range_id}"
+            try:
+                result = await loop.run_in_executor(executor, step)
+            except Exception:
+                # Redis stayed unreachable past checkpoint_retry_seconds (or counting failed):
+                # nothing counted since the last checkpoint is acked, so a restart replays it;
+                # stop rather than count on without checkpoints.
+                log.exception("%s could not be counted or checkpointed", what)
+                await app.crash(RuntimeError(f"{what}: checkpoint failed"))
+                return
+            counted_until, changes = (
+                (result.counted_until, result.changes) if batch is not None else result
+            )
+            if counted_until is not None:
+                for handle in proc.ackable(counted_until):
+                    handle.ack()
+            if changes:
+                await _publish(changes_topic, changes)
+
+    return app, proc
+
+
+def _ack_when_sent(event: Any, fut: Any) -> None:
+    if not fut.cancelled() and fut.exception() is None:
+        event.ack()
+    else:  # left unacked: Kafka's committed offset stays before it, a restart retries it
+        log.error("dead letter for offset %s not delivered", event.message.offset)
+
+
+async def _publish(topic: Any, changes: list[dict[str, Any]]) -> None:
+    from topology_store.store import change_records
+
+    futures = [await topic.send(key=k, value=v) for k, v in change_records(changes)]
+    for fut in futures:
+        await fut
+    metrics.TOPOLOGY_CHANGES.inc(len(futures))
+
+
+def _owns_every_partition(mine: list[int], n_partitions: int) -> bool:
+    return bool(mine) and set(mine) >= set(range(n_partitions))
+
+
+def _behind(app: faust.App, assignment: Any, seen: dict[int, int]) -> list[int]:
+    """Partitions with records on the broker not yet read (sets the consumer-lag gauge)."""
+    consumer = app.consumer
+    lag = 0
+    behind = []
+    try:
+        for tp in assignment:
+            high = consumer.highwater(tp)
+            if high is None:
+                # No fetch answered for it yet (just assigned, a restart): it may well hold
+                # a backlog, so it must not count as idle and let the others close ranges.
+                behind.append(tp.partition)
+                continue
+            # The position is what the *processor* has taken (records Faust fetched but still
+            # holds in the stream buffer are not seen yet: counting that partition idle then
+            # would close ranges before its frames arrive). Nothing taken since the start means
+            # the committed offset (faust has no public getter); none either: the earliest.
+            position = seen.get(tp.partition)
+            if position is None:
+                position = consumer._committed_offset.get(tp)
+            if position is None:
+                position = 0
+            waiting = max(0, high - position)
+            lag += waiting
+            if waiting:
+                behind.append(tp.partition)
+    except Exception:  # an internal API: without it, idleness falls back to silence alone
+        return behind
+    metrics.CONSUMER_LAG.set(lag)
+    return behind

@@ -1,0 +1,55 @@
+"""``camtopo process``: run the streaming processor (a Faust worker) for one network."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "process",
+        help="count exclusions from the occupancy topic into Redis (Faust worker)",
+        description=(
+            "Consume occupancy records from Kafka, assemble Tr-second event-time ranges, close "
+            "them Td seconds after their end, count exclusions per closed range, checkpoint the "
+            "counts to Redis and publish topology changes. Kafka, Redis, topics and ports come "
+            "from CAMTOPO_* settings."
+        ),
+    )
+    p.add_argument("--network", required=True, help="network.json of the cameras to expect")
+    p.add_argument(
+        "--engine", default="fast", choices=("fast", "exact"), help="exact = paper semantics"
+    )
+    p.add_argument("--loglevel", default="warning", help="faust worker log level")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from faust import Worker
+    from prometheus_client import start_http_server
+
+    from camtopo.core.grid import Network
+    from camtopo.settings import get_settings
+    from processors.app import create_app
+    from topology_store.store import TopologyStore
+
+    settings = get_settings()
+    network = Network.load(args.network)
+    store = TopologyStore(settings.redis_url, network, settings)
+    app, proc = create_app(network, settings, store, engine=args.engine)
+    cp = proc.restore()
+    logging.basicConfig(level=args.loglevel.upper())
+    if cp is not None:
+        print(f"camtopo process: restored {cp.rows} rows at range {cp.range_id}", flush=True)
+    if settings.processor_metrics_port:
+        start_http_server(settings.processor_metrics_port, addr=settings.http_host)
+    print(
+        f"camtopo process: {network.n_cameras} cameras, {network.n_windows} windows; "
+        f"consuming {settings.occupancy_topic} from {settings.kafka_bootstrap}",
+        flush=True,
+    )
+    worker = Worker(app, loglevel=args.loglevel, quiet=True)
+    worker.execute_from_commandline()
+    return 0

@@ -1,0 +1,340 @@
+"""The processor's logic without Faust: records in, closed ranges counted, checkpoints out.
+
+:class:`StreamProcessor` is driven by the Faust agent (``processors/app.py``) but has no
+asyncio in it, so tests and benchmarks can drive it directly. Its parts:
+
+- ``on_record`` (event loop): validate, judge each frame against the ranges, keep it;
+- ``due_batch`` (event loop): the ranges the processor clock has closed, as one batch;
+- ``apply`` (executor thread): count the batch with the one shared
+  :class:`~camtopo.core.topology.TopologyEstimator`, checkpoint it to the store, and now and
+  then recompute the topology. Only this thread touches the estimator;
+- ``ackable`` (event loop): records all of whose frames are checkpointed, to be acked so Kafka
+  commits past them. A crash replays from the committed offsets; replayed frames of counted
+  ticks are skipped by the range logic, so nothing is lost or counted twice.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+import numpy as np
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from camtopo.core.grid import Network
+from camtopo.core.ranges import ClosedBatch, ProcessorClock, RangeAssembler, RangeGrid, Verdict
+from camtopo.core.ticks import DuplicateFrameError, LateFrameError
+from camtopo.core.topology import TopologyEstimator
+from camtopo.settings import Settings
+from processors import metrics
+from processors.validate import DeadLetter, Limits, ValidRecord, validate
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT = (RedisConnectionError, RedisTimeoutError)  # Redis down or restarting (loading)
+E = TypeVar("E")  # whatever the driver needs to ack a record (a Faust event)
+
+
+class Checkpoint(Protocol):
+    range_id: int
+    resume_offsets: dict[int, int]
+
+    @property
+    def max_shard_range(self) -> int: ...
+
+
+class CountStore(Protocol):
+    """What the processor needs of ``topology_store.store.TopologyStore``."""
+
+    def load_into(self, estimator: Any) -> Checkpoint | None: ...
+
+    def checkpoint(
+        self, estimator: Any, range_id: int, resume_offsets: Mapping[int, int]
+    ) -> Any: ...
+
+    def restore_applied_rows(self, estimator: Any, range_id: int) -> int: ...
+
+    def update_topology(self, estimator: Any, range_end_ms: int) -> list[dict[str, Any]]: ...
+
+
+@dataclass
+class Applied:
+    """What one :meth:`StreamProcessor.apply` did."""
+
+    range_id: int
+    counted_until: int | None  # every tick below this is counted and checkpointed (None: no
+    # checkpoint this time, see ``checkpoint_every_ranges``)
+    frames: int
+    rejected: int
+    seconds: float
+    changes: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(order=True)
+class _Pending(Generic[E]):
+    max_tick: int
+    partition: int = field(compare=False)
+    offset: int = field(compare=False)
+    handle: E = field(compare=False)
+
+
+class StreamProcessor(Generic[E]):
+    def __init__(
+        self,
+        network: Network,
+        settings: Settings,
+        store: CountStore | None = None,
+        engine: str = "fast",
+    ) -> None:
+        self.network = network
+        self.settings = settings
+        self.store = store
+        self.grid = RangeGrid.from_settings(settings)
+        self.estimator = TopologyEstimator(network, settings, engine)
+        self.clock = ProcessorClock(settings.idle_partition_seconds * 1000.0)
+        self.assembler = RangeAssembler(self.grid)
+        self.limits = Limits(
+            settings.tick_ms,
+            settings.max_future_seconds * 1000.0,
+            settings.max_frame_age_seconds * 1000.0,
+        )
+        self.replay_until_range = -1  # shards may hold ranges past the meta: replay one by one
+        self._pending: list[_Pending[E]] = []
+        self._ack_now: list[E] = []
+        self._next_offset: dict[int, int] = {}
+        self._ranges_since_topology = 0
+        self._since_checkpoint: list[tuple[int, int, np.ndarray]] = []  # (range, until, ticks)
+        self.last_checkpoint_wall = time.monotonic()
+        self._minute: tuple[int, int, int] = (0, 0, 0)  # (wall minute, frames, late)
+
+    # --- start ------------------------------------------------------------------------------
+    def restore(self) -> Checkpoint | None:
+        """Load the stored counts; later records of counted ticks are then skipped."""
+        if self.store is None:
+            return None
+        cp = self.store.load_into(self.estimator)
+        if cp is None or cp.range_id < 0:
+            return cp
+        self.assembler.restart_at(cp.range_id)
+        self.estimator.buffer.next_tick = self.grid.held_from(cp.range_id)
+        self.replay_until_range = cp.max_shard_range
+        log.info(
+            "restored range %d (shards up to %d); resuming after tick %d",
+            cp.range_id, cp.max_shard_range, self.estimator.buffer.next_tick,
+        )  # fmt: skip
+        return cp
+
+    # --- records (event loop) -----------------------------------------------------------------
+    def on_record(
+        self,
+        partition: int,
+        offset: int,
+        record_ms: int,
+        value: bytes | None,
+        handle: E,
+        wall_ms: float | None = None,
+    ) -> DeadLetter | None:
+        """Take one record. Returns a DeadLetter to publish (then ack), else None.
+
+        Records with frames still to count are kept until :meth:`ackable` releases them.
+        """
+        wall_ms = time.time() * 1000.0 if wall_ms is None else wall_ms
+        metrics.RECORDS_IN.inc()
+        self._next_offset[partition] = offset + 1
+        self.clock.observe(partition, record_ms, wall_ms)
+        result = validate(value, record_ms, wall_ms, self.network, self.limits)
+        if isinstance(result, ValidRecord) and self.assembler.is_duplicate(
+            result.camera, result.ticks.tolist()
+        ):
+            result = DeadLetter(
+                "duplicate",
+                f"camera {self.network.cameras[result.camera]!r} sent a frame for a tick it "
+                f"already sent (ticks {result.ticks.min()}..{result.ticks.max()})",
+            )
+        if isinstance(result, DeadLetter):
+            metrics.DEAD_LETTERS.labels(result.reason).inc()
+            return result
+        max_kept = None
+        late = 0
+        for tick, windows in zip(result.ticks.tolist(), result.windows, strict=True):
+            verdict = self.assembler.verdict(tick, record_ms)
+            metrics.FRAMES.labels(verdict.value).inc()
+            if verdict in (Verdict.ACCEPTED, Verdict.HELD, Verdict.CONTEXT):
+                self.assembler.add(result.camera, tick, windows, verdict)
+                max_kept = tick if max_kept is None else max(max_kept, tick)
+            elif verdict is Verdict.LATE:
+                late += 1
+        self._count_minute(wall_ms, len(result.ticks), late)
+        if max_kept is not None:
+            heapq.heappush(self._pending, _Pending(max_kept, partition, offset, handle))
+        else:
+            self._ack_now.append(handle)
+        return None
+
+    def _count_minute(self, wall_ms: float, frames: int, late: int) -> None:
+        minute = int(wall_ms // 60_000)
+        m, n, k = self._minute
+        if minute != m:
+            if n:
+                metrics.LATE_FRACTION.set(k / n)
+            self._minute = (minute, frames, late)
+        else:
+            self._minute = (m, n + frames, k + late)
+
+    # --- closing (event loop) -----------------------------------------------------------------
+    def due_batch(
+        self, wall_ms: float | None = None, behind: Sequence[int] = ()
+    ) -> ClosedBatch | None:
+        """The ranges the clock has closed, or None. Call again only after ``apply`` returned.
+
+        ``behind``: partitions with records waiting on the broker (never idle).
+        """
+        wall_ms = time.time() * 1000.0 if wall_ms is None else wall_ms
+        clock = self.clock.now(wall_ms, behind)
+        if clock is not None:
+            metrics.CLOCK_LAG.set(max(0.0, (wall_ms - clock) / 1000.0))
+        at_most = None
+        ct = self.assembler.closed_through
+        if ct is not None and ct < self.replay_until_range:
+            at_most = ct + 1  # replaying ranges some shards already hold: one range per batch
+        batch = self.assembler.close(clock, at_most=at_most)
+        metrics.OPEN_FRAMES.set(self.assembler.n_open_frames)
+        return batch
+
+    def resume_offsets(self, counted_until: int) -> dict[int, int]:
+        """Per partition, the lowest offset of a record with frames at or after the tick."""
+        out = dict(self._next_offset)
+        for p in self._pending:
+            if p.max_tick >= counted_until and p.offset < out.get(p.partition, 1 << 62):
+                out[p.partition] = p.offset
+        return out
+
+    # --- counting (executor thread) -----------------------------------------------------------
+    def apply(self, batch: ClosedBatch, resume_offsets: Mapping[int, int]) -> Applied:
+        started = time.perf_counter()
+        est = self.estimator
+        rejected = 0
+        if batch.context:
+            # Counted ticks the next block's padding reads: into the buffer below its frontier.
+            frontier, est.buffer.next_tick = est.buffer.next_tick, None
+            for cam, tick, windows in batch.context:
+                try:
+                    est.buffer.add(cam, tick, windows)
+                except DuplicateFrameError:
+                    rejected += 1
+            est.buffer.next_tick = frontier
+        for cam, tick, windows in zip(
+            batch.cameras.tolist(), batch.ticks.tolist(), batch.windows, strict=True
+        ):
+            try:
+                est.buffer.add(cam, tick, windows)
+            except (LateFrameError, DuplicateFrameError) as exc:
+                # The range logic should make this impossible; count it rather than crash.
+                rejected += 1
+                log.warning("frame not counted: %s", exc)
+        est.advance(batch.frontier)
+        # Records are released (acked) only once no block will read their ticks again: the
+        # next block's padding reads ``tolerance`` ticks before the first uncounted one.
+        counted_until = self.grid.held_from(batch.range_id) - self.grid.tolerance
+        self._since_checkpoint.append((batch.range_id, counted_until, batch.ticks))
+        changes: list[dict[str, Any]] = []
+        replaying = batch.range_id <= self.replay_until_range
+        if self.store is not None and replaying:
+            self._retrying("restore", self.store.restore_applied_rows, est, batch.range_id)
+        done: int | None = None
+        if (
+            self.store is None
+            or replaying  # recovery needs each replayed range checkpointed on its own
+            or len(self._since_checkpoint) >= self.settings.checkpoint_every_ranges
+        ):
+            done, changes = self.checkpoint(resume_offsets)
+        seconds = time.perf_counter() - started
+        metrics.RANGE_SECONDS.observe(seconds)
+        metrics.RANGES_CLOSED.inc(max(1, len(batch.ranges)))
+        metrics.LAST_RANGE.set(batch.range_id)
+        metrics.FRAMES_COUNTED.inc(len(batch) - rejected)
+        metrics.ENGINE_BYTES.set(getattr(est.counts, "nbytes", 0))
+        return Applied(batch.range_id, done, len(batch), rejected, seconds, changes)
+
+    def acked_until_pending(self) -> int:
+        """counted_until of the newest counted-but-not-checkpointed batch (resume offsets)."""
+        return self._since_checkpoint[-1][1] if self._since_checkpoint else 0
+
+    @property
+    def uncheckpointed(self) -> int:
+        """Closed batches counted but not yet checkpointed."""
+        return len(self._since_checkpoint)
+
+    def checkpoint(
+        self, resume_offsets: Mapping[int, int]
+    ) -> tuple[int | None, list[dict[str, Any]]]:
+        """Checkpoint what was counted since the last one (executor thread).
+
+        Returns (counted_until, topology changes); counted_until None when nothing was pending.
+        """
+        if not self._since_checkpoint:
+            return None, []
+        range_id, counted_until, _ = self._since_checkpoint[-1]
+        changes: list[dict[str, Any]] = []
+        if self.store is not None:
+            self._retrying("checkpoint", self.store.checkpoint, self.estimator, range_id,
+                           resume_offsets)  # fmt: skip
+            self._ranges_since_topology += len(self._since_checkpoint)
+            if self._ranges_since_topology >= self.settings.topology_every_ranges:
+                try:
+                    changes = self.store.update_topology(
+                        self.estimator, int(self.grid.end_ms(range_id))
+                    )
+                    self._ranges_since_topology = 0
+                except _TRANSIENT as exc:  # counts are safe; adjacency is redone next time
+                    log.warning("topology update after range %d failed: %s", range_id, exc)
+        now = time.time()
+        for _, _, ticks in self._since_checkpoint:
+            metrics.observe_many(metrics.DELAY, now - ticks * (self.settings.tick_ms / 1000.0))
+        self._since_checkpoint.clear()
+        self.last_checkpoint_wall = time.monotonic()
+        return counted_until, changes
+
+    def _retrying(self, what: str, fn: Any, *args: Any) -> Any:
+        """Call ``fn`` through a Redis outage: counts stay in memory and nothing is acked until
+        it succeeds; past ``checkpoint_retry_seconds`` the error propagates (worker stops)."""
+        deadline = time.monotonic() + self.settings.checkpoint_retry_seconds
+        wait = 0.2
+        while True:
+            try:
+                return fn(*args)
+            except _TRANSIENT as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                metrics.STORE_RETRIES.labels(what).inc()
+                log.warning("%s failed (%s); retrying in %.1f s", what, exc, wait)
+                time.sleep(wait)
+                wait = min(2 * wait, 5.0)
+
+    # --- acks (event loop) --------------------------------------------------------------------
+    def ackable(self, counted_until: int | None = None) -> list[E]:
+        """Handles of records whose frames are all counted (or that kept none)."""
+        out = self._ack_now
+        self._ack_now = []
+        if counted_until is not None:
+            while self._pending and self._pending[0].max_tick < counted_until:
+                out.append(heapq.heappop(self._pending).handle)
+        metrics.UNACKED.set(len(self._pending))
+        return out
+
+    @property
+    def next_offsets(self) -> dict[int, int]:
+        """Per partition, the offset after the last record taken by :meth:`on_record`."""
+        return self._next_offset
+
+    @property
+    def unacked(self) -> int:
+        return len(self._pending)
+
+
+__all__: Sequence[str] = ("Applied", "CountStore", "StreamProcessor")

@@ -1,0 +1,120 @@
+"""Checks on one ``occupancy`` record before any of its frames is counted (pure, no I/O).
+
+A record is accepted whole or refused whole: a refused record goes to the dead-letter topic
+with its original bytes and one of the :data:`REASONS`, so nothing is lost silently and a
+partly bad record never leaves half its frames counted.
+
+Time checks compare the frames' capture times with the record's own Kafka timestamp (the
+producer's send time), not with the processor's wall clock, so a replay decides the same way.
+Only the record timestamp itself is checked against the wall clock, for the future.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from camtopo.avro import OCCUPANCY, UndecodableRecord, UnknownSchemaVersion, decode
+from camtopo.core.grid import Network, NetworkError
+
+REASONS = (
+    "undecodable",  # not a framed Avro record, or a corrupt body
+    "unknown_schema",  # framed with a schema version this build does not know
+    "unknown_camera",  # camera id not in network.json
+    "grid_mismatch",  # the record's grid is not the camera's grid in network.json
+    "window_outside_grid",  # an occupied window index outside the camera's grid
+    "bad_windows",  # occupied windows not sorted and unique
+    "future_timestamp",  # record or frame time too far ahead
+    "past_timestamp",  # a frame captured too long before the record was sent
+    "duplicate",  # a frame for a (camera, tick) already received
+)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    reason: str  # one of REASONS
+    detail: str  # what was wrong, and where
+
+
+@dataclass(frozen=True)
+class ValidRecord:
+    """Frames with data of one camera: ``ticks`` int64 (n,), ``windows`` n int64 arrays."""
+
+    camera: int
+    ticks: np.ndarray
+    windows: list[np.ndarray]
+    t_ms: np.ndarray  # int64 (n,) capture times, for the detection delay
+
+
+@dataclass(frozen=True)
+class Limits:
+    tick_ms: float
+    max_future_ms: float  # frame after its record's send time, or record after the wall clock
+    max_age_ms: float  # frame before its record's send time
+
+
+def validate(
+    data: bytes | None, record_ms: int, wall_ms: float, network: Network, limits: Limits
+) -> ValidRecord | DeadLetter:
+    """Decode and check one record; ``record_ms`` is its Kafka timestamp."""
+    try:
+        record = decode(OCCUPANCY, data)
+    except UnknownSchemaVersion as exc:
+        return DeadLetter("unknown_schema", str(exc))
+    except UndecodableRecord as exc:
+        return DeadLetter("undecodable", str(exc))
+    camera_id = record["camera"]
+    try:
+        camera = network.camera_index(camera_id)
+    except NetworkError as exc:
+        return DeadLetter("unknown_camera", str(exc))
+    grid = network.grids[camera]
+    g = record["grid"]
+    if (g["cols"], g["rows"]) != (grid.cols, grid.rows):
+        return DeadLetter(
+            "grid_mismatch",
+            f"camera {camera_id!r} sent a {g['cols']}x{g['rows']} grid; network.json has "
+            f"{grid.cols}x{grid.rows}",
+        )
+    if record_ms > wall_ms + limits.max_future_ms:
+        return DeadLetter(
+            "future_timestamp",
+            f"record of {camera_id!r} is stamped {(record_ms - wall_ms) / 1000:.1f} s ahead of "
+            "the processor's clock",
+        )
+    ticks: list[int] = []
+    windows: list[np.ndarray] = []
+    t_ms: list[int] = []
+    n_windows = grid.n_windows
+    for frame in record["frames"]:
+        if frame["status"] != "OK":
+            continue  # MISSING / ERROR / END: no data for this tick, which is not "empty"
+        t = frame["t_ms"]
+        where = f"camera {camera_id!r} frame seq {frame['seq']} (t_ms {t})"
+        if t > record_ms + limits.max_future_ms:
+            return DeadLetter(
+                "future_timestamp",
+                f"{where} is {(t - record_ms) / 1000:.1f} s after its record was sent",
+            )
+        if t < record_ms - limits.max_age_ms:
+            return DeadLetter(
+                "past_timestamp",
+                f"{where} was captured {(record_ms - t) / 1000:.1f} s before its record was sent",
+            )
+        occ = frame["occupied"]
+        if occ and (min(occ) < 0 or max(occ) >= n_windows):
+            bad = next(w for w in occ if w < 0 or w >= n_windows)
+            return DeadLetter(
+                "window_outside_grid",
+                f"{where}: window {bad} is outside the {n_windows}-window grid",
+            )
+        arr = np.asarray(occ, dtype=np.int64)
+        if arr.size > 1 and np.any(np.diff(arr) <= 0):
+            return DeadLetter("bad_windows", f"{where}: occupied windows not sorted and unique")
+        ticks.append(round(t / limits.tick_ms))
+        windows.append(arr)
+        t_ms.append(t)
+    return ValidRecord(
+        camera, np.asarray(ticks, dtype=np.int64), windows, np.asarray(t_ms, dtype=np.int64)
+    )
