@@ -335,7 +335,8 @@ class FastExclusion:
 
     def _grow(self, needed: int) -> bool:
         cap, width = self.pool.shape
-        new_cap = max(cap * 2, cap + needed)
+        # Grow by a quarter: doubling would overshoot by up to 2x at the sizes that matter.
+        new_cap = max(cap + cap // 4, cap + needed)
         if self.max_pool_bytes is not None:
             new_cap = min(new_cap, self.max_pool_bytes // (width * self.pool.itemsize))
         if new_cap <= cap:

@@ -3,6 +3,7 @@ the streaming processors and the benchmarks."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -22,6 +23,8 @@ from camtopo.core.reference import DenseExclusion
 from camtopo.core.ticks import OccupancyBuffer
 from camtopo.core.transit import DirectedTransit, TransitEstimator, TransitParams
 from camtopo.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def make_counts(network: Network, settings: Settings, engine: str = "fast") -> ExclusionCounts:
@@ -46,6 +49,14 @@ def make_counts(network: Network, settings: Settings, engine: str = "fast") -> E
 
 def make_transit(network: Network, settings: Settings) -> TransitEstimator | None:
     if not settings.transit_enabled:
+        return None
+    if network.n_cameras > settings.transit_max_cameras:
+        log.warning(
+            "transit evidence is off: %d cameras > transit_max_cameras = %d (its zone-pair "
+            "map grows with the square of the network; see docs/transit.md)",
+            network.n_cameras,
+            settings.transit_max_cameras,
+        )
         return None
     return TransitEstimator(
         network,

@@ -6,12 +6,15 @@ measured that no single tolerance separates walkways from chance. This module in
 autocorrelated), and compares them with the base rate *at the same time* (crowd surges make
 everything co-occur):
 
-- **Departure** from camera A at tick t: a window's occupancy run ends at t (no occupation in
-  the next ``gap`` ticks, which bridges missed detections) and no window within ``radius`` of
-  it is occupied in (t, t + gap] — the blob left the view rather than moved to the next
-  window. **Arrival** at camera B at tick t: a run starts at t and no window within
-  ``radius`` was occupied in [t - gap, t). Both need the camera to have had data throughout,
-  so outages do not fake events. Entry/exit zones are thus found from the data.
+- Events follow *blob tracks*: a run of occupancy in a window (gaps up to ``gap`` ticks
+  bridge missed detections) continues the track of a window within ``radius`` that was
+  occupied in the last ``gap`` ticks, else a new track is born. **Arrival** at camera B,
+  tick t: a track born at t that lasts ``min_track`` (false blobs last one frame).
+  **Departure** from camera A, tick t: a run ends at t, no window within ``radius`` takes
+  over in (t, t + gap], and its track lived ``min_track``. Both need the camera to have had
+  data throughout, so outages do not fake events. Each event carries its *zone* (the grid
+  cut into zone_cols x zone_rows), so entry/exit zones are found from the data; A and B
+  below are zones, and a camera link is its best zone pair.
 - For every arrival at B (t1) and departure from A (t0) with lag δ = t1 - t0:
   ``hist[A→B, δ // bin]`` counts δ in [0, max_lag); ``wide[A→B]`` counts δ in
   [-control, max_lag + control], a window centred on the signal range. The expected count per
@@ -25,16 +28,18 @@ everything co-occur):
   The peak band is the "consistent lag"; transit times are quantiles of the excess
   (hist - expected, clipped at 0) around it.
 - Indirect links: a walker A→X→B also makes B's arrivals follow A's departures, later and
-  more spread. A→B is dropped when links A→X and X→B exist whose median lags add up to at most
-  A→B's (X's dwell time comes on top). Pairs that overlap are left to the exclusion counts.
+  more spread. A→B is dropped when legs A→X and X→B (weaker evidence suffices, or an overlap
+  found by the exclusion counts) have median lags adding up to at most A→B's (X's dwell time
+  comes on top). Pairs that overlap are left to the exclusion counts.
 
 Memory is bounded: a ring of recent departures (max_lag + 2 control), a queue of arrivals
 waiting for their control window to complete (control + gap ticks), and at most ``max_dest``
-tracked destinations per source camera, each with ``max_lag / bin`` lag bins. A dense
-(n_cameras, n_cameras) int32 slot map finds a pair's slot. Sources with all slots taken
-release, every maintenance round, slots that showed no evidence (z < ``release_z``) after
-``min_slot_age`` ticks, so that new candidates get their turn. Counts are halved per pair
-when its control count reaches ``halve_at`` (the paper's ageing, ratios kept).
+tracked destination zones per source zone, each with ``max_lag / bin`` lag bins. A dense
+(n_zones, n_zones) int32 slot map finds a pair's slot (quadratic: see docs/transit.md).
+Sources with all slots taken release, every maintenance round, slots that showed no
+evidence (z < ``release_z``) after ``min_slot_age`` ticks, so that new candidates get their
+turn. Counts are halved per pair when its control count reaches ``halve_at`` or a uint16 lag
+bin fills (the paper's ageing, ratios kept).
 """
 
 from __future__ import annotations
@@ -61,19 +66,21 @@ class TransitParams:
     gap_s: float = 0.5  # occupancy gaps this short do not end a run (missed detections)
     radius: int = 1  # windows this close (same camera) continue a blob, not (dis)appear
     min_track_s: float = 1.0  # blobs seen for less are not people (false blobs: one frame)
-    zone_cols: int = 3  # entry/exit zones per camera: the grid cut into zone_cols x zone_rows
-    zone_rows: int = 3
+    zone_cols: int = 2  # entry/exit zones per camera: the grid cut into zone_cols x zone_rows
+    zone_rows: int = 2
     band_frac: float = 0.2  # lag band half-width as a fraction of the lag (walking speeds vary)
-    z_star: float = 5.5
+    z_star: float = 5.0
     min_ratio: float = 1.5
     min_excess: float = 8.0
-    max_dest: int = 64  # tracked destinations per source camera
+    max_dest: int = 256  # tracked destination zones per source zone
     min_slot_age_s: float = 600.0
     release_z: float = 3.0  # best-band z of chance alone is ~2-3 (max over the bands)
     maintain_every_s: float = 60.0
     halve_at: int = 1 << 20
     ring_capacity: int = 1 << 18  # departures held (max_lag + 2 control of the whole network)
     indirect_slack: float = 1.1  # A→B indirect when m(A→X) + m(X→B) <= slack * m(A→B) + 1 bin
+    weak_z: float = 3.0  # evidence enough for a leg that explains a longer link
+    weak_ratio: float = 1.2
 
     def __post_init__(self) -> None:
         if not 0 < self.bin_s <= self.max_lag_s:
@@ -161,7 +168,7 @@ def _update(
     slot_of: np.ndarray,  # int32 (n_zones, n_zones) slot index or -1
     slot_dst: np.ndarray,  # int32 (n_zones * max_dest,) destination zone or -1
     slot_born: np.ndarray,  # int64 (n_zones * max_dest,)
-    hist: np.ndarray,  # uint32 (n_slots, n_bins)
+    hist: np.ndarray,  # uint16 (n_slots, n_bins)
     wide: np.ndarray,  # uint32 (n_slots,)
     stats: np.ndarray,  # int64 (4,): departures, arrivals, pair updates, untracked pairs
 ) -> None:
@@ -276,9 +283,12 @@ def _update(
                         continue
                 stats[2] += 1
                 wide[s] += 1
+                full = wide[s] >= halve_at
                 if 0 <= lag < n_lag:
-                    hist[s, lag // bin_ticks] += 1
-                if wide[s] >= halve_at:
+                    j = lag // bin_ticks
+                    hist[s, j] += 1
+                    full = full or hist[s, j] == 65535  # uint16 bins
+                if full:
                     wide[s] >>= 1
                     for j in range(hist.shape[1]):
                         hist[s, j] >>= 1
@@ -286,7 +296,7 @@ def _update(
 
 @nb.njit(cache=True, nogil=True)
 def _band_scores(
-    hist: np.ndarray,  # uint32 (n_slots, n_bins)
+    hist: np.ndarray,  # uint16 (n_slots, n_bins)
     wide: np.ndarray,  # uint32 (n_slots,)
     per_bin: float,  # expected fraction of wide per bin
     band_frac: float,
@@ -374,7 +384,7 @@ class TransitEstimator:
         slots = self.n_zones * p.max_dest
         self.slot_dst = np.full(slots, -1, dtype=np.int32)
         self.slot_born = np.zeros(slots, dtype=np.int64)
-        self.hist = np.zeros((slots, self.n_bins), dtype=np.uint32)
+        self.hist = np.zeros((slots, self.n_bins), dtype=np.uint16)
         self.wide = np.zeros(slots, dtype=np.uint32)
         self.stats = np.zeros(4, dtype=np.int64)
         self.released = 0  # slots released to make room for new candidates
@@ -449,33 +459,46 @@ class TransitEstimator:
         s = np.flatnonzero(ok)
         return s, z[s], c[s], hw[s], obs[s], exp_[s]
 
-    def directed(self, include_indirect: bool = False) -> list[DirectedTransit]:
+    def directed(
+        self,
+        include_indirect: bool = False,
+        overlaps: set[tuple[int, int]] | frozenset[tuple[int, int]] = frozenset(),
+    ) -> list[DirectedTransit]:
         """Directed camera links (the zone pair with the best z stands for each), with
-        transit-time quantiles in seconds."""
+        transit-time quantiles in seconds. ``overlaps``: camera pairs known to overlap (from
+        the exclusion counts), used as zero-lag legs when looking for indirect links."""
         p = self.params
-        slots, z, c, hw, obs, exp_ = self.zone_links()
+        z, c, hw, obs, exp_ = _band_scores(self.hist, self.wide, self._per_bin, p.band_frac)
+        used = self.slot_dst >= 0
+        strong = used & (z >= p.z_star) & (obs >= p.min_ratio * exp_) & (obs - exp_ >= p.min_excess)
+        weak = used & (z >= p.weak_z) & (obs >= p.weak_ratio * exp_)
         bin_s = self.bin_ticks * p.tick_s
         centres = (np.arange(self.n_bins) + 0.5) * bin_s
-        best: dict[tuple[int, int], int] = {}
-        for k, s in enumerate(slots.tolist()):
-            key = (
-                int(self.zone_camera[s // p.max_dest]),
-                int(self.zone_camera[self.slot_dst[s]]),
-            )
-            if key not in best or z[k] > z[best[key]]:
-                best[key] = k
+        src = self.zone_camera[np.arange(len(self.slot_dst)) // p.max_dest]
+        dst = self.zone_camera[np.maximum(self.slot_dst, 0)]
+
+        def best_slots(mask: np.ndarray) -> dict[tuple[int, int], int]:
+            best: dict[tuple[int, int], int] = {}
+            for s in np.flatnonzero(mask).tolist():
+                key = (int(src[s]), int(dst[s]))
+                if key not in best or z[s] > z[best[key]]:
+                    best[key] = s
+            return best
+
+        def quantiles(s: int) -> list[float]:
+            lo = max(0, int(c[s] - 2 * hw[s]))
+            hi = min(self.n_bins, int(c[s] + 2 * hw[s] + 1))
+            excess = np.clip(self.hist[s, lo:hi] - self.wide[s] * self._per_bin, 0, None)
+            return _quantiles(excess, centres[lo:hi], (0.1, 0.5, 0.9))
+
         out: list[DirectedTransit] = []
-        for (a, b), k in sorted(best.items()):
-            s = slots[k]
-            e_bin = self.wide[s] * self._per_bin
-            lo = max(0, int(c[k] - 2 * hw[k]))
-            hi = min(self.n_bins, int(c[k] + 2 * hw[k] + 1))
-            excess = np.clip(self.hist[s, lo:hi].astype(np.float64) - e_bin, 0, None)
-            p10, med, p90 = _quantiles(excess, centres[lo:hi], (0.1, 0.5, 0.9))
+        for (a, b), s in sorted(best_slots(strong).items()):
+            p10, med, p90 = quantiles(s)
             out.append(
-                DirectedTransit(a, b, float(z[k]), float(obs[k]), float(exp_[k]), med, p10, p90)
+                DirectedTransit(a, b, float(z[s]), float(obs[s]), float(exp_[s]), med, p10, p90)
             )
-        out = mark_indirect(out, p.indirect_slack, bin_s)
+        legs = {key: quantiles(s)[1] for key, s in best_slots(weak).items()}
+        out = mark_indirect(out, legs, overlaps, p.indirect_slack, bin_s)
         return out if include_indirect else [d for d in out if not d.indirect]
 
     def memory_bytes(self) -> int:
@@ -500,21 +523,43 @@ class TransitEstimator:
 
 
 def mark_indirect(
-    links: list[DirectedTransit], slack: float, bin_s: float
+    links: list[DirectedTransit],
+    legs: dict[tuple[int, int], float],
+    overlaps: set[tuple[int, int]] | frozenset[tuple[int, int]],
+    slack: float,
+    bin_s: float,
 ) -> list[DirectedTransit]:
-    """Flag A→B when some X has A→X and X→B links whose medians add up to at most A→B's."""
-    by_src: dict[int, list[DirectedTransit]] = {}
-    median = {(d.src, d.dst): d.median_s for d in links}
+    """Flag A→B when a walk through another camera X explains it.
+
+    ``legs`` (src, dst) -> median lag of weaker directed evidence (a leg need not pass the
+    link test itself to explain a longer link), besides the links themselves; overlapping
+    pairs are legs of lag 0. Through
+    two transit legs: m(A→X) + m(X→B) <= slack * m(A→B) + bin (X's dwell adds to the
+    direct lag). With an overlap leg the other leg must be shorter by a bin, so that of two
+    overlapping cameras linked to B only the farther one's link is dropped.
+    """
+    lag: dict[tuple[int, int], tuple[float, bool]] = {k: (v, False) for k, v in legs.items()}
     for d in links:
-        by_src.setdefault(d.src, []).append(d)
+        lag.setdefault((d.src, d.dst), (d.median_s, False))
+    for a, b in overlaps:
+        lag[(a, b)] = lag[(b, a)] = (0.0, True)
+    out_of: dict[int, list[tuple[int, float, bool]]] = {}
+    for (a, x), (m, ov) in lag.items():
+        out_of.setdefault(a, []).append((x, m, ov))
     out = []
     for d in links:
-        indirect = any(
-            x.dst != d.dst
-            and (x.dst, d.dst) in median
-            and x.median_s + median[(x.dst, d.dst)] <= slack * d.median_s + bin_s
-            for x in by_src[d.src]
-        )
+        indirect = False
+        for x, m1, ov1 in out_of.get(d.src, []):
+            second = lag.get((x, d.dst))
+            if x == d.dst or second is None:
+                continue
+            m2, ov2 = second
+            if ov1 or ov2:
+                indirect = m1 + m2 <= d.median_s - bin_s
+            else:
+                indirect = m1 + m2 <= slack * d.median_s + bin_s
+            if indirect:
+                break
         out.append(
             DirectedTransit(
                 d.src, d.dst, d.z, d.observed, d.expected, d.median_s, d.p10_s, d.p90_s, indirect

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from camtopo.core.evidence import CameraEdge
 from camtopo.core.grid import Grid, Network
 from camtopo.core.ticks import OccupancyBuffer
-from camtopo.core.transit import TransitEstimator, TransitParams
+from camtopo.core.topology import merge_transit
+from camtopo.core.transit import DirectedTransit, TransitEstimator, TransitParams, mark_indirect
 
 FPS = 10
 
@@ -106,3 +108,36 @@ def test_memory_stays_bounded_over_a_long_stream() -> None:
     assert counters["slots_used"] <= network.n_cameras * params.max_dest
     assert counters["departures"] > 10_000
     assert counters["slots_released"] > 0  # full sources make room for other candidates
+
+
+def _link(src: int, dst: int, median: float, z: float = 8.0) -> DirectedTransit:
+    return DirectedTransit(src, dst, z, 60.0, 20.0, median, median * 0.8, median * 1.2)
+
+
+def test_walk_through_a_middle_camera_marks_the_long_link_indirect() -> None:
+    links = [_link(0, 1, 10.0), _link(1, 2, 12.0), _link(0, 2, 27.0)]
+    out = {(d.src, d.dst): d.indirect for d in mark_indirect(links, {}, set(), 1.1, 1.0)}
+    assert out == {(0, 1): False, (1, 2): False, (0, 2): True}
+    # Legs that add up to more than the direct lag do not explain it.
+    links = [_link(0, 1, 20.0), _link(1, 2, 20.0), _link(0, 2, 27.0)]
+    assert not any(d.indirect for d in mark_indirect(links, {}, set(), 1.1, 1.0))
+
+
+def test_of_two_overlapping_cameras_only_the_farther_ones_link_is_indirect() -> None:
+    links = [_link(0, 2, 20.0), _link(1, 2, 15.0)]  # cameras 0 and 1 overlap
+    out = {(d.src, d.dst): d.indirect for d in mark_indirect(links, {}, {(0, 1)}, 1.1, 1.0)}
+    assert out == {(0, 2): True, (1, 2): False}
+
+
+def test_merge_keeps_overlap_pairs_and_reports_each_direction() -> None:
+    network = _network(3)
+    overlap = [CameraEdge("cam0", "cam1", "overlap", 0.9, 3, 100)]
+    edges = merge_transit(network, overlap, [_link(1, 0, 5.0), _link(2, 0, 30.0)])
+    assert [(e.a, e.b, e.kind) for e in edges] == [
+        ("cam0", "cam1", "overlap"),
+        ("cam0", "cam2", "transit"),
+    ]
+    transit = edges[1].to_json()
+    assert transit["transit_s"] == 30.0
+    assert set(transit["transit"]) == {"b->a"}  # one-way: only cam2 -> cam0
+    assert transit["transit"]["b->a"]["p10_s"] == 24.0
