@@ -17,7 +17,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from camtopo.core.evidence import WindowEdges, camera_edges
+from camtopo.core.evidence import CameraEdge, WindowEdges, camera_edges
 from camtopo.core.grid import Network
 
 EdgeRecord = dict[str, Any]
@@ -32,8 +32,11 @@ def edge_key(a: str, b: str) -> str:
     return f"{a}|{b}"
 
 
-def build_graph(network: Network, edges: WindowEdges) -> Graph:
-    """Camera edge records (with their window overlaps) from adjacent window pairs."""
+def build_graph(
+    network: Network, edges: WindowEdges, transit: Iterable[CameraEdge] = ()
+) -> Graph:
+    """Camera edge records (with their window overlaps) from adjacent window pairs, plus the
+    transit links found across blind stretches (no window pairs; evidence per direction)."""
     cam = network.window_camera
     per_pair: dict[tuple[int, int], list[int]] = defaultdict(list)
     # window_edges gives i < j, so i's camera precedes j's in network order.
@@ -67,6 +70,13 @@ def build_graph(network: Network, edges: WindowEdges) -> Graph:
             windows=windows,
         )
         graph[edge_key(ce.a, ce.b)] = rec
+    for te in transit:
+        a, b = sorted((te.a, te.b), key=network.camera_index)
+        if edge_key(a, b) in graph:
+            continue  # an overlap explains the pair
+        rec = te.to_json()
+        rec.update(a=a, b=b, c_ab=0.0, c_ba=0.0, o_ab=0, o_ba=0, windows=[])
+        graph[edge_key(a, b)] = rec
     return graph
 
 

@@ -37,8 +37,9 @@ from redis.retry import Retry
 
 from camtopo import avro
 from camtopo.core.engine import FastExclusion
-from camtopo.core.evidence import c_prime, window_edges
+from camtopo.core.evidence import c_prime, camera_edges, window_edges
 from camtopo.core.grid import Network, NetworkError
+from camtopo.core.topology import merge_transit
 from camtopo.settings import Settings
 from topology_store import metrics
 from topology_store.blobs import BlobError, Row, decode_row, encode_rows
@@ -447,7 +448,13 @@ class TopologyStore:
         """
         started = time.perf_counter()
         edges = window_edges(estimator.counts, self.settings.c_star, self.settings.o_ref)
-        new = build_graph(self.network, edges)
+        transit = getattr(estimator, "transit", None)
+        links = []
+        if transit is not None:
+            index = self.network.camera_index
+            overlaps = {(index(e.a), index(e.b)) for e in camera_edges(self.network, edges)}
+            links = merge_transit(self.network, [], transit.directed(overlaps=overlaps))
+        new = build_graph(self.network, edges, links)
         old = self._stored_graph()
         now_ms = int(time.time() * 1000)
         diff = diff_graphs(old, new, self.settings.reweight_step, range_end_ms, now_ms)

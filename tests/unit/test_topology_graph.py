@@ -114,3 +114,20 @@ def test_graph_built_from_counts_matches_the_planted_links_and_exports_graphml()
     ns = {"g": "http://graphml.graphdrawing.org/xmlns"}
     assert len(root.findall(".//g:node", ns)) == 10
     assert len(root.findall(".//g:edge", ns)) == len(graph)
+
+
+def test_transit_links_join_the_graph_with_their_transit_time() -> None:
+    import numpy as np
+
+    from camtopo.core.evidence import CameraEdge, WindowEdges
+    from camtopo.core.grid import Network
+
+    network = Network.uniform(["c1", "c2", "c3"])
+    none = np.zeros(0, dtype=np.int64)
+    no_windows = WindowEdges(none, none, none, none, none, none, none * 1.0, none * 1.0)
+    walk = CameraEdge("c3", "c1", "transit", 0.6, 40, 55, transit_s=12.5)
+    graph = build_graph(network, no_windows, [walk])
+    assert list(graph) == ["c1|c3"]  # stored in network order whatever the direction found
+    view = TopologyView(network.cameras, graph)
+    (n,) = view.neighbours("c1")["neighbours"]
+    assert (n["camera"], n["kind"], n["transit_s"]) == ("c3", "transit", 12.5)
