@@ -66,3 +66,46 @@ def test_cli_reports_error_without_traceback(tmp_path, capsys):
     path = write_trace(tmp_path, [BAD["malformed"]])
     assert main(["estimate", str(path), "-o", str(tmp_path / "t.json"), "--quiet"]) == 2
     assert f"{path}:101: not valid JSON" in capsys.readouterr().err
+
+
+def test_avro_container_file_gives_the_same_counts_as_json_lines(tmp_path):
+    import fastavro
+    import numpy as np
+
+    from camtopo import avro
+
+    path = write_trace(tmp_path, [])
+    frames: dict[str, list[dict]] = {}
+    for line in path.read_text().splitlines():
+        obj = json.loads(line)
+        frames.setdefault(obj["camera"], []).append(
+            {"t_ms": obj["t_ms"], "seq": len(frames.get(obj["camera"], [])), "status": "OK",
+             "occupied": obj["occupied"], "detail": None}
+        )  # fmt: skip
+    # a dark camera-frame: MISSING carries no data (no opportunities), never an empty frame
+    frames["b"].append({"t_ms": 20_000, "seq": 999, "status": "MISSING", "occupied": [],
+                        "detail": None})  # fmt: skip
+    grid = {"cols": 4, "rows": 3, "width": 320, "height": 240}
+    records = sorted(  # as consumed from the topic: roughly in time order across cameras
+        (
+            {"camera": cam, "grid": grid, "frames": fs[k : k + 5], "producer": "test"}
+            for cam, fs in frames.items()
+            for k in range(0, len(fs), 5)
+        ),
+        key=lambda r: r["frames"][0]["t_ms"],
+    )
+    avro_path = tmp_path / "occupancy.avro"
+    with avro_path.open("wb") as fh:
+        fastavro.writer(fh, avro.schema(avro.OCCUPANCY), records)
+    settings = Settings(activity_gate=0, prune=False)
+    from_json = estimate_trace(path, NETWORK, settings, progress=False)
+    from_avro = estimate_trace(avro_path, NETWORK, settings, progress=False)
+    assert from_avro.report.frames == from_json.report.frames == 400
+    n = NETWORK.n_windows
+    i, j = np.divmod(np.arange(n * n), n)
+    for a, b in zip(
+        from_json.estimator.counts.pair_counts(i, j),
+        from_avro.estimator.counts.pair_counts(i, j),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
