@@ -1,4 +1,4 @@
-"""``camtopo demo``: the main job on an embedded default — a simulated campus, end to end.
+"""``camtopo demo``: the main job on an embedded default — a simulated plaza, end to end.
 
 1. simulate a campus with ground truth (``camtopo simulate``);
 2. estimate its topology offline, score it against the truth, draw it (``estimate``,
@@ -25,10 +25,11 @@ from typing import Any
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("demo", help="simulated campus through the whole pipeline")
-    p.add_argument("--scenario", default="campus")
-    p.add_argument("--cameras", type=int, default=30)
+    # A plaza: busy and overlapping, so a few streamed minutes already show a topology.
+    p.add_argument("--scenario", default="plaza")
+    p.add_argument("--cameras", type=int, default=20)
     p.add_argument("--minutes", type=float, default=20.0, help="simulated minutes offline")
-    p.add_argument("--stream-minutes", type=float, default=3.0, help="real-time minutes streamed")
+    p.add_argument("--stream-minutes", type=float, default=4.0, help="real-time minutes streamed")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", type=Path, default=Path("out/demo"))
     p.add_argument("--offline-only", action="store_true", help="skip Kafka/Redis/streaming")

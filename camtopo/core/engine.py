@@ -289,9 +289,15 @@ class FastExclusion:
         self.activity = np.zeros(n_w, dtype=np.int64)
         self.dirty = np.zeros(n_w, dtype=np.bool_)
         width = max(network.max_windows_per_camera, 1)
+        if max_pool_bytes is not None:
+            # Take the whole budget at once: zeroed pages cost no memory until a segment is
+            # first used, and growing by copying would briefly need old + new pool.
+            initial_segments = max(1, max_pool_bytes // (width * np.dtype(dtype).itemsize))
         self.pool = np.zeros((initial_segments, width), dtype=dtype)
+        # Lowest slots first, so the pool is touched from its start.
         self.free = np.arange(initial_segments - 1, -1, -1, dtype=np.int32)
         self.n_free = np.array([initial_segments], dtype=np.int64)
+        self.high_water = 0  # slots ever in use at once: the part of the pool in memory
         self.refused_total = 0
         self.pruned_total = 0
         self.last_tick: int | None = None
@@ -328,6 +334,7 @@ class FastExclusion:
                 break
             self.slot[self.slot == REFUSED] = NONE  # retry with the larger pool
         self.refused_total += refused
+        self.high_water = max(self.high_water, self.pool.shape[0] - int(self.n_free[0]))
         _count(
             block.occ_windows, eff, block.cam_ok, pad_lo, pad_hi, pad_local, block.pad_bits,
             cam, self.slot, self.O, self.pool, self.dirty, self.limit, self.readmit_after,
@@ -400,8 +407,10 @@ class FastExclusion:
 
     @property
     def nbytes(self) -> int:
-        arrays = (self.O, self.slot, self.activity, self.dirty, self.pool, self.free)
-        return sum(a.nbytes for a in arrays)
+        """Memory in use: the arrays, and of the pool only the segments ever touched."""
+        arrays = (self.O, self.slot, self.activity, self.dirty, self.free)
+        touched = self.high_water * self.pool.shape[1] * self.pool.itemsize
+        return sum(a.nbytes for a in arrays) + touched
 
     # --- persistence of rows (the topology store keeps them as RLE blobs) ----------------------
     def take_dirty(self) -> np.ndarray:
@@ -436,8 +445,11 @@ class FastExclusion:
             self.slot[i, c] = s
 
     def _take(self) -> int:
-        if self.n_free[0] == 0:
-            self._grow(1)
+        if self.n_free[0] == 0 and not self._grow(1):
+            raise MemoryError(
+                "the segment pool budget is exhausted while restoring rows; "
+                "raise CAMTOPO_MAX_POOL_MB"
+            )
         self.n_free[0] -= 1
         return int(self.free[self.n_free[0]])
 
