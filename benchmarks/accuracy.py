@@ -436,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     bar.close()
 
     from camtopo.baseline import BaselineParams
+    from camtopo.estimate import ESTIMATOR_SETTINGS
     from camtopo.settings import get_settings
 
     print()
@@ -446,18 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         "suite": "quick" if args.quick else "full",
         "snapshot_every_s": snapshot_s,
         "targets": TARGETS,
-        "camtopo_settings": get_settings().model_dump(
-            include={
-                "spatial_radius",
-                "temporal_tolerance_ms",
-                "o_ref",
-                "c_star",
-                "activity_gate",
-                "prune",
-                "prune_min_opportunities",
-                "prune_max_ratio",
-            }
-        ),
+        "camtopo_settings": get_settings().model_dump(include=set(ESTIMATOR_SETTINGS)),
         "baseline_params": asdict(BaselineParams()),
         "wall_s": time.perf_counter() - started,
         "networks": results,

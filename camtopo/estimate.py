@@ -27,6 +27,13 @@ from camtopo.settings import Settings, get_settings
 from camtopo.traces import FrameLine, Progress, TraceError, read_trace
 
 FORMAT = "camtopo-topology/1"
+# The settings a topology depends on, recorded with every result.
+ESTIMATOR_SETTINGS = (
+    "spatial_radius", "temporal_tolerance_ms", "o_ref", "c_star", "count_limit",
+    "activity_gate", "prune", "prune_min_opportunities", "prune_max_ratio", "readmit_after",
+    "transit_enabled", "transit_max_lag_s", "transit_bin_s", "transit_control_s",
+    "transit_z_star", "transit_min_ratio", "transit_min_excess", "transit_max_dest",
+)  # fmt: skip
 
 
 @dataclass
@@ -189,27 +196,7 @@ def topology_json(network: Network, settings: Settings, result: EstimateResult) 
     return {
         "format": FORMAT,
         "network": network.to_json(),
-        "settings": {
-            k: getattr(settings, k)
-            for k in (
-                "spatial_radius",
-                "temporal_tolerance_ms",
-                "o_ref",
-                "c_star",
-                "activity_gate",
-                "prune",
-                "prune_min_opportunities",
-                "prune_max_ratio",
-                "transit_enabled",
-                "transit_max_lag_s",
-                "transit_bin_s",
-                "transit_control_s",
-                "transit_z_star",
-                "transit_min_ratio",
-                "transit_min_excess",
-                "transit_max_dest",
-            )
-        },
+        "settings": settings.model_dump(include=set(ESTIMATOR_SETTINGS)),
         "observed_s": topo.observed_ticks * settings.tick_ms / 1000,
         "input": result.report.to_json(),
         "window_edges": [
