@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,31 +36,44 @@ def _pair(a: str, b: str) -> tuple[str, str]:
 
 
 def score_sets(
-    window_pairs: Iterable[tuple[str, str]],
-    camera_links: Iterable[tuple[str, str]],
+    window_pairs: Iterable[Sequence[str]],
+    camera_links: Iterable[Sequence[str]],
     truth: dict[str, Any],
 ) -> dict[str, PR]:
-    """The contract's figures: window level, camera level overall and recall by kind."""
+    """The contract's figures: window level, camera level overall and by kind.
+
+    ``camera_links`` are (a, b) or (a, b, kind). Recall by kind counts the true links of that
+    kind found by any estimated link (the contract). Precision by kind, where the estimated
+    kinds are known, is the share of links *reported* as that kind that are true links of
+    either kind — what an operator relying on, say, the overlap links needs to know.
+    """
     true_windows = {_pair(a, b) for a, b in truth.get("window_overlaps", [])}
     true_links = {_pair(x["a"], x["b"]): x["kind"] for x in truth.get("camera_links", [])}
-    est_links = {_pair(a, b) for a, b in camera_links}
+    est_kind = {_pair(x[0], x[1]): (x[2] if len(x) > 2 else None) for x in camera_links}
+    est_links = set(est_kind)
     out = {
         "window": pr({_pair(a, b) for a, b in window_pairs}, true_windows),
         "camera": pr(est_links, set(true_links)),
     }
+    kinds_known = all(k is not None for k in est_kind.values())
     for kind in sorted(set(true_links.values())):
         true_k = {p for p, k in true_links.items() if k == kind}
-        # An estimated link matches a true link of either kind; precision by kind counts
-        # the estimated links that are true links of that kind among those not of another.
-        other = {p for p, k in true_links.items() if k != kind}
-        out[f"camera_{kind}"] = pr(est_links - other, true_k)
+        recall = pr(est_links, true_k)
+        if kinds_known:
+            reported = {p for p, k in est_kind.items() if k == kind}
+        else:  # no kinds: estimated links not explained by a true link of another kind
+            reported = est_links - {p for p, k in true_links.items() if k != kind}
+        precision = pr(reported, set(true_links))
+        out[f"camera_{kind}"] = PR(
+            precision.precision, recall.recall, recall.found, len(reported), recall.true
+        )
     return out
 
 
 def score_topology(topology: dict[str, Any], truth: dict[str, Any]) -> dict[str, Any]:
     final = score_sets(
         ((e["a"], e["b"]) for e in topology["window_edges"]),
-        ((e["a"], e["b"]) for e in topology["camera_edges"]),
+        ((e["a"], e["b"], e["kind"]) for e in topology["camera_edges"]),
         truth,
     )
     curve = [
@@ -70,7 +83,7 @@ def score_topology(topology: dict[str, Any], truth: dict[str, Any]) -> dict[str,
                 k: asdict(v)
                 for k, v in score_sets(
                     (tuple(p) for p in snap["window_pairs"]),
-                    ((x[0], x[1]) for x in snap["camera_links"]),
+                    (tuple(x) for x in snap["camera_links"]),
                     truth,
                 ).items()
             },
