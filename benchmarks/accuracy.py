@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import time
 from collections import Counter
@@ -422,7 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     bar = tqdm(total=len(suite), desc="networks", unit="net", file=sys.stderr, disable=args.quiet)
     if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
+        with ProcessPoolExecutor(
+            args.jobs, mp_context=multiprocessing.get_context("spawn")
+        ) as pool:
             futures = [
                 pool.submit(run_network, n, args.cache_dir, snapshot_s, False) for n in suite
             ]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import multiprocessing
 import sys
 import time
 from collections import Counter
@@ -308,7 +309,11 @@ def generate(run: Run, cache: Path, workers: int, progress: bool, fresh: bool) -
     if len(parts) == 1:
         reports = [render_part(run, parts[0], str(folder), 0, progress)]
     else:
-        with ProcessPoolExecutor(len(parts)) as pool:
+        # spawn, not fork: forking a process with threads (Kafka clients, numba, tqdm) can
+        # deadlock the child on a lock some thread held.
+        with ProcessPoolExecutor(
+            len(parts), mp_context=multiprocessing.get_context("spawn")
+        ) as pool:
             futures = [
                 pool.submit(render_part, run, p, str(folder), k, progress)
                 for k, p in enumerate(parts)
