@@ -61,7 +61,7 @@ SUITE = (
 )
 QUICK = (
     Net("campus-20", "campus", 20, 600.0),
-    Net("corridor-12-clean", "corridor", 12, 600.0, noise=False),
+    Net("corridor-12-clean", "corridor", 12, 1200.0, noise=False),
     Net("plaza-12", "plaza", 12, 600.0),
     Net("branching-16", "branching", 16, 600.0),
 )
