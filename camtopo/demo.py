@@ -102,7 +102,8 @@ def stream(args: argparse.Namespace, out: Path, offline: dict[str, Any]) -> int:
                 "--duration", str(args.stream_minutes * 60), env=env)  # fmt: skip
         time.sleep(settings.range_seconds + settings.late_cutoff_seconds + 3)
         streamed = _get_json(url + "api/graph")
-        _compare(offline, streamed, args.stream_minutes, args.minutes)
+        truth = json.loads((out / "truth.json").read_text())
+        _compare(offline, streamed, truth, args.stream_minutes, args.minutes)
         if args.keep_serving:
             print(f"serving {url} — Ctrl-C to stop")
             signal.pause()
@@ -136,11 +137,21 @@ def _get_json(url: str) -> Any:
         return json.loads(resp.read())
 
 
-def _compare(offline: dict[str, Any], streamed: Any, stream_min: float, offline_min: float) -> None:
+def _compare(
+    offline: dict[str, Any],
+    streamed: Any,
+    truth: dict[str, Any],
+    stream_min: float,
+    offline_min: float,
+) -> None:
+    from camtopo.score import score_sets
+
     edges = streamed.get("edges", streamed.get("camera_edges", []))
-    s = {tuple(sorted((e["a"], e["b"]))) for e in edges}
-    o = {tuple(sorted((e["a"], e["b"]))) for e in offline["camera_edges"]}
+    live = score_sets([], [(e["a"], e["b"], e["kind"]) for e in edges], truth)["camera"]
+    off = score_sets([], [(e["a"], e["b"], e["kind"]) for e in offline["camera_edges"]], truth)
     print(
-        f"streamed topology after {stream_min:g} min: {len(s)} camera links; offline after "
-        f"{offline_min:g} min: {len(o)}; in both: {len(s & o)}"
+        f"streamed topology after {stream_min:g} min: {live.estimated} camera links, precision "
+        f"{live.precision:.2f}, recall {live.recall:.2f}; offline after {offline_min:g} min: "
+        f"{off['camera'].estimated} links, precision {off['camera'].precision:.2f}, recall "
+        f"{off['camera'].recall:.2f}"
     )
