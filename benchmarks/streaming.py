@@ -60,7 +60,8 @@ def produce(args: argparse.Namespace) -> int:
     for rec in simulated_records(sim, n_ticks, args.frames_per_record, 0, offset):
         wait = (rec.send_ms - time.time() * 1000.0) / 1000.0
         if wait > 0:
-            producer.flush(wait) if wait > 0.05 else time.sleep(wait)  # real-time pace
+            # Real-time pace. Not flush(wait): it returns at once when nothing is queued.
+            time.sleep(wait)
         producer.produce(args.topic, rec.value, rec.camera.encode())
         producer.poll(0)
         sent += 1
@@ -293,7 +294,7 @@ def plot(results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(9, 9), sharex=True)
     for r in results:
         if "samples" not in r:
             continue
@@ -310,12 +311,15 @@ def plot(results: list[dict], path: Path) -> None:
         ax1.plot(t[1:], lf, label=f"{r['cameras']} cameras")
         ax2.plot(t, [s["rss_mb"] for s in ss], label=f"processor RSS, {r['cameras']} cameras")
         ax2.plot(t, [s["redis_mb"] for s in ss], "--", label=f"Redis, {r['cameras']} cameras")
+        ax3.plot(t, [s["lag"] for s in ss], label=f"{r['cameras']} cameras")
     ax1.set_ylabel("late data (%)")
     ax1.set_title("Late data and memory over time (cf. paper Figure 5)")
     ax1.legend()
     ax2.set_ylabel("memory (MB)")
-    ax2.set_xlabel("minutes")
     ax2.legend(fontsize=7)
+    ax3.set_ylabel("consumer lag (records)")
+    ax3.set_xlabel("minutes")
+    ax3.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -330,6 +334,7 @@ def main() -> int:
     ap.add_argument("--sample-every", type=float, default=5.0)
     ap.add_argument("--frames-per-record", type=int, default=5)
     ap.add_argument("--scenario", default="campus")
+    ap.add_argument("--tag", default="", help="suffix of the result files (streaming<tag>.json)")
     ap.add_argument(
         "--checkpoint-every", type=int, default=1, help="CAMTOPO_CHECKPOINT_EVERY_RANGES"
     )
@@ -356,12 +361,13 @@ def main() -> int:
     try:
         for n in args.cameras:
             results.append(run_size(n, args, kafka, redis_server, workdir))
-            (RESULTS / "streaming.json").write_text(json.dumps(results, indent=1))
+            (RESULTS / f"streaming{args.tag}.json").write_text(json.dumps(results, indent=1))
     finally:
         kafka.stop()
         redis_server.stop()
     print(
-        f"\nwhole system, {args.duration:.0f} s per size (rates after {args.warmup:.0f} s warm-up)"
+        f"\nwhole system, {args.duration:.0f} s per size (rates after {args.warmup:.0f} s "
+        f"warm-up), checkpoint every {args.checkpoint_every} range(s)"
     )
     head = (
         f"{'cameras':>7} {'frames/s in':>11} {'expected':>8} {'counted/s':>9} {'late %':>7} "
@@ -382,8 +388,9 @@ def main() -> int:
             f"{r['redis_mb_first']:>6.1f}->{r['redis_mb_last']:<6.1f} {r['lag_max_records']:>7.0f} "
             f"{r['lag_last_records']:>7.0f}"
         )
-    plot(results, RESULTS / "streaming.png")
-    print(f"wrote {RESULTS / 'streaming.json'} and {RESULTS / 'streaming.png'}")
+    plot(results, RESULTS / f"streaming{args.tag}.png")
+    out = RESULTS / f"streaming{args.tag}"
+    print(f"wrote {out}.json and {out}.png")
     return 0
 
 

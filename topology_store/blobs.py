@@ -1,9 +1,12 @@
 """One count row as a Redis value: the engine's row (O, segment states, P, activity) as RLE.
 
-Layout (little-endian): ``version u8 | activity i64 | len(O blob) u32 | len(state blob) u32``
-then the three :mod:`camtopo.core.rle` blobs back to back (O, state, P). Rows are mostly zeros
-(paper section 5.1, strategy 2), so a row of a 1,000-camera network (108,000 P bytes) is a few
-hundred bytes.
+Layout (little-endian): ``version u8 | count bytes u8 | activity i64 | len(O blob) u32 |
+len(state blob) u32`` then the three :mod:`camtopo.core.rle` blobs back to back (O, state, P).
+Counts are stored in the engine's dtype (``count_limit`` ≤ 256 → uint8, else uint16): O and P
+are RLE-coded over their little-endian bytes laid out in planes (every low byte, then every high
+byte), so one byte codec serves both widths and mostly-small 16-bit counts cost ~8-bit size.
+Rows are mostly zeros (paper section 5.1, strategy 2), so a row of a 1,000-camera network (108,000 P
+counts) is a few hundred bytes. Version 1 blobs (no width byte, uint8 counts) are still read.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import numpy as np
 
 from camtopo.core import rle
 
-VERSION = 1
-_HEADER = struct.Struct("<BqII")
+VERSION = 2
+_HEADER = struct.Struct("<BBqII")
+_HEADER_V1 = struct.Struct("<BqII")
+_WIDTHS = {1: np.dtype("<u1"), 2: np.dtype("<u2")}
 
 
 class BlobError(ValueError):
@@ -27,7 +32,8 @@ class BlobError(ValueError):
 
 @dataclass(frozen=True)
 class Row:
-    """Row i of the fast engine: O uint8 (C,), state int8 (C,), P uint8 (W,), activity."""
+    """Row i of the fast engine: O (C,) and P (W,) in the stored count dtype (uint8 or
+    uint16), state int8 (C,), activity."""
 
     o: np.ndarray
     state: np.ndarray
@@ -35,29 +41,60 @@ class Row:
     activity: int
 
 
+def _count_dtype(o: np.ndarray, p: np.ndarray) -> np.dtype:
+    """The stored width: the engine's (uint8/uint16); anything else is refused, not truncated."""
+    kind = np.result_type(o.dtype, p.dtype)
+    for dt in _WIDTHS.values():
+        if kind == dt.newbyteorder("="):
+            return dt
+    raise BlobError(f"row counts must be uint8 or uint16, got O {o.dtype} and P {p.dtype}")
+
+
+def _count_bytes(a: np.ndarray, dt: np.dtype) -> np.ndarray:
+    """Counts as bytes, one plane per byte (all low bytes, then all high bytes): the high
+    plane of mostly small counts is one long zero run, so RLE stays as compact as 8-bit."""
+    raw = np.ascontiguousarray(a, dtype=dt).view(np.uint8)
+    if dt.itemsize == 1:
+        return raw
+    return np.ascontiguousarray(raw.reshape(-1, dt.itemsize).T).reshape(-1)
+
+
 def encode_row(o: np.ndarray, state: np.ndarray, p: np.ndarray, activity: int) -> bytes:
-    """Encode an exported row (:meth:`FastExclusion.export_row`) as one blob."""
-    o_blob = rle.encode(np.asarray(o, dtype=np.uint8))
+    """Encode an exported row (:meth:`FastExclusion.export_row`) as one blob, in its dtype."""
+    o, p = np.asarray(o), np.asarray(p)
+    dt = _count_dtype(o, p)
+    o_blob = rle.encode(_count_bytes(o, dt))
     s_blob = rle.encode(np.asarray(state, dtype=np.int8))
-    p_blob = rle.encode(np.asarray(p, dtype=np.uint8))
-    return _HEADER.pack(VERSION, int(activity), len(o_blob), len(s_blob)) + o_blob + s_blob + p_blob
+    p_blob = rle.encode(_count_bytes(p, dt))
+    header = _HEADER.pack(VERSION, dt.itemsize, int(activity), len(o_blob), len(s_blob))
+    return header + o_blob + s_blob + p_blob
 
 
 def decode_row(blob: bytes, n_cameras: int, n_windows: int, where: str = "row") -> Row:
     """Decode and check a blob against the network's shape; ``where`` names it in errors."""
-    if len(blob) < _HEADER.size:
+    if len(blob) < _HEADER_V1.size:
         raise BlobError(f"{where}: {len(blob)} bytes is too short for a row blob")
-    version, activity, n_o, n_s = _HEADER.unpack_from(blob)
-    if version != VERSION:
-        raise BlobError(f"{where}: row blob version {version}, this build reads {VERSION}")
-    a = _HEADER.size
+    version = blob[0]
+    if version == 1:
+        _, activity, n_o, n_s = _HEADER_V1.unpack_from(blob)
+        width, a = 1, _HEADER_V1.size
+    elif version == VERSION:
+        if len(blob) < _HEADER.size:
+            raise BlobError(f"{where}: {len(blob)} bytes is too short for a row blob")
+        _, width, activity, n_o, n_s = _HEADER.unpack_from(blob)
+        a = _HEADER.size
+    else:
+        raise BlobError(f"{where}: row blob version {version}, this build reads 1 and {VERSION}")
+    dt = _WIDTHS.get(width)
+    if dt is None:
+        raise BlobError(f"{where}: counts of {width} bytes; only 1 (uint8) and 2 (uint16) exist")
     b, c = a + n_o, a + n_o + n_s
     if c > len(blob):
         raise BlobError(f"{where}: section lengths {n_o}+{n_s} overrun the {len(blob)}-byte blob")
     raw = np.frombuffer(blob, dtype=np.uint8)
-    o = _decode(raw[a:b], where, "O")
+    o = _counts(_decode(raw[a:b], where, "O"), dt, where, "O")
     state = _decode(raw[b:c], where, "state").view(np.int8)
-    p = _decode(raw[c:], where, "P")
+    p = _counts(_decode(raw[c:], where, "P"), dt, where, "P")
     if o.size != n_cameras or state.size != n_cameras or p.size != n_windows:
         raise BlobError(
             f"{where}: row shape O={o.size} state={state.size} P={p.size} does not match the "
@@ -107,37 +144,91 @@ def _rle_into(raw: np.ndarray, out: np.ndarray, pos: int) -> int:
     return pos
 
 
+def _counts(raw: np.ndarray, dt: np.dtype, where: str, what: str) -> np.ndarray:
+    if raw.size % dt.itemsize:
+        raise BlobError(f"{where}: {what} section: {raw.size} bytes is not a whole {dt} array")
+    planes = raw.reshape(dt.itemsize, -1)  # see _count_bytes
+    return np.ascontiguousarray(planes.T).view(dt).reshape(-1).astype(dt.newbyteorder("="))
+
+
 def _rle_capacity(n: int) -> int:
     # Worst case: alternating bytes, each run costing 2 one-byte varints + 1 byte.
     return 3 * n + 16
+
+
+@nb.njit(cache=True, nogil=True)
+def _rle_sparse_into(
+    slot_row: np.ndarray,
+    pool: np.ndarray,
+    offsets: np.ndarray,
+    seg_len: np.ndarray,
+    n_w: int,
+    size: int,
+    tmp: np.ndarray,
+    out: np.ndarray,
+    pos: int,
+) -> int:
+    """The bytes ``_rle_into(_count_bytes(P row))`` writes, read from the row's live segments
+    only (a 1,000-camera P row is 10^5 counts, mostly in no segment at all)."""
+    pos = _varint_into(n_w * size, out, pos)
+    last = 0  # end of the previous run written
+    run_start = 0
+    run_len = 0
+    for b in range(size):  # byte planes: every low byte, then every high byte
+        shift = 8 * b
+        for c in range(slot_row.size):
+            s = slot_row[c]
+            if s < 0:
+                continue
+            base = b * n_w + offsets[c]
+            for k in range(seg_len[c]):
+                v = (np.int64(pool[s, k]) >> shift) & 0xFF
+                if v == 0:
+                    continue
+                at = base + k
+                if run_len and at == run_start + run_len:
+                    tmp[run_len] = v
+                    run_len += 1
+                    continue
+                if run_len:
+                    pos = _varint_into(run_start - last, out, pos)
+                    pos = _varint_into(run_len, out, pos)
+                    out[pos : pos + run_len] = tmp[:run_len]
+                    pos += run_len
+                    last = run_start + run_len
+                run_start = at
+                tmp[0] = v
+                run_len = 1
+    if run_len:
+        pos = _varint_into(run_start - last, out, pos)
+        pos = _varint_into(run_len, out, pos)
+        out[pos : pos + run_len] = tmp[:run_len]
+        pos += run_len
+    return pos
 
 
 def encode_rows(counts: Any, rows: np.ndarray) -> list[bytes]:
     """Blobs of ``rows`` of a FastExclusion; identical to ``encode_row(*export_row(i))``."""
     network = counts.network
     n_c, n_w = network.n_cameras, network.n_windows
-    width = counts.pool.shape[1]
-    uniform = bool(np.all(counts.seg_len == width))
-    buf = np.empty(_HEADER.size + 2 * _rle_capacity(n_c) + _rle_capacity(n_w), dtype=np.uint8)
-    p = np.zeros(n_w, dtype=np.uint8)
+    dt = _count_dtype(counts.O, counts.pool)
+    size = dt.itemsize
+    buf = np.empty(
+        _HEADER.size + _rle_capacity(n_c * size) + _rle_capacity(n_c) + _rle_capacity(n_w * size),
+        dtype=np.uint8,
+    )
+    tmp = np.empty(n_w * size, dtype=np.uint8)
+    offsets = np.ascontiguousarray(network.offsets[:-1], dtype=np.int64)
+    seg_len = np.ascontiguousarray(counts.seg_len, dtype=np.int64)
     out: list[bytes] = []
     for i in np.asarray(rows, dtype=np.int64).tolist():
         slot = counts.slot[i]
-        live = np.flatnonzero(slot >= 0)
-        if uniform:
-            p[:] = 0
-            p.reshape(n_c, width)[live] = counts.pool[slot[live]]
-            state = np.clip(slot, -4, 0).astype(np.int8)
-            o = counts.O[i]
-            activity = int(counts.activity[i])
-            p_row = p
-        else:
-            o, state, p_row, activity = counts.export_row(i)
-        pos = _rle_into(o, buf, _HEADER.size)
+        state = np.clip(slot, -4, 0).astype(np.int8)  # live segments read as 0, as export_row
+        pos = _rle_into(_count_bytes(counts.O[i], dt), buf, _HEADER.size)
         n_o = pos - _HEADER.size
         pos2 = _rle_into(state.view(np.uint8), buf, pos)
-        end = _rle_into(p_row, buf, pos2)
-        _HEADER.pack_into(buf, 0, VERSION, activity, n_o, pos2 - pos)
+        end = _rle_sparse_into(slot, counts.pool, offsets, seg_len, n_w, size, tmp, buf, pos2)
+        _HEADER.pack_into(buf, 0, VERSION, size, int(counts.activity[i]), n_o, pos2 - pos)
         out.append(buf[:end].tobytes())
     return out
 

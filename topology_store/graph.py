@@ -32,9 +32,7 @@ def edge_key(a: str, b: str) -> str:
     return f"{a}|{b}"
 
 
-def build_graph(
-    network: Network, edges: WindowEdges, transit: Iterable[CameraEdge] = ()
-) -> Graph:
+def build_graph(network: Network, edges: WindowEdges, transit: Iterable[CameraEdge] = ()) -> Graph:
     """Camera edge records (with their window overlaps) from adjacent window pairs, plus the
     transit links found across blind stretches (no window pairs; evidence per direction)."""
     cam = network.window_camera

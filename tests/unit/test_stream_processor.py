@@ -85,3 +85,68 @@ def test_bad_records_are_dead_lettered_with_a_reason() -> None:
     # dead letters are acked at once; the good record waits for its range to be counted
     assert proc.ackable() == []
     assert proc.unacked == 1
+
+
+class _FlakyStore:
+    """Records checkpoints; the first ``fail`` calls raise as a Redis outage would."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.fail = fail
+        self.ranges: list[int] = []
+
+    def checkpoint(self, estimator: TopologyEstimator, range_id: int, resume_offsets: dict) -> None:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        if self.fail:
+            self.fail -= 1
+            raise RedisConnectionError("Connection refused")
+        estimator.counts.take_dirty()
+        self.ranges.append(range_id)
+
+    def update_topology(self, estimator: TopologyEstimator, range_end_ms: int) -> list:
+        return []
+
+    def restore_applied_rows(self, estimator: TopologyEstimator, range_id: int) -> int:
+        return 0
+
+
+def _batches(settings: Settings, store: _FlakyStore) -> tuple[StreamProcessor, list]:
+    sim = Simulation.from_name("campus", 6, seed=4)
+    proc: StreamProcessor[int] = StreamProcessor(sim.network, settings, store)  # type: ignore[arg-type]
+    proc.clock.assign([0], wall_ms=0)
+    applied = []
+    for n, rec in enumerate(simulated_records(sim, 300, 5, send_delay_ms=300)):
+        proc.on_record(0, n, rec.send_ms, rec.value, n, wall_ms=rec.send_ms)
+        batch = proc.due_batch(wall_ms=rec.send_ms)
+        if batch is not None:
+            applied.append(proc.apply(batch, {}))
+    return proc, applied
+
+
+def test_checkpoint_every_k_batches_holds_acks_until_the_checkpoint() -> None:
+    store = _FlakyStore()
+    proc, applied = _batches(Settings(checkpoint_every_ranges=3), store)
+    assert len(applied) >= 9
+    done = [a for a in applied if a.counted_until is not None]
+    assert [a.range_id for a in done] == store.ranges == [a.range_id for a in applied[2::3]]
+    held = proc.uncheckpointed
+    assert held == len(applied) % 3
+    until, _ = proc.checkpoint({})  # the stream paused: the held batches are flushed
+    assert (until is not None) == bool(held) and proc.uncheckpointed == 0
+
+
+def test_a_checkpoint_retries_through_a_redis_outage() -> None:
+    store = _FlakyStore(fail=2)
+    _, applied = _batches(Settings(checkpoint_retry_seconds=30), store)
+    assert store.fail == 0 and store.ranges == [a.range_id for a in applied]
+
+
+def test_a_long_redis_outage_stops_the_processor() -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    store = _FlakyStore(fail=10**6)
+    try:
+        _batches(Settings(checkpoint_retry_seconds=0), store)
+    except RedisConnectionError:
+        return
+    raise AssertionError("a checkpoint that cannot reach Redis must not be skipped")
