@@ -16,40 +16,12 @@ from typing import Any
 
 import pytest
 import redis
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from camtopo.localstack import KafkaCluster, RedisServer
+from tests.kafka_reading import consume_all
 
 TopicFactory = Any
-
-
-def _consume(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> list[Message]:
-    """Read ``expected`` messages from the start of ``topic`` in a fresh group."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    received: list[Message] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(received) < expected and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            assert msg.error() is None, f"consumer error on {topic}: {msg.error()}"
-            received.append(msg)
-        # A short extra poll: anything beyond `expected` would be a duplicate.
-        extra = consumer.poll(1.0)
-        if extra is not None and extra.error() is None:
-            received.append(extra)
-    finally:
-        consumer.close()
-    return received
 
 
 def _produce(
@@ -104,7 +76,7 @@ def test_confluent_idempotent_producer_round_trip_over_three_partitions(
     for partition, offs in offsets.items():
         assert sorted(offs) == list(range(len(offs))), f"gap or duplicate in partition {partition}"
 
-    received = _consume(kafka.bootstrap, topic, expected=len(records))
+    received = consume_all(kafka.bootstrap, topic, expected=len(records))
 
     values = [json.loads(m.value()) for m in received]
     assert sorted(v["seq"] for v in values) == list(range(len(records)))
@@ -262,7 +234,7 @@ def test_kafka_keeps_acknowledged_messages_across_sigkill(
     assert not kafka.is_running()
     kafka.start()
 
-    received = _consume(kafka.bootstrap, topic, expected=len(records))
+    received = consume_all(kafka.bootstrap, topic, expected=len(records))
     assert {(m.partition(), m.offset(), m.key().decode()) for m in received} == set(delivered)
 
 
@@ -285,14 +257,14 @@ def test_three_broker_cluster_keeps_serving_with_one_broker_down(tmp_path: Any) 
         topic = cluster.create_topic(f"replicated-{uuid.uuid4().hex[:8]}", 3, replication=3)
         before = _produce(cluster.bootstrap, topic, _records(60, cameras=6), acks="all")
         # A first group read creates __consumer_offsets (replicated 3x) while all are up.
-        assert len(_consume(cluster.bootstrap, topic, expected=60)) == 60
+        assert len(consume_all(cluster.bootstrap, topic, expected=60)) == 60
 
         cluster.kill(node=2)
         assert not cluster.is_running(node=2) and cluster.is_running(node=1)
         # min.insync.replicas=2: acks=all writes still succeed with two of three replicas,
         # and a new group still finds a coordinator and reads everything.
         after = _produce(cluster.bootstrap, topic, _records(60, cameras=6), acks="all")
-        received = _consume(cluster.bootstrap, topic, expected=120)
+        received = consume_all(cluster.bootstrap, topic, expected=120)
 
         assert {(m.partition(), m.offset()) for m in received} == {
             (p, o) for p, o, _ in before + after

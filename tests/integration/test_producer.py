@@ -13,7 +13,6 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from confluent_kafka import Consumer
 
 from camtopo import avro
 from camtopo.core.grid import Grid
@@ -22,40 +21,10 @@ from producers.camera import VisionFeed, replay_clock
 from producers.producer import OccupancyPublisher, ProducerLoop
 from producers.simulated import SimulatedNetwork
 from producers.sources import END, ERROR, MISSING, OK, open_source
+from tests.kafka_reading import consume_all
 
 pytestmark = pytest.mark.kafka
 GRID = Grid()
-
-
-def consume(bootstrap: str, topic: str, expect: int, timeout: float = 60.0) -> list[Any]:
-    """Every message of ``topic`` from the start, until ``expect`` arrived (or the timeout)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"check-{topic}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    out: list[Any] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < expect and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            assert msg.error() is None, msg.error()
-            out.append(msg)
-        # Anything beyond the expected count would be a duplicate: read a little longer.
-        end = time.monotonic() + 2.0
-        while time.monotonic() < end:
-            msg = consumer.poll(0.2)
-            if msg is not None and msg.error() is None:
-                out.append(msg)
-    finally:
-        consumer.close()
-    return out
 
 
 def frames_by_camera(messages: list[Any]) -> dict[str, list[dict[str, Any]]]:
@@ -90,7 +59,7 @@ def test_records_are_consumed_back_field_for_field(kafka, kafka_topic) -> None:
     assert summary.undelivered == 0 and publisher.stats.failed == 0
     assert len(sent) == publisher.stats.records == 8 * 13  # 50 frames = 12 x 4 + a final 2
 
-    got = consume(kafka.bootstrap, topic, len(sent))
+    got = consume_all(kafka.bootstrap, topic, len(sent))
     decoded = [avro.decode(avro.OCCUPANCY, m.value()) for m in got]
     key = lambda r: (r["camera"], r["frames"][0]["seq"])  # noqa: E731
     assert sorted(decoded, key=key) == sorted(sent, key=key)
@@ -137,7 +106,7 @@ def test_broker_restart_loses_and_duplicates_nothing(kafka, kafka_topic) -> None
     assert summary.undelivered == 0 and publisher.stats.failed == 0
     assert publisher.stats.delivered == publisher.stats.records
 
-    frames = frames_by_camera(consume(kafka.bootstrap, topic, publisher.stats.records))
+    frames = frames_by_camera(consume_all(kafka.bootstrap, topic, publisher.stats.records))
     assert set(frames) == set(net.sim.cameras.ids)
     for camera, fs in frames.items():
         seqs = [f["seq"] for f in fs]
@@ -234,7 +203,7 @@ def test_bad_sources_report_status_while_other_cameras_keep_going(
     worker.join(timeout=60)
     assert publisher.stats.failed == 0 and result["summary"].undelivered == 0
 
-    frames = frames_by_camera(consume(kafka.bootstrap, topic, publisher.stats.records))
+    frames = frames_by_camera(consume_all(kafka.bootstrap, topic, publisher.stats.records))
     status = {cam: [f["status"] for f in fs] for cam, fs in frames.items()}
 
     # The good video: every frame analysed, then END; never disturbed by its neighbours.
