@@ -18,31 +18,62 @@ KIND_COLOURS = {"overlap": "#1f77b4", "transit": "#d62728"}
 TILE_W, TILE_H = 1.0, 0.75  # a 320 x 240 view
 
 
-def spring_layout(
-    n: int, edges: list[tuple[int, int, float]], seed: int = 0, iters: int = 300
+def _force_layout(
+    m: int, edges: list[tuple[int, int, float]], rng: np.random.Generator
 ) -> np.ndarray:
-    """Fruchterman–Reingold positions (n, 2) in tile units; linked cameras end up close."""
-    rng = np.random.default_rng(seed)
-    side = max(1.0, np.sqrt(n)) * 1.8
-    pos = rng.uniform(0, side, size=(n, 2))
-    if n < 2:
-        return pos
-    k = side / np.sqrt(n)
-    adj = np.zeros((n, n))
+    """Fruchterman–Reingold positions (m, 2) of one connected group, tiles not overlapping."""
+    if m == 1:
+        return np.zeros((1, 2))
+    side = max(1.0, np.sqrt(m)) * 2.5
+    p = rng.uniform(0, side, size=(m, 2))
+    adj = np.zeros((m, m))
     for a, b, w in edges:
         adj[a, b] = adj[b, a] = max(adj[a, b], 0.5 + w)
-    temp = side / 8
-    for _ in range(iters):
-        delta = pos[:, None, :] - pos[None, :, :]
+    k = 2.5  # ideal distance: a tile and a half of space between neighbours
+    temp = side / 6
+    for _ in range(400):
+        delta = p[:, None, :] - p[None, :, :]
         dist = np.maximum(np.linalg.norm(delta, axis=2), 0.05)
-        force = (k * k / dist**2)[:, :, None] * delta  # repulsion
-        force -= (adj * dist / k)[:, :, None] * delta  # attraction along edges
+        force = (k * k / dist**2)[:, :, None] * delta - (adj * dist / k)[:, :, None] * delta
         disp = force.sum(axis=1)
         length = np.maximum(np.linalg.norm(disp, axis=1), 1e-9)
-        pos += disp / length[:, None] * np.minimum(length, temp)[:, None]
-        temp *= 0.985
-    pos -= pos.min(axis=0)
-    return pos * 1.6  # spread so that tiles do not overlap their neighbours
+        p += disp / length[:, None] * np.minimum(length, temp)[:, None]
+        temp = max(temp * 0.985, 0.01)
+    dist = np.linalg.norm(p[:, None] - p[None], axis=2) + np.eye(m) * 1e9
+    p *= max(1.0, 1.4 / max(dist.min(), 1e-6))  # spread until no two tiles overlap
+    return p - p.min(axis=0)
+
+
+def spring_layout(n: int, edges: list[tuple[int, int, float]], seed: int = 0) -> np.ndarray:
+    """Positions (n, 2) in tile units: each group of linked cameras laid out by forces, the
+    groups packed in rows, largest first; cameras with no link last."""
+    rng = np.random.default_rng(seed)
+    parent = list(range(n))
+
+    def root(c: int) -> int:
+        while parent[c] != c:
+            parent[c] = parent[parent[c]]
+            c = parent[c]
+        return c
+
+    for a, b, _ in edges:
+        parent[root(a)] = root(b)
+    groups: dict[int, list[int]] = {}
+    for c in range(n):
+        groups.setdefault(root(c), []).append(c)
+    pos = np.zeros((n, 2))
+    x = y = row_h = 0.0
+    width = max(12.0, 3.0 * np.sqrt(n))  # page width in tiles
+    for members in sorted(groups.values(), key=lambda g: (-len(g), g[0])):
+        local = {c: k for k, c in enumerate(members)}
+        sub = [(local[a], local[b], w) for a, b, w in edges if a in local and b in local]
+        p = _force_layout(len(members), sub, rng)
+        w, h = p.max(axis=0) + np.array([1.4, 1.2])
+        if x > 0 and x + w > width:
+            x, y, row_h = 0.0, y + row_h, 0.0
+        pos[members] = p + np.array([x, y])
+        x, row_h = x + w, max(row_h, h)
+    return pos
 
 
 def layout(topology: dict[str, Any]) -> tuple[Network, np.ndarray]:
@@ -70,9 +101,10 @@ def render_png(topology: dict[str, Any], path: Path) -> None:
     from matplotlib.patches import Rectangle
 
     network, pos = layout(topology)
-    span = [*pos.max(axis=0), TILE_W, TILE_H] if len(pos) else np.array([1.0, 1.0])
+    span = pos.max(axis=0) + np.array([TILE_W, TILE_H]) if len(pos) else np.array([1.0, 1.0])
+    # Inches per tile chosen so the figure has the layout's own aspect: nothing is cut off.
     scale = min(1.0, 18 / max(span))
-    fig, ax = plt.subplots(figsize=(max(6, span[0] * scale), max(5, span[1] * scale)))
+    fig, ax = plt.subplots(figsize=(max(3.0, (span[0] + 0.4) * scale), (span[1] + 0.9) * scale))
     for k, cam in enumerate(network.cameras):
         ax.add_patch(Rectangle(pos[k], TILE_W, TILE_H, fc="#f2f2f2", ec="#555", lw=0.6))
         if network.n_cameras <= 200:
@@ -83,14 +115,13 @@ def render_png(topology: dict[str, Any], path: Path) -> None:
         ax.plot([x1, x2], [y1, y2], color=KIND_COLOURS["overlap"], lw=0.3 + 1.2 * w, alpha=0.5)
     ax.set_xlim(-0.2, span[0] + 0.2)
     ax.set_ylim(span[1] + 0.2, -0.3)  # image convention: y grows downwards
-    ax.set_aspect("equal")
     ax.axis("off")
     ax.set_title(
         f"{network.n_cameras} cameras, {len(topology['camera_edges'])} camera links, "
         f"{len(topology['window_edges'])} window links, "
         f"{topology.get('observed_s', 0) / 60:.0f} min observed"
     )
-    fig.tight_layout()
+    fig.subplots_adjust(left=0, right=1, bottom=0, top=1 - 0.5 / fig.get_figheight())
     fig.savefig(path, dpi=150)
     plt.close(fig)
 
