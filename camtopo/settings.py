@@ -41,7 +41,7 @@ class Settings(BaseSettings):
         "0.09); above 256 counts take 2 bytes",
     )
     # The paper's O_ref = 20 and C* = 0.8 were tuned by eye on its campus. On ours (campus-100,
-    # 1 h, count_limit 4096) they gave camera precision 0.30; 50 and 0.95 gave 0.98 at overlap
+    # 1 h, count_limit 4096) they gave camera precision 0.33; 50 and 0.95 gave 0.98 at overlap
     # recall 0.92 (benchmarks/accuracy.py; docs/architecture.md has the sweep).
     o_ref: float = Field(50.0, gt=1, description="opportunities for reliable exclusion (paper: 20)")
     c_star: float = Field(
