@@ -4,9 +4,10 @@
 2. estimate its topology offline, score it against the truth, draw it (``estimate``,
    ``score``, ``render``);
 3. unless ``--offline-only``: start the local Kafka and Redis (``infra/``), run the streaming
-   processor and the query service, and play the same simulated cameras into Kafka at real-time
-   pace (``produce --simulate``); the live viewer shows the topology as it is learnt; at the end
-   the streamed topology is compared with the offline one.
+   processor, the query service, the consumer-lag exporter and Prometheus with the alert rules,
+   and play the same simulated cameras into Kafka at real-time pace (``produce --simulate``);
+   the live viewer shows the topology as it is learnt; at the end the streamed topology is
+   scored against the truth beside the offline one.
 """
 
 from __future__ import annotations
@@ -74,12 +75,20 @@ def stream(args: argparse.Namespace, out: Path, offline: dict[str, Any]) -> int:
     redis = RedisServer()
     procs: list[subprocess.Popen[bytes]] = []
     http_port = free_port()
+    metrics = {  # Prometheus job -> port, as in infra/prometheus/prometheus.yml
+        "camtopo-processor": free_port(),
+        "camtopo-query": http_port,
+        "camtopo-producers": free_port(),
+        "camtopo-lag": free_port(),
+    }
     env = dict(os.environ)
     env.update(
         CAMTOPO_KAFKA_BOOTSTRAP=kafka.bootstrap,
         CAMTOPO_REDIS_URL=redis.url,
         CAMTOPO_HTTP_PORT=str(http_port),
-        CAMTOPO_PROCESSOR_METRICS_PORT=str(free_port()),
+        CAMTOPO_PROCESSOR_METRICS_PORT=str(metrics["camtopo-processor"]),
+        CAMTOPO_PRODUCER_METRICS_PORT=str(metrics["camtopo-producers"]),
+        CAMTOPO_LAG_EXPORTER_PORT=str(metrics["camtopo-lag"]),
     )
     try:
         kafka.start()
@@ -92,9 +101,15 @@ def stream(args: argparse.Namespace, out: Path, offline: dict[str, Any]) -> int:
                                       env=env))  # fmt: skip
         procs.append(subprocess.Popen([*cli, "serve", "--network", str(out / "network.json")],
                                       env=env))  # fmt: skip
+        procs.append(subprocess.Popen([*cli, "lag-exporter"], env=env))
+        prometheus = _start_prometheus(metrics, out)
+        if prometheus is not None:
+            procs.append(prometheus[0])
         url = f"http://{settings.http_host}:{http_port}/"
         _wait_http(url + "healthz", 60)
         print(f"live viewer: {url}  (API: {url}openapi.json, metrics: {url}metrics)")
+        if prometheus is not None:
+            print(f"Prometheus with the alert rules: {prometheus[1]}alerts")
         step(4, f"streaming {args.cameras} simulated cameras at real-time pace for "
                 f"{args.stream_minutes:g} min")  # fmt: skip
         camtopo("produce", "--simulate", "--scenario", args.scenario,
@@ -118,6 +133,39 @@ def stream(args: argparse.Namespace, out: Path, offline: dict[str, Any]) -> int:
         redis.stop()
         kafka.stop()
     return 0
+
+
+def _start_prometheus(
+    jobs: dict[str, int], out: Path
+) -> tuple[subprocess.Popen[bytes], str] | None:
+    """Debian's Prometheus (installed by infra/setup.sh) scraping every component, with
+    infra/prometheus/alerts.yml loaded; None (with a note) where it is not installed."""
+    import shutil
+
+    from camtopo.localstack import free_port
+
+    binary = shutil.which("prometheus")
+    if binary is None:
+        print("prometheus is not installed (make setup installs it): no alerts in this demo")
+        return None
+    rules = Path(__file__).resolve().parent.parent / "infra" / "prometheus" / "alerts.yml"
+    config = {
+        "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
+        "rule_files": [str(rules)],
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+            for job, port in jobs.items()
+        ],
+    }
+    (out / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, f"--config.file={out / 'prometheus.yml'}",
+         f"--storage.tsdb.path={out / 'prometheus-data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return proc, f"http://127.0.0.1:{port}/"
 
 
 def _wait_http(url: str, seconds: float) -> None:
