@@ -387,14 +387,22 @@ def test_prometheus_scrapes_every_component_and_evaluates_the_rules(
     }
     assert firing == {"CamtopoDeadLetters"}, firing
 
-    # Every dashboard query is valid PromQL here; the core panels have data.
+    # Every dashboard query is valid PromQL here; the core panels have data. Rates need two
+    # scrapes with traffic between them, so poll a while, querying the service meanwhile.
     panels = json.loads(DASHBOARD.read_text())["panels"]
+    must_have = ("Throughput", "Detection delay", "Consumer lag", "Memory", "Query latency")
+    core = [p["targets"][0]["expr"] for p in panels if p["title"].startswith(must_have)]
+
+    def core_panels_have_data() -> bool:
+        _get(f"http://127.0.0.1:{ports['camtopo-query']}/api/cameras")
+        return all(prom.query(expr) for expr in core)
+
+    _wait("data in the core dashboard panels", core_panels_have_data, 60, services.procs)
     empty = []
     for panel in panels:
         for target in panel["targets"]:
             if not prom.query(target["expr"]):
                 empty.append(target["expr"])
-    must_have = ("Throughput", "Detection delay", "Consumer lag", "Memory", "Query latency")
     for panel in panels:
         if panel["title"].startswith(must_have):
             assert not set(t["expr"] for t in panel["targets"][:1]) & set(empty), panel["title"]
