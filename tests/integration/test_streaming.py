@@ -152,6 +152,11 @@ def _last_range(settings: Settings, records: list[Record]) -> int:
     return max(grid.range_of(round(t / settings.tick_ms)) for r in records for t, _ in r.frames)
 
 
+def _first_range(settings: Settings, records: list[Record]) -> int:
+    grid = RangeGrid.from_settings(settings)
+    return grid.range_of(round(records[0].frames[0][0] / settings.tick_ms))
+
+
 def _wait_for_range(stack: Stack, proc: Processor, network: Network, range_id: int,
                     timeout: float = 240) -> None:  # fmt: skip
     store = TopologyStore(stack.redis_url, network, stack.settings)
@@ -225,8 +230,7 @@ def test_kill_9_mid_stream_then_restart_counts_every_range_once(
     # its ranges: the trace's timestamps are not the wall clock); the kill lands mid-catch-up.
     _produce(stack.kafka.bootstrap, stack.topic, records)
     processor.start()
-    grid = RangeGrid.from_settings(stack.settings)
-    first = grid.range_of(round(records[0].frames[0][0] / stack.settings.tick_ms))
+    first = _first_range(stack.settings, records)
     _wait_for_range(stack, processor, sim.network, first + (last - first) // 3)
     processor.kill()  # no shutdown, no final commit, no final checkpoint
     store = TopologyStore(stack.redis_url, sim.network, stack.settings)
@@ -247,8 +251,7 @@ def test_redis_killed_and_restarted_mid_stream_resumes_without_loss(
     last = _last_range(stack.settings, records)
     _produce(stack.kafka.bootstrap, stack.topic, records)
     processor.start()
-    grid = RangeGrid.from_settings(stack.settings)
-    first = grid.range_of(round(records[0].frames[0][0] / stack.settings.tick_ms))
+    first = _first_range(stack.settings, records)
     # Kill at the first checkpoint: catch-up closes many ranges per batch, a later kill
     # could land after the last one.
     _wait_for_range(stack, processor, sim.network, first)
