@@ -43,7 +43,7 @@ class PaddedBlock:
     @property
     def n_occupied(self) -> int:
         """Occupied (window, tick) observations in the block."""
-        return int(sum(bin(int(b)).count("1") for b in self.occ_bits))
+        return int(np.bitwise_count(self.occ_bits).sum())
 
 
 @nb.njit(cache=True, nogil=True)
