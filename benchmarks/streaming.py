@@ -3,10 +3,11 @@ real-time pace, through Kafka -> `camtopo process` (Faust) -> Redis.
 
 For each network size it starts a fresh processor and a simulated producer (this file run with
 ``--produce``), lets them run for ``--duration`` seconds, and samples every few seconds:
-records and frames in, frames counted, late frames, detection delay (capture -> checkpoint of
-the counts it updated; the processor's histogram), processor RSS and engine bytes, Redis
-used memory, consumer lag. Prints a table and writes a Figure-5-like plot (late fraction per
-minute and memory over time) plus the raw samples to ``benchmarks/results/``.
+records and frames in, frames counted, late frames, detection delay (capture -> update of the
+counts; the processor's histogram) and durable delay (capture -> the Redis checkpoint holding
+them), processor RSS and engine bytes, Redis used memory, consumer lag. Prints a table and
+writes a Figure-5-like plot (late fraction per minute and memory over time) plus the raw
+samples to ``benchmarks/results/``.
 
     python benchmarks/streaming.py --cameras 100 500 1000 --duration 180
 
@@ -79,6 +80,7 @@ class Sample:
     counted: float = 0
     delay_buckets: dict[float, float] = field(default_factory=dict)
     delay_count: float = 0
+    durable_buckets: dict[float, float] = field(default_factory=dict)
     rss_mb: float = 0
     engine_mb: float = 0
     redis_mb: float = 0
@@ -164,7 +166,7 @@ def run_size(n: int, args: argparse.Namespace, kafka, redis_server, workdir: Pat
         CAMTOPO_REDIS_URL=redis_url,
         CAMTOPO_PROCESSOR_GROUP=f"proc-{tag}",
         CAMTOPO_PROCESSOR_METRICS_PORT=str(port),
-        CAMTOPO_CHECKPOINT_EVERY_RANGES=str(args.checkpoint_every),
+        CAMTOPO_CHECKPOINT_SPREAD_RANGES=str(args.checkpoint_spread),
     )
     network = workdir / f"network-{n}.json"
     ready = workdir / f"ready-{n}"
@@ -204,6 +206,10 @@ def run_size(n: int, args: argparse.Namespace, kafka, redis_server, workdir: Pat
                     float(lab["le"]): v
                     for lab, v in m.get("camtopo_detection_delay_seconds_bucket", [])
                 }
+                durable = {
+                    float(lab["le"]): v
+                    for lab, v in m.get("camtopo_durable_delay_seconds_bucket", [])
+                }
                 samples.append(
                     Sample(
                         t=time.time() - t0,
@@ -212,6 +218,7 @@ def run_size(n: int, args: argparse.Namespace, kafka, redis_server, workdir: Pat
                         counted=_one(m, "camtopo_frames_counted_total"),
                         delay_buckets=buckets,
                         delay_count=_one(m, "camtopo_detection_delay_seconds_count"),
+                        durable_buckets=durable,
                         rss_mb=rss_mb(proc.pid),
                         engine_mb=_one(m, "camtopo_engine_bytes") / 2**20,
                         redis_mb=int(rc.info("memory")["used_memory"]) / 2**20,
@@ -249,6 +256,9 @@ def summarise(n: int, samples: list[Sample], args: argparse.Namespace) -> dict:
     delta_buckets = {
         le: b.delay_buckets.get(le, 0) - a.delay_buckets.get(le, 0) for le in b.delay_buckets
     }
+    delta_durable = {
+        le: b.durable_buckets.get(le, 0) - a.durable_buckets.get(le, 0) for le in b.durable_buckets
+    }
     frames_in = total_frames(b) - total_frames(a)
     per_minute = []
     for k in range(int(samples[-1].t // 60) + 1):
@@ -266,6 +276,8 @@ def summarise(n: int, samples: list[Sample], args: argparse.Namespace) -> dict:
         "late_per_minute": per_minute,
         "delay_p50_s": quantile(delta_buckets, 0.5),
         "delay_p99_s": quantile(delta_buckets, 0.99),
+        "durable_p50_s": quantile(delta_durable, 0.5) if delta_durable else None,
+        "durable_p99_s": quantile(delta_durable, 0.99) if delta_durable else None,
         "range_seconds_mean": (b.range_s_sum - a.range_s_sum)
         / max(b.range_s_count - a.range_s_count, 1),
         "checkpoint_seconds_mean": (b.checkpoint_s_sum - a.checkpoint_s_sum)
@@ -336,7 +348,7 @@ def main() -> int:
     ap.add_argument("--scenario", default="campus")
     ap.add_argument("--tag", default="", help="suffix of the result files (streaming<tag>.json)")
     ap.add_argument(
-        "--checkpoint-every", type=int, default=1, help="CAMTOPO_CHECKPOINT_EVERY_RANGES"
+        "--checkpoint-spread", type=int, default=10, help="CAMTOPO_CHECKPOINT_SPREAD_RANGES"
     )
     # producer mode (internal)
     ap.add_argument("--produce", action="store_true", help=argparse.SUPPRESS)
@@ -367,11 +379,12 @@ def main() -> int:
         redis_server.stop()
     print(
         f"\nwhole system, {args.duration:.0f} s per size (rates after {args.warmup:.0f} s "
-        f"warm-up), checkpoint every {args.checkpoint_every} range(s)"
+        f"warm-up), checkpoints spread over {args.checkpoint_spread} range(s)"
     )
     head = (
         f"{'cameras':>7} {'frames/s in':>11} {'expected':>8} {'counted/s':>9} {'late %':>7} "
-        f"{'p50 s':>6} {'p99 s':>6} {'range s':>7} {'ckpt s':>6} {'rows/ckpt':>9} {'RSS MB':>13} "
+        f"{'p50 s':>6} {'p99 s':>6} {'durable p99':>11} {'range s':>7} {'ckpt s':>6} "
+        f"{'rows/ckpt':>9} {'RSS MB':>13} "
         f"{'Redis MB':>13} {'lag max':>7} {'lag end':>7}"
     )
     print(head)
@@ -382,7 +395,8 @@ def main() -> int:
         print(
             f"{r['cameras']:>7} {r['frames_in_per_s']:>11.0f} {r['expected_frames_per_s']:>8} "
             f"{r['frames_counted_per_s']:>9.0f} {100 * r['late_fraction']:>7.3f} "
-            f"{r['delay_p50_s']:>6.2f} {r['delay_p99_s']:>6.2f} {r['range_seconds_mean']:>7.3f} "
+            f"{r['delay_p50_s']:>6.2f} {r['delay_p99_s']:>6.2f} {r['durable_p99_s'] or 0:>11.2f} "
+            f"{r['range_seconds_mean']:>7.3f} "
             f"{r['checkpoint_seconds_mean']:>6.3f} {r['rows_per_checkpoint']:>9.0f} "
             f"{r['rss_mb_first']:>6.0f}->{r['rss_mb_last']:<6.0f} "
             f"{r['redis_mb_first']:>6.1f}->{r['redis_mb_last']:<6.1f} {r['lag_max_records']:>7.0f} "

@@ -114,8 +114,11 @@ class Settings(BaseSettings):
         le=300.0,
         description="Kafka group session: a killed worker's partitions move after this long",
     )
-    checkpoint_every_ranges: int = Field(
-        1, ge=1, description="checkpoint to Redis every N closed batches (acks wait for it)"
+    checkpoint_spread_ranges: int = Field(
+        10,
+        ge=1,
+        description="each closed batch checkpoints 1/N of the Redis shards, so every shard "
+        "is written every N batches (Redis and Kafka commits lag the counts by up to N ranges)",
     )
     checkpoint_retry_seconds: float = Field(
         120.0, ge=0, description="keep retrying a checkpoint while Redis is unreachable"

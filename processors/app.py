@@ -115,9 +115,9 @@ def create_app(
             metrics.OWNED_PARTITIONS.set(len(mine))
             batch = proc.due_batch(behind=behind)
             if batch is None:
-                # Ranges counted but held back by checkpoint_every_ranges: do not keep them
-                # (and their records' acks) waiting once the stream pauses.
-                stale = time.monotonic() - proc.last_checkpoint_wall > settings.range_seconds
+                # Ranges counted but not yet durable (spread checkpoints write a slice of the
+                # shards per range): once the stream pauses, write them all at once.
+                stale = time.monotonic() - proc.last_checkpoint_wall > 2 * settings.range_seconds
                 if not (proc.uncheckpointed and stale):
                     continue
                 resume = proc.resume_offsets(proc.acked_until_pending())

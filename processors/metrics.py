@@ -22,12 +22,17 @@ DEAD_LETTERS = Counter(
 RANGES_CLOSED = Counter("camtopo_ranges_closed_total", "event-time ranges closed and counted")
 RANGE_SECONDS = Histogram(
     "camtopo_range_processing_seconds",
-    "time to count a closed batch and checkpoint it (off the event loop)",
+    "time to count a closed batch and checkpoint a slice of it (off the event loop)",
     buckets=_WORK,
 )
 DELAY = Histogram(
     "camtopo_detection_delay_seconds",
-    "capture time of a frame to the checkpoint of the counts it updated",
+    "capture time of a frame to the update of the exclusion counts it contributes to",
+    buckets=_DELAY,
+)
+DURABLE_DELAY = Histogram(
+    "camtopo_durable_delay_seconds",
+    "capture time of a frame to the Redis checkpoint that holds its counts (all shards)",
     buckets=_DELAY,
 )
 CLOCK_LAG = Gauge("camtopo_processor_clock_lag_seconds", "wall clock minus the processor clock")

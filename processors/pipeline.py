@@ -54,7 +54,11 @@ class CountStore(Protocol):
     def load_into(self, estimator: Any) -> Checkpoint | None: ...
 
     def checkpoint(
-        self, estimator: Any, range_id: int, resume_offsets: Mapping[int, int]
+        self,
+        estimator: Any,
+        range_id: int,
+        resume_offsets: Mapping[int, int],
+        shards: Sequence[int] | None = None,
     ) -> Any: ...
 
     def restore_applied_rows(self, estimator: Any, range_id: int) -> int: ...
@@ -67,8 +71,8 @@ class Applied:
     """What one :meth:`StreamProcessor.apply` did."""
 
     range_id: int
-    counted_until: int | None  # every tick below this is counted and checkpointed (None: no
-    # checkpoint this time, see ``checkpoint_every_ranges``)
+    counted_until: int | None  # every tick below this is counted and durable in Redis (None:
+    # nothing became durable this time, see ``checkpoint_spread_ranges``)
     frames: int
     rejected: int
     seconds: float
@@ -108,7 +112,9 @@ class StreamProcessor(Generic[E]):
         self._ack_now: list[E] = []
         self._next_offset: dict[int, int] = {}
         self._ranges_since_topology = 0
-        self._since_checkpoint: list[tuple[int, int, np.ndarray]] = []  # (range, until, ticks)
+        self._checkpoints = 0  # spread checkpoints so far: picks the slice of shards
+        # Counted, not yet durable in Redis: (range, counted_until, ticks)
+        self._since_checkpoint: list[tuple[int, int, np.ndarray]] = []
         self.last_checkpoint_wall = time.monotonic()
         self._minute: tuple[int, int, int] = (0, 0, 0)  # (wall minute, frames, late)
 
@@ -238,6 +244,10 @@ class StreamProcessor(Generic[E]):
                 rejected += 1
                 log.warning("frame not counted: %s", exc)
         est.advance(batch.frontier)
+        # The counts now hold these frames (the topology update reads them from here).
+        metrics.observe_many(
+            metrics.DELAY, time.time() - batch.ticks * (self.settings.tick_ms / 1000.0)
+        )
         # Records are released (acked) only once no block will read their ticks again: the
         # next block's padding reads ``tolerance`` ticks before the first uncounted one.
         counted_until = self.grid.held_from(batch.range_id) - self.grid.tolerance
@@ -246,13 +256,8 @@ class StreamProcessor(Generic[E]):
         replaying = batch.range_id <= self.replay_until_range
         if self.store is not None and replaying:
             self._retrying("restore", self.store.restore_applied_rows, est, batch.range_id)
-        done: int | None = None
-        if (
-            self.store is None
-            or replaying  # recovery needs each replayed range checkpointed on its own
-            or len(self._since_checkpoint) >= self.settings.checkpoint_every_ranges
-        ):
-            done, changes = self.checkpoint(resume_offsets)
+        # Recovery needs each replayed range checkpointed whole; else a slice of the shards.
+        done, changes = self.checkpoint(resume_offsets, whole=self.store is None or replaying)
         seconds = time.perf_counter() - started
         metrics.RANGE_SECONDS.observe(seconds)
         metrics.RANGES_CLOSED.inc(max(1, len(batch.ranges)))
@@ -270,21 +275,34 @@ class StreamProcessor(Generic[E]):
         """Closed batches counted but not yet checkpointed."""
         return len(self._since_checkpoint)
 
-    def checkpoint(
-        self, resume_offsets: Mapping[int, int]
-    ) -> tuple[int | None, list[dict[str, Any]]]:
-        """Checkpoint what was counted since the last one (executor thread).
+    def spread_slice(self) -> list[int]:
+        """The shards the next spread checkpoint writes: every ``checkpoint_spread_ranges``
+        checkpoints in a row cover every shard once."""
+        n = self.settings.checkpoint_spread_ranges
+        k = self._checkpoints % n
+        self._checkpoints += 1
+        return [s for s in range(self.settings.redis_shards) if s % n == k]
 
-        Returns (counted_until, topology changes); counted_until None when nothing was pending.
+    def checkpoint(
+        self, resume_offsets: Mapping[int, int], whole: bool = True
+    ) -> tuple[int | None, list[dict[str, Any]]]:
+        """Checkpoint what was counted since the last one (executor thread): every shard if
+        ``whole``, else the next slice. Every ``topology_every_ranges`` ranges, recompute the
+        topology and log its changes.
+
+        Returns (counted_until of the newest range now durable in Redis, or None; changes).
         """
         if not self._since_checkpoint:
             return None, []
-        range_id, counted_until, _ = self._since_checkpoint[-1]
+        range_id = self._since_checkpoint[-1][0]
         changes: list[dict[str, Any]] = []
+        durable = range_id
         if self.store is not None:
-            self._retrying("checkpoint", self.store.checkpoint, self.estimator, range_id,
-                           resume_offsets)  # fmt: skip
-            self._ranges_since_topology += len(self._since_checkpoint)
+            shards = None if whole else self.spread_slice()
+            report = self._retrying("checkpoint", self.store.checkpoint, self.estimator,
+                                    range_id, resume_offsets, shards)  # fmt: skip
+            durable = getattr(report, "durable_range", range_id)
+            self._ranges_since_topology += 1
             if self._ranges_since_topology >= self.settings.topology_every_ranges:
                 try:
                     changes = self.store.update_topology(
@@ -293,11 +311,14 @@ class StreamProcessor(Generic[E]):
                     self._ranges_since_topology = 0
                 except _TRANSIENT as exc:  # counts are safe; adjacency is redone next time
                     log.warning("topology update after range %d failed: %s", range_id, exc)
-        now = time.time()
-        for _, _, ticks in self._since_checkpoint:
-            metrics.observe_many(metrics.DELAY, now - ticks * (self.settings.tick_ms / 1000.0))
-        self._since_checkpoint.clear()
         self.last_checkpoint_wall = time.monotonic()
+        now = time.time()
+        counted_until = None
+        while self._since_checkpoint and self._since_checkpoint[0][0] <= durable:
+            _, counted_until, ticks = self._since_checkpoint.pop(0)
+            metrics.observe_many(
+                metrics.DURABLE_DELAY, now - ticks * (self.settings.tick_ms / 1000.0)
+            )
         return counted_until, changes
 
     def _retrying(self, what: str, fn: Any, *args: Any) -> Any:

@@ -37,7 +37,7 @@ from redis.retry import Retry
 
 from camtopo import avro
 from camtopo.core.engine import FastExclusion
-from camtopo.core.evidence import c_prime, camera_edges, window_edges
+from camtopo.core.evidence import WindowEdges, c_prime, camera_edges
 from camtopo.core.grid import Network, NetworkError
 from camtopo.core.topology import merge_transit
 from camtopo.settings import Settings
@@ -59,6 +59,8 @@ class _HasCounts(Protocol):
     counts: Any
     observed_ticks: int
     observations: int
+
+    def window_edges(self) -> WindowEdges: ...
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class Checkpoint:
 @dataclass(frozen=True)
 class CheckpointReport:
     range_id: int
+    durable_range: int  # every shard's rows in Redis are exact through this range
     rows_written: int
     shards_written: int
     rows_skipped: int  # rows of shards that already held this range (replay after a crash)
@@ -92,6 +95,10 @@ class CheckpointReport:
 @dataclass
 class _Cache:
     shard_ranges: dict[int, int] = field(default_factory=dict)
+    # shard -> range through which its rows in Redis are exact (written, or unchanged since)
+    synced: dict[int, int] = field(default_factory=dict)
+    # range -> the estimator totals after it, for the meta once that range is durable
+    totals: dict[int, dict[str, Any]] = field(default_factory=dict)
     meta_range: int = NO_RANGE
     network_written: bool = False
     graph: Graph | None = None
@@ -322,8 +329,15 @@ class TopologyStore:
         estimator: _HasCounts,
         range_id: int,
         resume_offsets: Mapping[int, int],
+        shards: Sequence[int] | None = None,
     ) -> CheckpointReport:
         """Persist the rows changed since the last checkpoint, then the range id and offsets.
+
+        ``shards``: write only the changed rows of these shards (a *spread* checkpoint: the
+        processor writes a slice of the shards per range, so a row changed in every range is
+        written once per round instead of every range). The meta then records the range
+        every shard is exact through (the oldest shard's), with the estimator totals of that
+        range; recovery replays from it. None = every shard.
 
         If Redis fails part-way, the rows not yet written are marked dirty again and the error
         is raised: a later checkpoint writes them.
@@ -338,16 +352,29 @@ class TopologyStore:
         self._write_network()
         if not self._cache.shard_ranges:
             self.shard_ranges()
-        rows = counts.take_dirty()
-        shards = self._window_shard[rows]
-        order = np.argsort(shards, kind="stable")
-        rows, shards = rows[order], shards[order]
-        bounds = np.flatnonzero(np.diff(shards)) + 1
+        n_shards_all = self.settings.redis_shards
+        chosen = range(n_shards_all) if shards is None else sorted(set(shards))
+        among = None
+        if shards is not None:
+            pick = np.zeros(n_shards_all, dtype=np.bool_)
+            pick[list(chosen)] = True
+            among = pick[self._window_shard]
+        self._cache.totals[range_id] = {
+            "observed_ticks": int(estimator.observed_ticks),
+            "observations": int(estimator.observations),
+            "last_tick": _tick_field(counts.last_tick),
+            "offsets": json.dumps({str(k): int(v) for k, v in resume_offsets.items()}),
+        }
+        rows = counts.take_dirty(among)
+        shards_of = self._window_shard[rows]
+        order = np.argsort(shards_of, kind="stable")
+        rows, shards_of = rows[order], shards_of[order]
+        bounds = np.flatnonzero(np.diff(shards_of)) + 1
         written = skipped = n_bytes = n_shards = 0
         done = 0
         try:
             for group in np.split(np.arange(rows.size), bounds) if rows.size else []:
-                shard = int(shards[group[0]])
+                shard = int(shards_of[group[0]])
                 shard_rows = rows[group]
                 if self._cache.shard_ranges.get(shard, NO_RANGE) >= range_id:
                     skipped += shard_rows.size  # replay: these rows came from Redis as they are
@@ -366,26 +393,27 @@ class TopologyStore:
                 n_bytes += sum(len(b) for b in mapping.values())
                 n_shards += 1
                 done += group.size
-            meta = {
-                "range_id": range_id,
-                "offsets": json.dumps({str(k): int(v) for k, v in resume_offsets.items()}),
-                "observed_ticks": int(estimator.observed_ticks),
-                "observations": int(estimator.observations),
-                "last_tick": "" if counts.last_tick is None else int(counts.last_tick),
-                "saved_ms": int(time.time() * 1000),
-            }
-            t0 = time.perf_counter()
-            self.redis.hset(self.keys.checkpoint, mapping=meta)  # type: ignore[arg-type]
-            metrics.REDIS_WRITE_SECONDS.labels("meta").observe(time.perf_counter() - t0)
+            for shard in chosen:
+                self._cache.synced[shard] = range_id
+            durable = min(self._cache.synced.get(s, NO_RANGE) for s in range(n_shards_all))
+            if durable > self._cache.meta_range:
+                totals = self._cache.totals[durable]
+                meta = {"range_id": durable, **totals, "saved_ms": int(time.time() * 1000)}
+                t0 = time.perf_counter()
+                self.redis.hset(self.keys.checkpoint, mapping=meta)  # type: ignore[arg-type]
+                metrics.REDIS_WRITE_SECONDS.labels("meta").observe(time.perf_counter() - t0)
+                self._cache.meta_range = durable
+                self._cache.totals = {r: t for r, t in self._cache.totals.items() if r >= durable}
         except Exception:
             counts.dirty[rows[done:]] = True
             raise
-        self._cache.meta_range = range_id
         seconds = time.perf_counter() - started
         metrics.CHECKPOINT_SECONDS.observe(seconds)
         metrics.ROWS_WRITTEN.inc(written)
         metrics.LAST_RANGE.set(range_id)
-        return CheckpointReport(range_id, written, n_shards, skipped, n_bytes, seconds)
+        return CheckpointReport(
+            range_id, self._cache.meta_range, written, n_shards, skipped, n_bytes, seconds
+        )
 
     def load_into(self, estimator: _HasCounts) -> Checkpoint | None:
         """Restore every stored row into the estimator's engine; None if the store is empty."""
@@ -422,6 +450,18 @@ class TopologyStore:
         estimator.observations = meta.get("observations", 0)
         counts.last_tick = meta.get("last_tick")
         self._cache.meta_range = meta.get("range_id", NO_RANGE)
+        n_shards = self.settings.redis_shards
+        self._cache.synced = {s: self._cache.meta_range for s in range(n_shards)}
+        self._cache.totals = {
+            self._cache.meta_range: {
+                "observed_ticks": meta.get("observed_ticks", 0),
+                "observations": meta.get("observations", 0),
+                "last_tick": _tick_field(meta.get("last_tick")),
+                "offsets": json.dumps(
+                    {str(k): v for k, v in meta.get("resume_offsets", {}).items()}
+                ),
+            }
+        }
         return Checkpoint(
             range_id=meta.get("range_id", NO_RANGE),
             resume_offsets=meta.get("resume_offsets", {}),
@@ -443,11 +483,11 @@ class TopologyStore:
     def update_topology(self, estimator: _HasCounts, range_end_ms: int) -> list[dict[str, Any]]:
         """Recompute adjacency, store the camera graph, log and return the changes.
 
-        Adjacency is recomputed in full by the engine's compiled scan (cost grows with live
-        segments, not with which rows changed; see docs/topology_store.md for timings).
+        Adjacency is refreshed from the rows that changed since the last update
+        (:class:`camtopo.core.adjacency.AdjacencyIndex`); see docs/topology_store.md.
         """
         started = time.perf_counter()
-        edges = window_edges(estimator.counts, self.settings.c_star, self.settings.o_ref)
+        edges = estimator.window_edges()
         transit = getattr(estimator, "transit", None)
         links = []
         if transit is not None:
@@ -611,6 +651,10 @@ def publish_changes(
         raise StoreError(f"{len(errors)} topology-change records failed, first: {errors[0]}")
     metrics.CHANGES_PUBLISHED.inc(len(records))
     return len(records)
+
+
+def _tick_field(tick: int | None) -> int | str:
+    return "" if tick is None else int(tick)
 
 
 def _import_row(counts: Any, i: int, row: Row, where: str) -> None:

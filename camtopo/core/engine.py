@@ -224,21 +224,39 @@ def c_prime_scalar(p: float, o: float, log_oref: float) -> float:
 
 
 @nb.njit(cache=True, nogil=True)
-def _adjacent(slot, O, pool, offsets, window_camera, seg_len, c_star, log_oref):  # type: ignore[no-untyped-def]
+def _p_floor(o, c_star, log_oref):  # type: ignore[no-untyped-def]
+    """C'(p, o) > c_star iff p > this (C' grows with p at fixed o); inf when no p <= o passes."""
+    if o < 1:
+        return np.inf
+    conf = min(1.0, math.log(o) / log_oref)
+    if conf <= 0.0 or c_prime_scalar(o, o, log_oref) <= c_star:
+        return np.inf
+    return c_star * o / conf
+
+
+@nb.njit(cache=True, nogil=True)
+def _adjacent(rows, upper, slot, O, pool, offsets, window_camera, seg_len, c_star, log_oref):  # type: ignore[no-untyped-def]
+    """(i, j) with i in ``rows`` and C' above c_star both ways (only j > i when ``upper``).
+
+    Compares counts with a per-segment floor instead of computing C' for every entry: the scan
+    reads every live segment of the rows, and a log per entry dominated it."""
     out_i = []
     out_j = []
-    for i in range(slot.shape[0]):
+    for i in rows:
         ci = window_camera[i]
         for c in range(slot.shape[1]):
             s = slot[i, c]
             if s < 0:
                 continue
             o = O[i, c]
-            if c_prime_scalar(o, o, log_oref) <= c_star:
-                continue  # even P = O could not pass
+            floor = _p_floor(o, c_star, log_oref) * (1 - 1e-9)  # a prefilter; C' decides
+            if floor == np.inf:
+                continue
+            base = offsets[c]
             for lj in range(seg_len[c]):
-                j = offsets[c] + lj
-                if j < i or c_prime_scalar(pool[s, lj], o, log_oref) <= c_star:
+                j = base + lj
+                p = pool[s, lj]
+                if p <= floor or (upper and j < i) or c_prime_scalar(p, o, log_oref) <= c_star:
                     continue
                 r = slot[j, ci]
                 if r < 0:
@@ -287,7 +305,8 @@ class FastExclusion:
         self.O = np.zeros((n_w, n_c), dtype=dtype)
         self.slot = np.full((n_w, n_c), NONE, dtype=np.int32)
         self.activity = np.zeros(n_w, dtype=np.int64)
-        self.dirty = np.zeros(n_w, dtype=np.bool_)
+        self.dirty = np.zeros(n_w, dtype=np.bool_)  # changed since the last checkpoint
+        self.stale = np.zeros(n_w, dtype=np.bool_)  # taken by a checkpoint, not yet re-scanned
         width = max(network.max_windows_per_camera, 1)
         if max_pool_bytes is not None:
             # Take the whole budget at once: zeroed pages cost no memory until a segment is
@@ -388,11 +407,17 @@ class FastExclusion:
         rows, cols = np.nonzero(seg)
         return i_s[rows].astype(np.int64), (self.network.offsets[c_s[rows]] + cols).astype(np.int64)
 
-    def adjacent_pairs(self, c_star: float, o_ref: float) -> tuple[np.ndarray, np.ndarray]:
-        """(i, j), i < j, with C'_ij > c_star and C'_ji > c_star."""
+    def adjacent_pairs(
+        self, c_star: float, o_ref: float, rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(i, j) with C'_ij > c_star and C'_ji > c_star: every pair with i < j, or, given
+        ``rows``, every pair with i in ``rows`` (j on either side of i)."""
+        upper = rows is None
+        scan = np.arange(self.network.n_windows) if rows is None else rows
         out_i, out_j = _adjacent(
-            self.slot, self.O, self.pool, self.network.offsets, self.network.window_camera,
-            self.seg_len, c_star, math.log(o_ref),
+            np.asarray(scan, dtype=np.int64), upper, self.slot, self.O, self.pool,
+            self.network.offsets, self.network.window_camera, self.seg_len, c_star,
+            math.log(o_ref),
         )  # fmt: skip
         return np.asarray(out_i, dtype=np.int64), np.asarray(out_j, dtype=np.int64)
 
@@ -408,15 +433,24 @@ class FastExclusion:
     @property
     def nbytes(self) -> int:
         """Memory in use: the arrays, and of the pool only the segments ever touched."""
-        arrays = (self.O, self.slot, self.activity, self.dirty, self.free)
+        arrays = (self.O, self.slot, self.activity, self.dirty, self.stale, self.free)
         touched = self.high_water * self.pool.shape[1] * self.pool.itemsize
         return sum(a.nbytes for a in arrays) + touched
 
     # --- persistence of rows (the topology store keeps them as RLE blobs) ----------------------
-    def take_dirty(self) -> np.ndarray:
-        """Rows changed since the last call (and clear the marks)."""
-        rows = np.flatnonzero(self.dirty)
+    def take_dirty(self, among: np.ndarray | None = None) -> np.ndarray:
+        """Rows changed since the last call (and clear the marks); only rows where the bool
+        mask ``among`` is set, if given."""
+        rows = np.flatnonzero(self.dirty if among is None else self.dirty & among)
         self.dirty[rows] = False
+        self.stale[rows] = True
+        return rows
+
+    def take_changed(self) -> np.ndarray:
+        """Rows changed since the last call of this (adjacency refresh), whether or not a
+        checkpoint took them since; checkpoints keep their own marks."""
+        rows = np.flatnonzero(self.dirty | self.stale)
+        self.stale[:] = False
         return rows
 
     def export_row(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -433,6 +467,7 @@ class FastExclusion:
         self, i: int, o: np.ndarray, state: np.ndarray, p: np.ndarray, activity: int
     ) -> None:
         """Restore row i from :meth:`export_row` output (releasing what it held)."""
+        self.stale[i] = True
         for c in np.flatnonzero(self.slot[i] >= 0):
             self._release(int(self.slot[i, c]))
         self.O[i] = o

@@ -68,7 +68,13 @@ class WindowEdges:
 def window_edges(counts: ExclusionCounts, c_star: float = 0.8, o_ref: float = 20.0) -> WindowEdges:
     i, j = adjacent_pairs(counts, c_star, o_ref)
     order = np.lexsort((j, i))
-    i, j = i[order], j[order]
+    return edges_of_pairs(counts, i[order], j[order], o_ref)
+
+
+def edges_of_pairs(
+    counts: ExclusionCounts, i: np.ndarray, j: np.ndarray, o_ref: float
+) -> WindowEdges:
+    """The evidence both ways of the adjacent pairs (i, j)."""
     o_ij, p_ij = counts.pair_counts(i, j)
     o_ji, p_ji = counts.pair_counts(j, i)
     return WindowEdges(
@@ -111,19 +117,26 @@ def camera_edges(network: Network, edges: WindowEdges) -> list[CameraEdge]:
     ca, cb = cam[edges.i], cam[edges.j]
     lo, hi = np.minimum(ca, cb), np.maximum(ca, cb)
     strength = np.minimum(edges.c_ij, edges.c_ji)
-    out: list[CameraEdge] = []
     keys = lo.astype(np.int64) * network.n_cameras + hi
-    for key in np.unique(keys):
-        sel = keys == key
-        a, b = divmod(int(key), network.n_cameras)
+    # Grouped by sorting: a mask per camera pair was quadratic (seconds at 20k window edges).
+    pairs, inverse = np.unique(keys, return_inverse=True)
+    weight = np.zeros(pairs.size)
+    np.maximum.at(weight, inverse, strength)
+    support = np.bincount(inverse, minlength=pairs.size)
+    co = np.bincount(inverse, weights=edges.p_ij + edges.p_ji, minlength=pairs.size)
+    out: list[CameraEdge] = []
+    for key, w, n, p in zip(
+        pairs.tolist(), weight.tolist(), support.tolist(), co.tolist(), strict=True
+    ):
+        a, b = divmod(key, network.n_cameras)
         out.append(
             CameraEdge(
                 a=network.cameras[a],
                 b=network.cameras[b],
                 kind="overlap",
-                weight=float(strength[sel].max()),
-                support=int(sel.sum()),
-                co_occurrences=int(edges.p_ij[sel].sum() + edges.p_ji[sel].sum()),
+                weight=float(w),
+                support=int(n),
+                co_occurrences=int(p),
             )
         )
     return out

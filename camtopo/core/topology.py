@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from camtopo.core.adjacency import AdjacencyIndex
 from camtopo.core.engine import FastExclusion
 from camtopo.core.evidence import (
     CameraEdge,
@@ -125,6 +126,11 @@ class TopologyEstimator:
         )
         self.counts = make_counts(network, settings, engine)
         self.transit = make_transit(network, settings)
+        self.adjacency = (
+            AdjacencyIndex(self.counts, settings.c_star, settings.o_ref)
+            if isinstance(self.counts, FastExclusion)
+            else None
+        )
         self.observed_ticks = 0
         self.observations = 0  # occupied (window, tick) pairs counted
 
@@ -152,8 +158,14 @@ class TopologyEstimator:
             n += 1
         return n
 
+    def window_edges(self) -> WindowEdges:
+        """Adjacent window pairs now: refreshed from changed rows on the fast engine."""
+        if self.adjacency is not None:
+            return self.adjacency.window_edges()
+        return window_edges(self.counts, self.settings.c_star, self.settings.o_ref)
+
     def topology(self) -> Topology:
-        edges = window_edges(self.counts, self.settings.c_star, self.settings.o_ref)
+        edges = self.window_edges()
         cams = camera_edges(self.network, edges)
         if self.transit is not None:
             index = self.network.camera_index

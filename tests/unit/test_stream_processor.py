@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -88,13 +89,18 @@ def test_bad_records_are_dead_lettered_with_a_reason() -> None:
 
 
 class _FlakyStore:
-    """Records checkpoints; the first ``fail`` calls raise as a Redis outage would."""
+    """Records checkpoints like the real store's bookkeeping (a shard is exact through the
+    range it was last checkpointed at); the first ``fail`` calls raise as a Redis outage."""
 
-    def __init__(self, fail: int = 0) -> None:
+    def __init__(self, fail: int = 0, shards: int = 64) -> None:
         self.fail = fail
         self.ranges: list[int] = []
+        self.slices: list[list[int] | None] = []
+        self.synced = dict.fromkeys(range(shards), -1)
 
-    def checkpoint(self, estimator: TopologyEstimator, range_id: int, resume_offsets: dict) -> None:
+    def checkpoint(
+        self, estimator: TopologyEstimator, range_id: int, resume_offsets: dict, shards=None
+    ) -> SimpleNamespace:
         from redis.exceptions import ConnectionError as RedisConnectionError
 
         if self.fail:
@@ -102,6 +108,10 @@ class _FlakyStore:
             raise RedisConnectionError("Connection refused")
         estimator.counts.take_dirty()
         self.ranges.append(range_id)
+        self.slices.append(shards)
+        for s in self.synced if shards is None else shards:
+            self.synced[s] = range_id
+        return SimpleNamespace(durable_range=min(self.synced.values()))
 
     def update_topology(self, estimator: TopologyEstimator, range_end_ms: int) -> list:
         return []
@@ -123,16 +133,23 @@ def _batches(settings: Settings, store: _FlakyStore) -> tuple[StreamProcessor, l
     return proc, applied
 
 
-def test_checkpoint_every_k_batches_holds_acks_until_the_checkpoint() -> None:
-    store = _FlakyStore()
-    proc, applied = _batches(Settings(checkpoint_every_ranges=3), store)
+def test_spread_checkpoints_ack_what_every_shard_holds() -> None:
+    store = _FlakyStore(shards=6)
+    proc, applied = _batches(Settings(checkpoint_spread_ranges=3, redis_shards=6), store)
     assert len(applied) >= 9
-    done = [a for a in applied if a.counted_until is not None]
-    assert [a.range_id for a in done] == store.ranges == [a.range_id for a in applied[2::3]]
-    held = proc.uncheckpointed
-    assert held == len(applied) % 3
-    until, _ = proc.checkpoint({})  # the stream paused: the held batches are flushed
-    assert (until is not None) == bool(held) and proc.uncheckpointed == 0
+    # Each batch writes a third of the shards; three in a row cover all of them.
+    assert store.slices[:3] == [[0, 3], [1, 4], [2, 5]] and store.slices[3] == [0, 3]
+    # Nothing is durable (acked) until every shard was written once, then each batch makes
+    # the batch two back durable.
+    assert [a.counted_until for a in applied[:2]] == [None, None]
+    for k in range(2, len(applied)):
+        assert applied[k].counted_until == proc.grid.held_from(applied[k - 2].range_id) - (
+            proc.grid.tolerance
+        )
+    assert proc.uncheckpointed == 2
+    until, _ = proc.checkpoint({})  # the stream paused: one whole checkpoint makes all durable
+    assert until == proc.grid.held_from(applied[-1].range_id) - proc.grid.tolerance
+    assert proc.uncheckpointed == 0 and store.slices[-1] is None
 
 
 def test_a_checkpoint_retries_through_a_redis_outage() -> None:
