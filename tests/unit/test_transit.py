@@ -141,3 +141,74 @@ def test_merge_keeps_overlap_pairs_and_reports_each_direction() -> None:
     assert transit["transit_s"] == 30.0
     assert set(transit["transit"]) == {"b->a"}  # one-way: only cam2 -> cam0
     assert transit["transit"]["b->a"]["p10_s"] == 24.0
+
+
+def _blocks(network: Network, visits: dict[int, list[float]], duration_s: float) -> list:
+    """The padded blocks of ``_run``'s occupancy (each visit: window 5 for 2 s)."""
+    n_ticks = int(duration_s * FPS)
+    occ = np.zeros((n_ticks, network.n_cameras), dtype=bool)
+    for cam, starts in visits.items():
+        for s in starts:
+            a = int(s * FPS)
+            occ[a : min(a + 2 * FPS, n_ticks), cam] = True
+    buf = OccupancyBuffer(network, tolerance=0)
+    everyone = np.ones(network.n_cameras, dtype=bool)
+    blocks = []
+    for t in range(n_ticks):
+        cams = np.flatnonzero(occ[t])
+        buf.add_tick(t, everyone, cams, np.full(len(cams), 5))
+        if t % 640 == 639:
+            blocks.extend(buf.release(t + 1))
+    blocks.extend(buf.flush())
+    return blocks
+
+
+def test_state_saved_and_loaded_midway_continues_exactly() -> None:
+    import io
+
+    rng = np.random.default_rng(11)
+    duration = 2400.0
+    a = _visits(rng, 0.05, duration)
+    follow = a[rng.random(len(a)) < 0.7] + 2.0
+    follow = follow + rng.normal(12.0, 1.0, len(follow))
+    visits = {0: list(a), 1: list(np.sort(np.concatenate([follow, _visits(rng, 0.03, duration)])))}
+    for cam in range(2, 6):
+        visits[cam] = list(_visits(rng, 0.06, duration))
+    network = _network(6)
+    # Few slots and a short slot age, so that slot release (maintenance) happens in both halves.
+    params = TransitParams(tick_s=1 / FPS, max_dest=3, min_slot_age_s=120, maintain_every_s=30)
+    blocks = _blocks(network, visits, duration)
+    whole = TransitEstimator(network, params)
+    for block in blocks:
+        whole.update(block)
+
+    first = TransitEstimator(network, params)
+    half = len(blocks) // 2 + 7  # not on a maintenance boundary
+    for block in blocks[:half]:
+        first.update(block)
+    buffer = io.BytesIO()  # what a checkpoint store would hold: plain arrays and numbers
+    np.savez(buffer, **first.state())
+    buffer.seek(0)
+    with np.load(buffer) as saved:
+        state = {k: saved[k] for k in saved.files}
+    second = TransitEstimator.from_state(network, params, state)
+    for block in blocks[half:]:
+        second.update(block)
+
+    assert whole.counters()["slots_released"] > 0
+    assert second.counters() == whole.counters()
+    for name in ("hist", "wide", "slot_dst", "slot_of", "dep_t", "arr_t", "last_occ"):
+        np.testing.assert_array_equal(getattr(second, name), getattr(whole, name), err_msg=name)
+    assert second.directed(include_indirect=True) == whole.directed(include_indirect=True)
+    assert whole.counters()["pair_updates"] > 10_000
+
+
+def test_state_of_another_network_is_refused() -> None:
+    small = TransitEstimator(_network(3), TransitParams(tick_s=1 / FPS, max_dest=2))
+    big = TransitEstimator(_network(4), TransitParams(tick_s=1 / FPS, max_dest=2))
+    try:
+        big.load_state(small.state())
+    except ValueError as exc:
+        assert "shape" in str(exc)
+    else:
+        raise AssertionError("a state of another network was accepted")
