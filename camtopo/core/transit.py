@@ -30,7 +30,9 @@ everything co-occur):
 - Indirect links: a walker A→X→B also makes B's arrivals follow A's departures, later and
   more spread. A→B is dropped when legs A→X and X→B (weaker evidence suffices, or an overlap
   found by the exclusion counts) have median lags adding up to at most A→B's (X's dwell time
-  comes on top). Pairs that overlap are left to the exclusion counts.
+  comes on top). Lags down to ``-overlap_lag`` are binned too: overlapping views make arrivals
+  in one precede departures from the other, so an excess there is an overlap leg even where
+  the exclusion counts missed the overlap. Pairs that overlap are left to the exclusion counts.
 
 Memory is bounded: a ring of recent departures (max_lag + 2 control), a queue of arrivals
 waiting for their control window to complete (control + gap ticks), and at most ``max_dest``
@@ -44,7 +46,7 @@ bin fills (the paper's ageing, ratios kept).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numba as nb
 import numpy as np
@@ -85,6 +87,13 @@ class TransitParams:
     indirect_slack: float = 1.1  # A→B indirect when m(A→X) + m(X→B) <= slack * m(A→B) + 1 bin
     weak_z: float = 3.0  # evidence enough for a leg that explains a longer link
     weak_ratio: float = 1.2
+    # Lags in [-overlap_lag_s, 0) are also kept per bin: overlapping views make arrivals in one
+    # precede departures from the other, so the exclusion counts' missed overlaps still show.
+    overlap_lag_s: float = 10.0
+    overlap_z: float = 4.0  # excess in lags [-overlap_lag, 1 bin) this strong: an overlap leg
+    # Via an overlap leg the other leg must be this much shorter than the link (of two
+    # overlapping cameras linked to A, only the farther one's link is dropped).
+    overlap_margin_s: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0 < self.bin_s <= self.max_lag_s:
@@ -151,6 +160,7 @@ def _update(
     lo_lag: int,  # -control
     hi_lag: int,  # max_lag + control (inclusive)
     n_lag: int,  # max_lag in ticks (signal lags 0 .. n_lag - 1)
+    n_neg: int,  # negative lags -n_neg .. -1 also get bins (a multiple of bin_ticks)
     bin_ticks: int,
     max_dest: int,
     halve_at: int,
@@ -288,8 +298,8 @@ def _update(
                 stats[2] += 1
                 wide[s] += 1
                 full = wide[s] >= halve_at
-                if 0 <= lag < n_lag:
-                    j = lag // bin_ticks
+                if -n_neg <= lag < n_lag:
+                    j = (lag + n_neg) // bin_ticks
                     hist[s, j] += 1
                     full = full or hist[s, j] == 65535  # uint16 bins
                 if full:
@@ -339,6 +349,14 @@ def _band_scores(
     return z_out, c_out, hw_out, s_out, e_out
 
 
+def _lr_z(obs: np.ndarray, exp_: np.ndarray) -> np.ndarray:
+    """Poisson likelihood-ratio z of ``obs`` against ``exp_`` (0 where obs <= exp)."""
+    o = np.maximum(obs, 1e-12)
+    e = np.maximum(exp_, 1e-12)
+    z2 = 2.0 * (o * np.log(o / e) - (o - e))
+    return np.where(obs > exp_, np.sqrt(np.maximum(z2, 0.0)), 0.0)
+
+
 def _quantiles(excess: np.ndarray, centres: np.ndarray, qs: tuple[float, ...]) -> list[float]:
     """Weighted quantiles of bin ``centres`` with weights ``excess`` (linear within bins)."""
     total = excess.sum()
@@ -363,6 +381,7 @@ class TransitEstimator:
         self.control = p.ticks(p.control_s)
         self.bin_ticks = max(1, p.ticks(p.bin_s))
         self.n_bins = -(-self.n_lag // self.bin_ticks)
+        self.n_neg_bins = -(-p.ticks(p.overlap_lag_s) // self.bin_ticks)
         self._nbr = network.neighbour_table(p.radius)
         self._window_camera = network.window_camera.astype(np.int32)
         self.zones_per_camera = p.zone_cols * p.zone_rows
@@ -388,7 +407,8 @@ class TransitEstimator:
         slots = self.n_zones * p.max_dest
         self.slot_dst = np.full(slots, -1, dtype=np.int32)
         self.slot_born = np.zeros(slots, dtype=np.int64)
-        self.hist = np.zeros((slots, self.n_bins), dtype=np.uint16)
+        # bins of lags [-n_neg_bins, 0) then [0, n_bins) (see :attr:`signal`)
+        self.hist = np.zeros((slots, self.n_neg_bins + self.n_bins), dtype=np.uint16)
         self.wide = np.zeros(slots, dtype=np.uint32)
         self.stats = np.zeros(4, dtype=np.int64)
         self.released = 0  # slots released to make room for new candidates
@@ -414,7 +434,7 @@ class TransitEstimator:
             block.start_tick, block.n_ticks, block.occ_windows, block.occ_bits, block.cam_ok,
             self._window_camera, self.window_zone, self.zone_camera, self._nbr[0], self._nbr[1],
             self.gap, self.min_track, -self.control, self.n_lag + self.control, self.n_lag,
-            self.bin_ticks, p.max_dest, p.halve_at,
+            self.n_neg_bins * self.bin_ticks, self.bin_ticks, p.max_dest, p.halve_at,
             self.last_occ, self.born, self.origin, self.emitted, self.active, self.in_active,
             self.n_active, self.cam_gap, self.dep_t, self.dep_z, self.dep_head, self.arr_t,
             self.arr_z, self.arr_q, self.slot_of, self.slot_dst, self.slot_born, self.hist,
@@ -433,7 +453,7 @@ class TransitEstimator:
         full = (self.slot_dst.reshape(-1, p.max_dest) >= 0).all(axis=1)
         if not full.any():
             return
-        z, *_ = _band_scores(self.hist, self.wide, self._per_bin, p.band_frac)
+        z, *_ = self._scores()
         old = now - self.slot_born >= p.ticks(p.min_slot_age_s)
         cand = np.repeat(full, p.max_dest) & old & (z < p.release_z) & (self.slot_dst >= 0)
         for s in np.flatnonzero(cand):
@@ -443,6 +463,15 @@ class TransitEstimator:
             self.hist[s] = 0
             self.wide[s] = 0
         self.released += int(cand.sum())
+
+    def _scores(self) -> tuple[np.ndarray, ...]:
+        """Best lag band of every slot: (z, centre bin, half-width, observed, expected)."""
+        return _band_scores(self.signal, self.wide, self._per_bin, self.params.band_frac)
+
+    @property
+    def signal(self) -> np.ndarray:
+        """View of the lag bins [0, max_lag) of ``hist``."""
+        return self.hist[:, self.n_neg_bins :]
 
     @property
     def _per_bin(self) -> float:
@@ -503,7 +532,7 @@ class TransitEstimator:
     def zone_links(self) -> tuple[np.ndarray, ...]:
         """Slots (zone pairs) passing the test: (slot, z, centre bin, half-width, obs, exp)."""
         p = self.params
-        z, c, hw, obs, exp_ = _band_scores(self.hist, self.wide, self._per_bin, p.band_frac)
+        z, c, hw, obs, exp_ = self._scores()
         ok = (
             (z >= p.z_star)
             & (obs >= p.min_ratio * exp_)
@@ -522,7 +551,7 @@ class TransitEstimator:
         transit-time quantiles in seconds. ``overlaps``: camera pairs known to overlap (from
         the exclusion counts), used as zero-lag legs when looking for indirect links."""
         p = self.params
-        z, c, hw, obs, exp_ = _band_scores(self.hist, self.wide, self._per_bin, p.band_frac)
+        z, c, hw, obs, exp_ = self._scores()
         used = self.slot_dst >= 0
         strong = used & (z >= p.z_star) & (obs >= p.min_ratio * exp_) & (obs - exp_ >= p.min_excess)
         weak = used & (z >= p.weak_z) & (obs >= p.weak_ratio * exp_)
@@ -542,7 +571,7 @@ class TransitEstimator:
         def quantiles(s: int) -> list[float]:
             lo = max(0, int(c[s] - 2 * hw[s]))
             hi = min(self.n_bins, int(c[s] + 2 * hw[s] + 1))
-            excess = np.clip(self.hist[s, lo:hi] - self.wide[s] * self._per_bin, 0, None)
+            excess = np.clip(self.signal[s, lo:hi] - self.wide[s] * self._per_bin, 0, None)
             return _quantiles(excess, centres[lo:hi], (0.1, 0.5, 0.9))
 
         out: list[DirectedTransit] = []
@@ -552,8 +581,22 @@ class TransitEstimator:
                 DirectedTransit(a, b, float(z[s]), float(obs[s]), float(exp_[s]), med, p10, p90)
             )
         legs = {key: quantiles(s)[1] for key, s in best_slots(weak).items()}
-        out = mark_indirect(out, legs, overlaps, p.indirect_slack, bin_s)
+        overlaps = set(overlaps) | self.overlap_like()
+        out = mark_indirect(out, legs, overlaps, p.indirect_slack, bin_s, p.overlap_margin_s)
         return out if include_indirect else [d for d in out if not d.indirect]
+
+    def overlap_like(self) -> set[tuple[int, int]]:
+        """Camera pairs (a < b) whose lags in [-overlap_lag, 1 bin) hold significantly more
+        arrivals than chance, in some zone pair and direction: people seen in both views at
+        once, i.e. an overlap (used as a leg of indirect links only, never as a link)."""
+        k = self.n_neg_bins + 1
+        obs = self.hist[:, :k].sum(axis=1, dtype=np.float64)
+        exp_ = self.wide * (self._per_bin * k)
+        z = _lr_z(obs, exp_)
+        ok = (self.slot_dst >= 0) & (z >= self.params.overlap_z)
+        src = self.zone_camera[np.flatnonzero(ok) // self.params.max_dest]
+        dst = self.zone_camera[self.slot_dst[ok]]
+        return {(int(min(a, b)), int(max(a, b))) for a, b in zip(src, dst, strict=True)}
 
     def memory_bytes(self) -> int:
         arrays = (
@@ -582,41 +625,43 @@ def mark_indirect(
     overlaps: set[tuple[int, int]] | frozenset[tuple[int, int]],
     slack: float,
     bin_s: float,
+    margin_s: float | None = None,
 ) -> list[DirectedTransit]:
     """Flag A→B when a walk through another camera X explains it.
 
     ``legs`` (src, dst) -> median lag of weaker directed evidence (a leg need not pass the
-    link test itself to explain a longer link), besides the links themselves; overlapping
-    pairs are legs of lag 0. Through
-    two transit legs: m(A→X) + m(X→B) <= slack * m(A→B) + bin (X's dwell adds to the
-    direct lag). With an overlap leg the other leg must be shorter by a bin, so that of two
-    overlapping cameras linked to B only the farther one's link is dropped.
+    link test itself to explain a longer link), besides the links themselves. Through two
+    transit legs: m(A→X) + m(X→B) <= slack * m(A→B) + bin (X's dwell adds to the direct lag).
+    Through an overlap (``overlaps``: camera pairs, either order) of X with B or with A, the
+    transit leg A→X or X→B (from ``legs`` or the links) must be shorter than
+    A→B by ``margin_s`` (default one bin), so that of two overlapping cameras linked to A only
+    the farther one's link is dropped; through two overlaps any lag >= margin is explained.
     """
-    lag: dict[tuple[int, int], tuple[float, bool]] = {k: (v, False) for k, v in legs.items()}
+    margin = bin_s if margin_s is None else margin_s
+    lag = dict(legs)
     for d in links:
-        lag.setdefault((d.src, d.dst), (d.median_s, False))
+        lag.setdefault((d.src, d.dst), d.median_s)
+    ov_of: dict[int, set[int]] = {}
     for a, b in overlaps:
-        lag[(a, b)] = lag[(b, a)] = (0.0, True)
-    out_of: dict[int, list[tuple[int, float, bool]]] = {}
-    for (a, x), (m, ov) in lag.items():
-        out_of.setdefault(a, []).append((x, m, ov))
-    out = []
-    for d in links:
-        indirect = False
-        for x, m1, ov1 in out_of.get(d.src, []):
-            second = lag.get((x, d.dst))
-            if x == d.dst or second is None:
-                continue
-            m2, ov2 = second
-            if ov1 or ov2:
-                indirect = m1 + m2 <= d.median_s - bin_s
-            else:
-                indirect = m1 + m2 <= slack * d.median_s + bin_s
-            if indirect:
-                break
-        out.append(
-            DirectedTransit(
-                d.src, d.dst, d.z, d.observed, d.expected, d.median_s, d.p10_s, d.p90_s, indirect
-            )
-        )
-    return out
+        ov_of.setdefault(a, set()).add(b)
+        ov_of.setdefault(b, set()).add(a)
+    out_of: dict[int, list[tuple[int, float]]] = {}
+    for (a, x), m in lag.items():
+        out_of.setdefault(a, []).append((x, m))
+
+    def explained(a: int, b: int, m: float) -> bool:
+        for x, m1 in out_of.get(a, []):
+            m2 = lag.get((x, b))
+            if x != b and m2 is not None and m1 + m2 <= slack * m + bin_s:
+                return True
+        for x in ov_of.get(a, set()) - {b}:  # A overlaps X, X→B
+            m2 = 0.0 if x in ov_of.get(b, set()) else lag.get((x, b))
+            if m2 is not None and m2 <= m - margin:
+                return True
+        for x in ov_of.get(b, set()) - {a}:  # A→X, X overlaps B
+            m1 = lag.get((a, x))
+            if m1 is not None and m1 <= m - margin:
+                return True
+        return False
+
+    return [replace(d, indirect=explained(d.src, d.dst, d.median_s)) for d in links]

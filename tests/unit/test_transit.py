@@ -129,6 +129,35 @@ def test_of_two_overlapping_cameras_only_the_farther_ones_link_is_indirect() -> 
     assert out == {(0, 2): True, (1, 2): False}
 
 
+def test_a_walk_into_an_overlap_explains_the_farther_cameras_link() -> None:
+    # Cameras 1 and 2 overlap; walkers from 0 enter 1 first, then 2 (all seen as links).
+    links = [_link(0, 1, 5.0), _link(0, 2, 5.8)]
+    out = {(d.src, d.dst): d.indirect for d in mark_indirect(links, {}, {(1, 2)}, 1.1, 1.0, 0.5)}
+    assert out == {(0, 1): False, (0, 2): True}
+    # Medians closer than the margin: which one is direct is unclear, both stay.
+    links = [_link(0, 1, 5.0), _link(0, 2, 5.3)]
+    assert not any(d.indirect for d in mark_indirect(links, {}, {(1, 2)}, 1.1, 1.0, 0.5))
+    # A weak leg (not a link itself) explains it as well.
+    out = {
+        (d.src, d.dst): d.indirect
+        for d in mark_indirect(links[1:], {(0, 1): 4.0}, {(1, 2)}, 1.1, 1.0, 0.5)
+    }
+    assert out == {(0, 2): True}
+
+
+def test_people_seen_in_two_views_at_once_make_an_overlap_leg() -> None:
+    rng = np.random.default_rng(11)
+    duration = 3600.0
+    a = _visits(rng, 0.04, duration)
+    # Camera 1 sees 60% of camera 0's visitors from 1 s after they appear until 1 s after
+    # they leave camera 0 (arrival at 1 precedes departure from 0: negative lags).
+    b = np.sort(np.concatenate([a[rng.random(len(a)) < 0.6] + 1.0, _visits(rng, 0.03, duration)]))
+    c = _visits(rng, 0.05, duration)
+    params = TransitParams(tick_s=1 / FPS, max_dest=4)
+    est = _run(_network(3), {0: list(a), 1: list(b), 2: list(c)}, duration, params, dwell_s=4.0)
+    assert est.overlap_like() == {(0, 1)}
+
+
 def test_merge_keeps_overlap_pairs_and_reports_each_direction() -> None:
     network = _network(3)
     overlap = [CameraEdge("cam0", "cam1", "overlap", 0.9, 3, 100)]
