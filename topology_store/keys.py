@@ -6,6 +6,7 @@ each transaction touches in one slot:
 - ``camtopo:{sNN}:range``  id of the last range whose rows were written to shard NN
 - ``camtopo:{meta}:checkpoint`` hash: range id, resume offsets, engine clock (written last)
 - ``camtopo:{meta}:network``    the network description (network.json format)
+- ``camtopo:{transit}:state``   hash: range id, tick fed through, transit estimator state (npz)
 - ``camtopo:{topo}:edges``      hash, "a|b" -> camera edge JSON with its window overlaps
 - ``camtopo:{topo}:state``      hash: range_end_ms and time of the last topology update
 - ``camtopo:{topo}:changes``    stream of topology-change events (capped), the viewer's feed
@@ -33,6 +34,10 @@ class Keys:
     @property
     def checkpoint(self) -> str:
         return f"{self.prefix}:{{meta}}:checkpoint"
+
+    @property
+    def transit(self) -> str:
+        return f"{self.prefix}:{{transit}}:state"
 
     @property
     def network(self) -> str:

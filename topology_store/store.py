@@ -22,6 +22,7 @@ Net effect: no range is lost and none is counted twice, per row.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import time
@@ -97,6 +98,7 @@ class _Cache:
     shard_ranges: dict[int, int] = field(default_factory=dict)
     # shard -> range through which its rows in Redis are exact (written, or unchanged since)
     synced: dict[int, int] = field(default_factory=dict)
+    transit_synced: int | None = None  # range of the stored transit state (None: no transit)
     # range -> the estimator totals after it, for the meta once that range is durable
     totals: dict[int, dict[str, Any]] = field(default_factory=dict)
     meta_range: int = NO_RANGE
@@ -393,9 +395,14 @@ class TopologyStore:
                 n_bytes += sum(len(b) for b in mapping.values())
                 n_shards += 1
                 done += group.size
+            if getattr(estimator, "transit", None) is not None and (shards is None or 0 in chosen):
+                # The transit state is one more member of the rotation (with shard 0's slice).
+                n_bytes += self._save_transit(estimator, range_id)
             for shard in chosen:
                 self._cache.synced[shard] = range_id
             durable = min(self._cache.synced.get(s, NO_RANGE) for s in range(n_shards_all))
+            if self._cache.transit_synced is not None:
+                durable = min(durable, self._cache.transit_synced)
             if durable > self._cache.meta_range:
                 totals = self._cache.totals[durable]
                 meta = {"range_id": durable, **totals, "saved_ms": int(time.time() * 1000)}
@@ -414,6 +421,37 @@ class TopologyStore:
         return CheckpointReport(
             range_id, self._cache.meta_range, written, n_shards, skipped, n_bytes, seconds
         )
+
+    def _save_transit(self, estimator: Any, range_id: int) -> int:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **estimator.transit.state())
+        blob = buf.getvalue()
+        t0 = time.perf_counter()
+        self.redis.hset(
+            self.keys.transit,
+            mapping={"range_id": range_id, "through": estimator.transit_through, "state": blob},
+        )
+        metrics.REDIS_WRITE_SECONDS.labels("transit").observe(time.perf_counter() - t0)
+        self._cache.transit_synced = range_id
+        return len(blob)
+
+    def _load_transit(self, estimator: Any) -> int | None:
+        """Restore the transit state; returns its range id (None when none is stored)."""
+        transit = getattr(estimator, "transit", None)
+        if transit is None:
+            return None
+        raw = self.redis.hgetall(self.keys.transit)
+        if not raw:
+            log.warning("no transit state in %s: transit evidence starts again", self.keys.transit)
+            return None
+        try:
+            with np.load(io.BytesIO(raw[b"state"])) as npz:
+                transit.load_state({k: npz[k] for k in npz.files})
+        except (ValueError, KeyError, OSError) as exc:
+            raise StoreError(f"{self.keys.transit}: transit state unreadable: {exc}") from exc
+        estimator.transit_through = int(raw[b"through"])
+        self._cache.transit_synced = int(raw[b"range_id"])
+        return self._cache.transit_synced
 
     def load_into(self, estimator: _HasCounts) -> Checkpoint | None:
         """Restore every stored row into the estimator's engine; None if the store is empty."""
@@ -445,6 +483,7 @@ class TopologyStore:
                 n_rows += 1
         if not meta and n_rows == 0:
             return None
+        self._load_transit(estimator)
         counts.dirty[:] = False
         estimator.observed_ticks = meta.get("observed_ticks", 0)
         estimator.observations = meta.get("observations", 0)

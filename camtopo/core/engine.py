@@ -107,10 +107,14 @@ def _allocate(occ_windows, eff, pad_any, active_cams, window_camera, slot, free,
 
 @nb.njit(cache=True, inline="always")
 def _add(pool, s, mask, lo, hi, pad_local, pad_bits):  # type: ignore[no-untyped-def]
+    top = pool.shape[1] - 1  # the last column holds the segment's largest P
     for p in range(lo, hi):
         x = popcount(mask & pad_bits[p])
         if x:
-            pool[s, pad_local[p]] += x
+            q = pad_local[p]
+            pool[s, q] += x
+            if pool[s, q] > pool[s, top]:
+                pool[s, top] = pool[s, q]
 
 
 @nb.njit(cache=True, parallel=True, nogil=True)
@@ -131,7 +135,7 @@ def _count(
     readmit,
 ):  # type: ignore[no-untyped-def]
     n_cams = O.shape[1]
-    seg_len = pool.shape[1]
+    seg_len = pool.shape[1] - 1  # the last column is the segment's max
     for e in nb.prange(occ_windows.shape[0]):
         b = eff[e]
         if b == 0:
@@ -174,8 +178,11 @@ def _count(
                     seg[q] = pool[s, q]
                 for p in range(pad_lo[c], pad_hi[c]):
                     seg[pad_local[p]] += popcount(pre & pad_bits[p])
+                top = 0
                 for q in range(seg_len):
                     pool[s, q] = seg[q] // 2
+                    top = max(top, seg[q] // 2)
+                pool[s, seg_len] = top
                 _add(pool, s, post, pad_lo[c], pad_hi[c], pad_local, pad_bits)
             O[i, c] = limit // 2 + popcount(post)
 
@@ -196,21 +203,19 @@ def _prune(slot, O, pool, seg_len, free, n_free, min_o, max_ratio, do_prune, dir
                 O[i, c] = 0
                 readmitted += 1
                 dirty[i] = True
-            elif s >= 0 and do_prune and O[i, c] >= min_o:
-                bound = max_ratio * O[i, c]
-                refuted = True
-                for q in range(seg_len[c]):
-                    if pool[s, q] >= bound:
-                        refuted = False
-                        break
-                if refuted:
-                    pool[s, :] = 0
-                    free[top] = s
-                    top += 1
-                    slot[i, c] = PRUNED
-                    O[i, c] = 0
-                    pruned += 1
-                    dirty[i] = True
+            elif (
+                s >= 0
+                and do_prune
+                and O[i, c] >= min_o
+                and pool[s, pool.shape[1] - 1] < max_ratio * O[i, c]  # the segment's max P
+            ):
+                pool[s, :] = 0
+                free[top] = s
+                top += 1
+                slot[i, c] = PRUNED
+                O[i, c] = 0
+                pruned += 1
+                dirty[i] = True
     n_free[0] = top
     return pruned, readmitted
 
@@ -250,8 +255,8 @@ def _adjacent(rows, upper, slot, O, pool, offsets, window_camera, seg_len, c_sta
                 continue
             o = O[i, c]
             floor = _p_floor(o, c_star, log_oref) * (1 - 1e-9)  # a prefilter; C' decides
-            if floor == np.inf:
-                continue
+            if floor == np.inf or pool[s, pool.shape[1] - 1] <= floor:
+                continue  # not even the segment's largest P passes
             base = offsets[c]
             for lj in range(seg_len[c]):
                 j = base + lj
@@ -307,7 +312,9 @@ class FastExclusion:
         self.activity = np.zeros(n_w, dtype=np.int64)
         self.dirty = np.zeros(n_w, dtype=np.bool_)  # changed since the last checkpoint
         self.stale = np.zeros(n_w, dtype=np.bool_)  # taken by a checkpoint, not yet re-scanned
-        width = max(network.max_windows_per_camera, 1)
+        # One column more than the widest camera: a segment's largest P, kept by the counting
+        # kernel, lets pruning and the adjacency scan skip a segment without reading it.
+        width = max(network.max_windows_per_camera, 1) + 1
         if max_pool_bytes is not None:
             # Take the whole budget at once: zeroed pages cost no memory until a segment is
             # first used, and growing by copying would briefly need old + new pool.
@@ -403,7 +410,7 @@ class FastExclusion:
     def positive_pairs(self) -> tuple[np.ndarray, np.ndarray]:
         """(i, j) of all pairs with P_ij > 0."""
         i_s, c_s = np.nonzero(self.slot >= 0)
-        seg = self.pool[self.slot[i_s, c_s]]
+        seg = self.pool[self.slot[i_s, c_s], :-1]
         rows, cols = np.nonzero(seg)
         return i_s[rows].astype(np.int64), (self.network.offsets[c_s[rows]] + cols).astype(np.int64)
 
@@ -477,6 +484,7 @@ class FastExclusion:
             s = self._take()
             lo = self.network.offsets[c]
             self.pool[s, : self.seg_len[c]] = p[lo : lo + self.seg_len[c]]
+            self.pool[s, -1] = self.pool[s, : self.seg_len[c]].max(initial=0)
             self.slot[i, c] = s
 
     def _take(self) -> int:

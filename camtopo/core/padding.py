@@ -45,6 +45,22 @@ class PaddedBlock:
         """Occupied (window, tick) observations in the block."""
         return int(np.bitwise_count(self.occ_bits).sum())
 
+    def since(self, tick: int) -> PaddedBlock:
+        """This block without its ticks before ``tick`` (None of it is left if ``tick`` is past
+        its end: n_ticks 0). Lets a consumer restored at ``tick`` skip what it already has."""
+        skip = min(max(tick - self.start_tick, 0), self.n_ticks)
+        if skip == 0:
+            return self
+        shift = np.uint64(skip) if skip < MAX_BLOCK_TICKS else None
+        occ = self.occ_bits >> shift if shift is not None else np.zeros_like(self.occ_bits)
+        pad = self.pad_bits >> shift if shift is not None else np.zeros_like(self.pad_bits)
+        ok = self.cam_ok >> shift if shift is not None else np.zeros_like(self.cam_ok)
+        keep_o, keep_p = occ != 0, pad != 0
+        return PaddedBlock(
+            self.start_tick + skip, self.n_ticks - skip, self.occ_windows[keep_o], occ[keep_o],
+            self.pad_windows[keep_p], pad[keep_p], ok,
+        )  # fmt: skip
+
 
 @nb.njit(cache=True, nogil=True)
 def _pad_span(

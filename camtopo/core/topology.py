@@ -133,6 +133,9 @@ class TopologyEstimator:
         )
         self.observed_ticks = 0
         self.observations = 0  # occupied (window, tick) pairs counted
+        # Ticks below this are already in the transit state (restored from a checkpoint taken
+        # later than the counts'): replayed blocks feed it only from here.
+        self.transit_through = 0
 
     def tick_of(self, t_ms: int) -> int:
         return round(t_ms / self.settings.tick_ms)
@@ -151,8 +154,10 @@ class TopologyEstimator:
         n = 0
         for block in blocks:
             self.counts.update(block)
-            if self.transit is not None:
-                self.transit.update(block)
+            end = block.start_tick + block.n_ticks
+            if self.transit is not None and end > self.transit_through:
+                self.transit.update(block.since(self.transit_through))
+                self.transit_through = end
             self.observed_ticks += block.n_ticks
             self.observations += block.n_occupied
             n += 1

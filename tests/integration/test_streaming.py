@@ -204,7 +204,25 @@ def _assert_stream_equals_offline(
         offline.advance(grid.first_tick(range_id + 1))
         held = [s for s, r in cp.shard_ranges.items() if r == range_id]
         _assert_same_rows(streamed, offline, np.flatnonzero(np.isin(shard, held)).tolist())
+    _assert_same_transit(store, streamed, _offline(network, stack.settings, records))
     return streamed, offline
+
+
+def _assert_same_transit(
+    store: TopologyStore, streamed: TopologyEstimator, offline: TopologyEstimator
+) -> None:
+    """The stored transit state equals the offline one through the same range (it survives
+    restarts: a restored worker feeds it only the ticks it did not have)."""
+    assert streamed.transit is not None and offline.transit is not None
+    raw = store.redis.hget(store.keys.transit, "range_id")
+    assert raw is not None, "no transit state was checkpointed"
+    grid = RangeGrid.from_settings(store.settings)
+    offline.advance(grid.first_tick(int(raw) + 1))
+    assert streamed.transit_through == offline.transit_through
+    mine, theirs = streamed.transit.state(), offline.transit.state()
+    differ = [k for k in mine if not np.array_equal(mine[k], theirs[k])]
+    assert not differ, f"transit state differs in {differ}"
+    assert offline.transit.stats[1] > 0, "no arrivals: the comparison would be empty"
 
 
 def test_streaming_counts_equal_offline_estimator(stack: Stack, processor: Processor) -> None:

@@ -52,6 +52,11 @@ def test_refreshed_index_equals_full_scan(seed, n_cams, cut, busy, limit, checkp
             i, j = index.pairs()
             assert set(zip(i.tolist(), j.tolist(), strict=True)) == full_scan(fast, 0.7, 5.0)
     assert len(index) == len(full_scan(fast, 0.7, 5.0))
+    # The column the scans skip segments by is every live segment's largest P.
+    live_i, live_c = np.nonzero(fast.slot >= 0)
+    for i, c in zip(live_i.tolist(), live_c.tolist(), strict=True):
+        seg = fast.pool[fast.slot[i, c]]
+        assert seg[-1] == seg[: fast.seg_len[c]].max(), (i, c)
 
 
 def test_imported_rows_are_rescanned():
