@@ -99,6 +99,7 @@ class _Cache:
     # shard -> range through which its rows in Redis are exact (written, or unchanged since)
     synced: dict[int, int] = field(default_factory=dict)
     transit_synced: int | None = None  # range of the stored transit state (None: no transit)
+    transit_loaded: int = NO_RANGE  # range of the transit state this process restored
     # range -> the estimator totals after it, for the meta once that range is durable
     totals: dict[int, dict[str, Any]] = field(default_factory=dict)
     meta_range: int = NO_RANGE
@@ -426,13 +427,16 @@ class TopologyStore:
         buf = io.BytesIO()
         np.savez_compressed(buf, **estimator.transit.state())
         blob = buf.getvalue()
+        # While replaying ranges older than the restored transit state, that state is still
+        # what the estimator holds (it skips ticks it has): keep its range as the label.
+        label = max(range_id, self._cache.transit_loaded)
         t0 = time.perf_counter()
         self.redis.hset(
             self.keys.transit,
-            mapping={"range_id": range_id, "through": estimator.transit_through, "state": blob},
+            mapping={"range_id": label, "through": estimator.transit_through, "state": blob},
         )
         metrics.REDIS_WRITE_SECONDS.labels("transit").observe(time.perf_counter() - t0)
-        self._cache.transit_synced = range_id
+        self._cache.transit_synced = label
         return len(blob)
 
     def _load_transit(self, estimator: Any) -> int | None:
@@ -450,7 +454,7 @@ class TopologyStore:
         except (ValueError, KeyError, OSError) as exc:
             raise StoreError(f"{self.keys.transit}: transit state unreadable: {exc}") from exc
         estimator.transit_through = int(raw[b"through"])
-        self._cache.transit_synced = int(raw[b"range_id"])
+        self._cache.transit_synced = self._cache.transit_loaded = int(raw[b"range_id"])
         return self._cache.transit_synced
 
     def load_into(self, estimator: _HasCounts) -> Checkpoint | None:

@@ -51,6 +51,7 @@ from dataclasses import dataclass, replace
 import numba as nb
 import numpy as np
 
+from camtopo.core.bits import MAX_BLOCK_TICKS
 from camtopo.core.grid import Network
 from camtopo.core.padding import PaddedBlock
 
@@ -441,11 +442,14 @@ class TransitEstimator:
             self.wide, self.stats,
         )  # fmt: skip
         end = block.start_tick + block.n_ticks
+        # Maintenance at fixed tick positions, multiples of the 64-tick block (blocks never
+        # straddle one), so how ticks were batched into blocks never changes the result.
+        every = -(-p.ticks(p.maintain_every_s) // MAX_BLOCK_TICKS) * MAX_BLOCK_TICKS
         if self._next_maintain is None:
-            self._next_maintain = end + p.ticks(p.maintain_every_s)
-        elif end >= self._next_maintain:
-            self._maintain(end)
-            self._next_maintain = end + p.ticks(p.maintain_every_s)
+            self._next_maintain = (block.start_tick // every + 1) * every
+        while end >= self._next_maintain:
+            self._maintain(self._next_maintain)
+            self._next_maintain += every
 
     def _maintain(self, now: int) -> None:
         """Release slots of full sources that showed no evidence, so new candidates get one."""
