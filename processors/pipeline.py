@@ -272,7 +272,7 @@ class StreamProcessor(Generic[E]):
 
     @property
     def uncheckpointed(self) -> int:
-        """Closed batches counted but not yet checkpointed."""
+        """Closed batches counted but not yet durable in Redis (every shard holding them)."""
         return len(self._since_checkpoint)
 
     def spread_slice(self) -> list[int]:
