@@ -29,6 +29,7 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -81,7 +82,8 @@ class Sample:
     delay_buckets: dict[float, float] = field(default_factory=dict)
     delay_count: float = 0
     durable_buckets: dict[float, float] = field(default_factory=dict)
-    rss_mb: float = 0
+    rss_mb: float = 0  # all workers together
+    rss_by_role: dict[str, float] = field(default_factory=dict)
     engine_mb: float = 0
     redis_mb: float = 0
     lag: float = 0
@@ -94,6 +96,87 @@ class Sample:
     topology_s_count: float = 0
     rows_written: float = 0
     unacked: float = 0
+
+
+@dataclass
+class Worker:
+    name: str
+    role: str  # single | assemble | count
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+
+def _start_workers(
+    n: int, args: argparse.Namespace, env: dict[str, str], network: Path, workdir: Path
+) -> list[Worker]:
+    """One single worker, or ``--assemblers`` assemblers and ``--counters`` counting workers."""
+    from camtopo.localstack import free_port
+
+    roles = (
+        [("single", "processor")]
+        if args.counters == 0
+        else [("assemble", f"assemble-{k}") for k in range(args.assemblers)]
+        + [("count", f"count-{k}") for k in range(args.counters)]
+    )
+    out = []
+    for role, name in roles:
+        port = free_port()
+        log = workdir / f"{name}-{n}.log"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "camtopo.cli", "process", "--role", role,
+             "--network", str(network)],
+            env={**env, "CAMTOPO_PROCESSOR_METRICS_PORT": str(port)}, cwd=REPO,
+            stdout=log.open("w"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        out.append(Worker(name, role, proc, port, log))
+    return out
+
+
+def _buckets(m: dict, name: str) -> dict[float, float]:
+    return {float(lab["le"]): v for lab, v in m.get(name, [])}
+
+
+def _sample(t: float, scraped: list[tuple[Worker, dict]], rc: Any) -> Sample:
+    """One sample of the whole pipeline: input from the single worker or the assemblers,
+    counting from the single worker or the *slowest* counting worker (each counts every
+    frame for its rows), memory of all workers together."""
+    taking = [m for w, m in scraped if w.role in ("single", "assemble")]
+    counting = [m for w, m in scraped if w.role in ("single", "count")]
+    frames: dict[str, float] = {}
+    for m in taking:
+        for lab, v in m.get("camtopo_frames_total", []):
+            frames[lab["verdict"]] = frames.get(lab["verdict"], 0) + v
+    slowest = min(counting, key=lambda m: _one(m, "camtopo_frames_counted_total"))
+    tail = max(counting, key=lambda m: _one(m, "camtopo_range_processing_seconds_sum"))
+    return Sample(
+        t=t,
+        records_in=sum(_one(m, "camtopo_records_in_total") for m in taking),
+        frames=frames,
+        counted=_one(slowest, "camtopo_frames_counted_total"),
+        delay_buckets=_buckets(slowest, "camtopo_detection_delay_seconds_bucket"),
+        delay_count=_one(slowest, "camtopo_detection_delay_seconds_count"),
+        durable_buckets=_buckets(slowest, "camtopo_durable_delay_seconds_bucket"),
+        rss_mb=sum(rss_mb(w.proc.pid) for w, _ in scraped),
+        rss_by_role={
+            role: sum(rss_mb(w.proc.pid) for w, _ in scraped if w.role == role)
+            for role in {w.role for w, _ in scraped}
+        },
+        engine_mb=sum(_one(m, "camtopo_engine_bytes") for m in counting) / 2**20,
+        redis_mb=int(rc.info("memory")["used_memory"]) / 2**20,
+        lag=sum(_one(m, "camtopo_consumer_lag_records") for m in taking),
+        clock_lag_s=max(_one(m, "camtopo_processor_clock_lag_seconds") for m in taking),
+        range_s_sum=_one(tail, "camtopo_range_processing_seconds_sum"),
+        range_s_count=_one(tail, "camtopo_range_processing_seconds_count"),
+        checkpoint_s_sum=sum(_one(m, "camtopo_store_checkpoint_seconds_sum") for m in counting),
+        checkpoint_s_count=sum(_one(m, "camtopo_store_checkpoint_seconds_count") for m in counting),
+        topology_s_sum=sum(_one(m, "camtopo_store_topology_update_seconds_sum") for m in counting),
+        topology_s_count=sum(
+            _one(m, "camtopo_store_topology_update_seconds_count") for m in counting
+        ),
+        rows_written=sum(_one(m, "camtopo_store_rows_written_total") for m in counting),
+        unacked=sum(_one(m, "camtopo_unacked_records") for m in taking),
+    )
 
 
 def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -140,8 +223,6 @@ def run_size(n: int, args: argparse.Namespace, kafka, redis_server, workdir: Pat
     import redis as redis_lib
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from camtopo.localstack import free_port
-
     tag = f"bench{n}-{int(time.time())}"
     topic = f"occupancy-{tag}"
     admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
@@ -156,7 +237,6 @@ def run_size(n: int, args: argparse.Namespace, kafka, redis_server, workdir: Pat
     redis_url = f"redis://127.0.0.1:{redis_server.port}/{db}"
     rc = redis_lib.Redis.from_url(redis_url)
     rc.flushdb()
-    port = free_port()
     env = dict(os.environ)
     env.update(
         CAMTOPO_KAFKA_BOOTSTRAP=kafka.bootstrap,
@@ -165,8 +245,11 @@ def run_size(n: int, args: argparse.Namespace, kafka, redis_server, workdir: Pat
         CAMTOPO_TOPOLOGY_CHANGES_TOPIC=f"changes-{tag}",
         CAMTOPO_REDIS_URL=redis_url,
         CAMTOPO_PROCESSOR_GROUP=f"proc-{tag}",
-        CAMTOPO_PROCESSOR_METRICS_PORT=str(port),
         CAMTOPO_CHECKPOINT_SPREAD_RANGES=str(args.checkpoint_spread),
+        CAMTOPO_ASSEMBLER_GROUP=f"asm-{tag}",
+        CAMTOPO_COUNTER_GROUP=f"cnt-{tag}",
+        CAMTOPO_RANGES_TOPIC=f"ranges-{tag}",
+        CAMTOPO_COUNTER_SHARDS_TOPIC=f"shards-{tag}",
     )
     network = workdir / f"network-{n}.json"
     ready = workdir / f"ready-{n}"
@@ -181,11 +264,7 @@ def run_size(n: int, args: argparse.Namespace, kafka, redis_server, workdir: Pat
         if producer.poll() is not None:
             raise RuntimeError("the producer exited before it was ready")
         time.sleep(0.2)
-    log = (workdir / f"processor-{n}.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "camtopo.cli", "process", "--network", str(network)],
-        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    workers = _start_workers(n, args, env, network, workdir)
     samples: list[Sample] = []
     t0 = time.time()
     from tqdm import tqdm
@@ -195,49 +274,19 @@ def run_size(n: int, args: argparse.Namespace, kafka, redis_server, workdir: Pat
             while time.time() - t0 < args.duration:
                 time.sleep(args.sample_every)
                 bar.update(min(args.sample_every, args.duration - bar.n))
-                if proc.poll() is not None:
-                    raise RuntimeError(f"processor exited {proc.returncode}; see {log.name}")
+                for w in workers:
+                    if w.proc.poll() is not None:
+                        raise RuntimeError(f"{w.name} exited {w.proc.returncode}; see {w.log}")
                 try:
-                    m = scrape(port)
+                    scraped = [(w, scrape(w.port)) for w in workers]
                 except OSError:
-                    continue  # metrics server not up yet
-                frames = {lab["verdict"]: v for lab, v in m.get("camtopo_frames_total", [])}
-                buckets = {
-                    float(lab["le"]): v
-                    for lab, v in m.get("camtopo_detection_delay_seconds_bucket", [])
-                }
-                durable = {
-                    float(lab["le"]): v
-                    for lab, v in m.get("camtopo_durable_delay_seconds_bucket", [])
-                }
-                samples.append(
-                    Sample(
-                        t=time.time() - t0,
-                        records_in=_one(m, "camtopo_records_in_total"),
-                        frames=frames,
-                        counted=_one(m, "camtopo_frames_counted_total"),
-                        delay_buckets=buckets,
-                        delay_count=_one(m, "camtopo_detection_delay_seconds_count"),
-                        durable_buckets=durable,
-                        rss_mb=rss_mb(proc.pid),
-                        engine_mb=_one(m, "camtopo_engine_bytes") / 2**20,
-                        redis_mb=int(rc.info("memory")["used_memory"]) / 2**20,
-                        lag=_one(m, "camtopo_consumer_lag_records"),
-                        clock_lag_s=_one(m, "camtopo_processor_clock_lag_seconds"),
-                        range_s_sum=_one(m, "camtopo_range_processing_seconds_sum"),
-                        range_s_count=_one(m, "camtopo_range_processing_seconds_count"),
-                        checkpoint_s_sum=_one(m, "camtopo_store_checkpoint_seconds_sum"),
-                        checkpoint_s_count=_one(m, "camtopo_store_checkpoint_seconds_count"),
-                        topology_s_sum=_one(m, "camtopo_store_topology_update_seconds_sum"),
-                        topology_s_count=_one(m, "camtopo_store_topology_update_seconds_count"),
-                        rows_written=_one(m, "camtopo_store_rows_written_total"),
-                        unacked=_one(m, "camtopo_unacked_records"),
-                    )
-                )
+                    continue  # a metrics server is not up yet
+                samples.append(_sample(time.time() - t0, scraped, rc))
     finally:
-        proc.terminate()
         producer.terminate()
-        for p in (proc, producer):
+        for w in workers:
+            w.proc.terminate()
+        for p in [producer] + [w.proc for w in workers]:
             try:
                 p.wait(30)
             except subprocess.TimeoutExpired:
@@ -268,6 +317,7 @@ def summarise(n: int, samples: list[Sample], args: argparse.Namespace) -> dict:
             per_minute.append((late(inside[-1]) - late(inside[0])) / f if f else 0.0)
     return {
         "cameras": n,
+        "workers": "single" if args.counters == 0 else f"{args.assemblers}+{args.counters}",
         "expected_frames_per_s": n * 10,
         "frames_in_per_s": frames_in / span,
         "frames_counted_per_s": (b.counted - a.counted) / span,
@@ -291,6 +341,7 @@ def summarise(n: int, samples: list[Sample], args: argparse.Namespace) -> dict:
         "rss_mb_first": warm[0].rss_mb,
         "rss_mb_last": warm[-1].rss_mb,
         "rss_mb_max": max(s.rss_mb for s in samples),
+        "rss_mb_by_role_last": warm[-1].rss_by_role,
         "engine_mb_last": warm[-1].engine_mb,
         "redis_mb_first": warm[0].redis_mb,
         "redis_mb_last": warm[-1].redis_mb,
@@ -320,10 +371,11 @@ def plot(results: list[dict], path: Path) -> None:
                 p["frames"].get("late", 0) + p["frames"].get("closed", 0)
             )
             lf.append(100 * lt / f if f else 0)
-        ax1.plot(t[1:], lf, label=f"{r['cameras']} cameras")
-        ax2.plot(t, [s["rss_mb"] for s in ss], label=f"processor RSS, {r['cameras']} cameras")
-        ax2.plot(t, [s["redis_mb"] for s in ss], "--", label=f"Redis, {r['cameras']} cameras")
-        ax3.plot(t, [s["lag"] for s in ss], label=f"{r['cameras']} cameras")
+        what = f"{r['cameras']} cameras, {r.get('workers', 'single')}"
+        ax1.plot(t[1:], lf, label=what)
+        ax2.plot(t, [s["rss_mb"] for s in ss], label=f"workers' RSS, {what}")
+        ax2.plot(t, [s["redis_mb"] for s in ss], "--", label=f"Redis, {what}")
+        ax3.plot(t, [s["lag"] for s in ss], label=what)
     ax1.set_ylabel("late data (%)")
     ax1.set_title("Late data and memory over time (cf. paper Figure 5)")
     ax1.legend()
@@ -350,6 +402,13 @@ def main() -> int:
     ap.add_argument(
         "--checkpoint-spread", type=int, default=10, help="CAMTOPO_CHECKPOINT_SPREAD_RANGES"
     )
+    ap.add_argument(
+        "--counters",
+        type=int,
+        default=0,
+        help="counting workers of the partitioned pipeline; 0 = one single worker",
+    )
+    ap.add_argument("--assemblers", type=int, default=1, help="assembler workers (with --counters)")
     # producer mode (internal)
     ap.add_argument("--produce", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -382,7 +441,8 @@ def main() -> int:
         f"warm-up), checkpoints spread over {args.checkpoint_spread} range(s)"
     )
     head = (
-        f"{'cameras':>7} {'frames/s in':>11} {'expected':>8} {'counted/s':>9} {'late %':>7} "
+        f"{'cameras':>7} {'workers':>7} {'frames/s in':>11} {'expected':>8} {'counted/s':>9} "
+        f"{'late %':>7} "
         f"{'p50 s':>6} {'p99 s':>6} {'durable p99':>11} {'range s':>7} {'ckpt s':>6} "
         f"{'rows/ckpt':>9} {'RSS MB':>13} "
         f"{'Redis MB':>13} {'lag max':>7} {'lag end':>7}"
@@ -393,7 +453,8 @@ def main() -> int:
             print(f"{r['cameras']:>7} {r['error']}")
             continue
         print(
-            f"{r['cameras']:>7} {r['frames_in_per_s']:>11.0f} {r['expected_frames_per_s']:>8} "
+            f"{r['cameras']:>7} {r['workers']:>7} {r['frames_in_per_s']:>11.0f} "
+            f"{r['expected_frames_per_s']:>8} "
             f"{r['frames_counted_per_s']:>9.0f} {100 * r['late_fraction']:>7.3f} "
             f"{r['delay_p50_s']:>6.2f} {r['delay_p99_s']:>6.2f} {r['durable_p99_s'] or 0:>11.2f} "
             f"{r['range_seconds_mean']:>7.3f} "

@@ -20,7 +20,8 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 MAGIC = 0
 OCCUPANCY = "occupancy"
 TOPOLOGY_CHANGE = "topology_change"
-CURRENT = {OCCUPANCY: 1, TOPOLOGY_CHANGE: 1}
+RANGE_BLOCK = "range_block"
+CURRENT = {OCCUPANCY: 1, TOPOLOGY_CHANGE: 1, RANGE_BLOCK: 1}
 _HEADER = struct.Struct(">bI")
 
 

@@ -124,6 +124,36 @@ class Settings(BaseSettings):
         120.0, ge=0, description="keep retrying a checkpoint while Redis is unreachable"
     )
 
+    # --- partitioned processing: assembler and counting workers (docs/streaming.md) ---
+    assembler_group: str = Field(
+        "camtopo-assemblers", description="consumer group of `camtopo process --role assemble`"
+    )
+    counter_group: str = Field(
+        "camtopo-counters",
+        description="consumer group of `camtopo process --role count`: it shares the Redis "
+        "shards (the partitions of counter_shards_topic) among the counting workers",
+    )
+    ranges_topic: str = Field(
+        "occupancy-ranges", description="closed ranges, one block per occupancy partition"
+    )
+    ranges_retention_hours: float = Field(
+        2.0,
+        gt=0,
+        description="how long blocks stay on the ranges topic: a counting worker restarted "
+        "from a checkpoint older than this cannot replay it (it logs the gap)",
+    )
+    counter_shards_topic: str = Field(
+        "camtopo-count-shards",
+        description="an empty topic with one partition per Redis shard; its assignment in "
+        "counter_group says which worker counts which rows",
+    )
+    counter_buffer_frames: int = Field(
+        2_000_000,
+        ge=1000,
+        description="frames a counting worker buffers for ranges not yet whole before it "
+        "pauses the partitions that run ahead (bounds its memory)",
+    )
+
     # --- consumer-group lag exporter (camtopo/lag.py, `camtopo lag-exporter`) ---
     lag_exporter_port: int = Field(9308, ge=0, description="its /metrics (kafka-exporter's port)")
     lag_exporter_groups: str = Field(

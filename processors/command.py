@@ -20,6 +20,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--engine", default="fast", choices=("fast", "exact"), help="exact = paper semantics"
     )
+    p.add_argument(
+        "--role",
+        default="single",
+        choices=("single", "assemble", "count"),
+        help="single: one worker does everything (default); assemble / count: the two stages "
+        "of the partitioned pipeline, each scaled out by starting more of them "
+        "(docs/streaming.md)",
+    )
     p.add_argument("--loglevel", default="warning", help="faust worker log level")
     p.set_defaults(func=run)
 
@@ -32,19 +40,38 @@ def run(args: argparse.Namespace) -> int:
 
     from camtopo.core.grid import Network
     from camtopo.settings import get_settings
-    from processors.app import create_app
     from topology_store.store import TopologyStore
 
     settings = get_settings()
     network = Network.load(args.network)
+    logging.basicConfig(level=args.loglevel.upper())
+    if settings.processor_metrics_port:
+        start_http_server(settings.processor_metrics_port, addr=settings.http_host)
+    if args.role == "count":
+        from processors.counter import run_counter
+
+        store = TopologyStore(settings.redis_url, network, settings)
+        return run_counter(network, settings, store)
+    if args.role == "assemble":
+        from processors.assembler import create_assembler_app
+        from processors.topics import ensure_topics, read_published
+
+        ensure_topics(settings)
+        app, _ = create_assembler_app(network, settings, read_published(settings))
+        print(
+            f"camtopo process --role assemble: {network.n_cameras} cameras; consuming "
+            f"{settings.occupancy_topic}, publishing {settings.ranges_topic}",
+            flush=True,
+        )
+        Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
+        return 0
+    from processors.app import create_app
+
     store = TopologyStore(settings.redis_url, network, settings)
     app, proc = create_app(network, settings, store, engine=args.engine)
     cp = proc.restore()
-    logging.basicConfig(level=args.loglevel.upper())
     if cp is not None:
         print(f"camtopo process: restored {cp.rows} rows at range {cp.range_id}", flush=True)
-    if settings.processor_metrics_port:
-        start_http_server(settings.processor_metrics_port, addr=settings.http_host)
     print(
         f"camtopo process: {network.n_cameras} cameras, {network.n_windows} windows; "
         f"consuming {settings.occupancy_topic} from {settings.kafka_bootstrap}",

@@ -63,3 +63,11 @@ def observe_many(hist: Histogram, values: np.ndarray) -> None:
         if n:
             bucket.inc(n)
     hist._sum.inc(float(values.sum()))
+
+
+OWNED_SHARDS = Gauge(
+    "camtopo_owned_shards", "Redis shards whose rows this counting worker counts (partitioned)"
+)
+BLOCKS_PUBLISHED = Counter(
+    "camtopo_range_blocks_published_total", "range blocks an assembler put on the ranges topic"
+)

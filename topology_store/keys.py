@@ -4,6 +4,10 @@ each transaction touches in one slot:
 - ``camtopo:{sNN}:rows``   hash, global window -> row blob, for the windows of cameras with
                            index % shards == NN
 - ``camtopo:{sNN}:range``  id of the last range whose rows were written to shard NN
+- ``camtopo:{sNN}:owner``  partitioned counting: token of the worker that may write shard NN
+- ``camtopo:{sNN}:tick``   partitioned counting: the engine's last tick at the shard's range
+- ``camtopo:{sNN}:half``   partitioned counting: half-edges (i, j, O_ij, P_ij) of the shard's
+                           rows with C'_ij > C*, packed int64
 - ``camtopo:{meta}:checkpoint`` hash: range id, resume offsets, engine clock (written last)
 - ``camtopo:{meta}:network``    the network description (network.json format)
 - ``camtopo:{transit}:state``   hash: range id, tick fed through, transit estimator state (npz)
@@ -30,6 +34,15 @@ class Keys:
 
     def range(self, shard: int) -> str:
         return f"{self.prefix}:{{{self.shard_tag(shard)}}}:range"
+
+    def owner(self, shard: int) -> str:
+        return f"{self.prefix}:{{{self.shard_tag(shard)}}}:owner"
+
+    def tick(self, shard: int) -> str:
+        return f"{self.prefix}:{{{self.shard_tag(shard)}}}:tick"
+
+    def half(self, shard: int) -> str:
+        return f"{self.prefix}:{{{self.shard_tag(shard)}}}:half"
 
     @property
     def checkpoint(self) -> str:

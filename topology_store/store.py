@@ -40,6 +40,7 @@ from camtopo import avro
 from camtopo.core.engine import FastExclusion
 from camtopo.core.evidence import WindowEdges, c_prime, camera_edges
 from camtopo.core.grid import Network, NetworkError
+from camtopo.core.partitioned import owned_windows, window_shards
 from camtopo.core.topology import merge_transit
 from camtopo.settings import Settings
 from topology_store import metrics
@@ -54,6 +55,10 @@ NO_RANGE = -1
 
 class StoreError(RuntimeError):
     """The store cannot do what was asked (wrong engine, network mismatch, failed publish)."""
+
+
+class LeaseLost(StoreError):
+    """A counting worker wrote a shard another worker owns now: it must rebuild."""
 
 
 class _HasCounts(Protocol):
@@ -232,7 +237,7 @@ class TopologyStore:
             client if client is not None else redis_client(redis_url, decode_responses=False)
         )
         self._cache = _Cache()
-        self._window_shard = (network.window_camera % settings.redis_shards).astype(np.int64)
+        self._window_shard = window_shards(network, settings.redis_shards)
 
     @classmethod
     def from_redis(
@@ -357,11 +362,7 @@ class TopologyStore:
             self.shard_ranges()
         n_shards_all = self.settings.redis_shards
         chosen = range(n_shards_all) if shards is None else sorted(set(shards))
-        among = None
-        if shards is not None:
-            pick = np.zeros(n_shards_all, dtype=np.bool_)
-            pick[list(chosen)] = True
-            among = pick[self._window_shard]
+        among = None if shards is None else owned_windows(self.network, n_shards_all, chosen)
         self._cache.totals[range_id] = {
             "observed_ticks": int(estimator.observed_ticks),
             "observations": int(estimator.observations),
@@ -383,17 +384,8 @@ class TopologyStore:
                     skipped += shard_rows.size  # replay: these rows came from Redis as they are
                     done += group.size
                     continue
-                blobs = encode_rows(counts, shard_rows)
-                mapping = dict(zip(map(str, shard_rows.tolist()), blobs, strict=True))
-                pipe = self.redis.pipeline(transaction=True)
-                pipe.hset(self.keys.rows(shard), mapping=mapping)  # type: ignore[arg-type]
-                pipe.set(self.keys.range(shard), range_id)
-                t0 = time.perf_counter()
-                pipe.execute()
-                metrics.REDIS_WRITE_SECONDS.labels("rows").observe(time.perf_counter() - t0)
-                self._cache.shard_ranges[shard] = range_id
+                n_bytes += self._write_shard(counts, shard, shard_rows, range_id)
                 written += shard_rows.size
-                n_bytes += sum(len(b) for b in mapping.values())
                 n_shards += 1
                 done += group.size
             if getattr(estimator, "transit", None) is not None and (shards is None or 0 in chosen):
@@ -422,6 +414,149 @@ class TopologyStore:
         return CheckpointReport(
             range_id, self._cache.meta_range, written, n_shards, skipped, n_bytes, seconds
         )
+
+    def _write_shard(
+        self,
+        counts: FastExclusion,
+        shard: int,
+        rows: np.ndarray,
+        range_id: int,
+        *,
+        token: str | None = None,
+    ) -> int:
+        """Write ``rows`` of one shard and its range id in one transaction; returns bytes.
+
+        ``token``: a partitioned counting worker's lease: the write happens only while the
+        shard's owner key holds it (WATCH), else :class:`LeaseLost` and nothing is written.
+        """
+        blobs = encode_rows(counts, rows)
+        mapping = dict(zip(map(str, rows.tolist()), blobs, strict=True))
+        pipe = self.redis.pipeline(transaction=True)
+        if token is not None:
+            pipe.watch(self.keys.owner(shard))
+            owner = pipe.get(self.keys.owner(shard))
+            if owner is None or owner.decode() != token:
+                pipe.reset()
+                raise LeaseLost(f"shard {shard} is owned by another counting worker now")
+            pipe.multi()
+            pipe.set(self.keys.tick(shard), _tick_field(counts.last_tick))
+        if mapping:
+            pipe.hset(self.keys.rows(shard), mapping=mapping)  # type: ignore[arg-type]
+        pipe.set(self.keys.range(shard), range_id)
+        t0 = time.perf_counter()
+        try:
+            pipe.execute()
+        except redis.WatchError:
+            raise LeaseLost(f"shard {shard} changed owner during the write") from None
+        metrics.REDIS_WRITE_SECONDS.labels("rows").observe(time.perf_counter() - t0)
+        self._cache.shard_ranges[shard] = range_id
+        return sum(len(b) for b in blobs)
+
+    def _import_shard(self, counts: FastExclusion, shard: int) -> int:
+        """Import every stored row of one shard into the engine; returns rows imported."""
+        key = self.keys.rows(shard)
+        n_c, n_w = self.network.n_cameras, self.network.n_windows
+        n_rows = 0
+        # HSCAN keeps each reply bounded however many rows a shard holds.
+        for field_, blob in self.redis.hscan_iter(key, count=500):
+            where = f"{key}[{field_.decode()}]"
+            try:
+                i = int(field_)
+            except ValueError:
+                raise BlobError(f"{where}: field is not a window index") from None
+            if not 0 <= i < n_w or self.shard_of_window(i) != shard:
+                raise BlobError(f"{where}: window {i} does not belong to shard {shard}")
+            _import_row(counts, i, decode_row(blob, n_c, n_w, where), where)
+            n_rows += 1
+        return n_rows
+
+    # --- partitioned counting workers (processors/counter.py) ---------------------------------
+    def claim_shards(self, shards: Iterable[int], token: str) -> None:
+        """Make ``token`` the only writer of these shards: a worker that lost them in a
+        rebalance (or hung past its session) fails its next write with LeaseLost."""
+        pipe = self.redis.pipeline(transaction=False)
+        for shard in shards:
+            pipe.set(self.keys.owner(shard), token)
+        pipe.execute()
+
+    def load_shards_into(
+        self, estimator: _HasCounts, shards: Sequence[int]
+    ) -> dict[int, tuple[int, int | None]]:
+        """Import the rows of ``shards`` (and the transit state with shard 0).
+
+        Returns shard -> (range id it holds, the engine's last tick then); NO_RANGE if never
+        written.
+        """
+        counts = fast_counts(estimator)
+        self._write_network()
+        pipe = self.redis.pipeline(transaction=False)
+        for shard in shards:
+            pipe.get(self.keys.range(shard))
+            pipe.get(self.keys.tick(shard))
+        values = pipe.execute()
+        out: dict[int, tuple[int, int | None]] = {}
+        for n, shard in enumerate(shards):
+            raw_range, raw_tick = values[2 * n], values[2 * n + 1]
+            tick = raw_tick.decode() if raw_tick is not None else ""
+            out[shard] = (
+                int(raw_range) if raw_range is not None else NO_RANGE,
+                int(tick) if tick not in ("", "None") else None,
+            )
+            self._import_shard(counts, shard)
+        if 0 in shards:
+            self._load_transit(estimator)
+        counts.dirty[:] = False
+        self.shard_ranges()
+        return out
+
+    def checkpoint_shards(
+        self, estimator: _HasCounts, range_id: int, shards: Sequence[int], token: str
+    ) -> int:
+        """Write the changed rows of ``shards`` (and their range id, even when no row changed)
+        under the worker's lease; the transit state goes with shard 0. Returns rows written.
+
+        Shards that already hold ``range_id`` (a replay) keep their stored rows.
+        """
+        counts = fast_counts(estimator)
+        rows = counts.take_dirty(owned_windows(self.network, self.settings.redis_shards, shards))
+        shard_of = self._window_shard[rows]
+        written = 0
+        done: set[int] = set()
+        try:
+            for shard in shards:
+                if self._cache.shard_ranges.get(shard, NO_RANGE) < range_id:
+                    mine = rows[shard_of == shard]
+                    self._write_shard(counts, shard, mine, range_id, token=token)
+                    written += mine.size
+                done.add(shard)
+            if 0 in shards and getattr(estimator, "transit", None) is not None:
+                self._save_transit(estimator, range_id)
+        except Exception:
+            counts.dirty[rows[~np.isin(shard_of, list(done))]] = True
+            raise
+        metrics.ROWS_WRITTEN.inc(written)
+        metrics.LAST_RANGE.set(range_id)
+        return written
+
+    def write_half_edges(self, shard: int, half: np.ndarray) -> None:
+        """int64 (4, n): i, j, O_ij, P_ij of the shard's rows with C'_ij > C*."""
+        self.redis.set(self.keys.half(shard), np.ascontiguousarray(half, "<i8").tobytes())
+
+    def read_half_edges(self) -> np.ndarray:
+        """int64 (4, n): every shard's half-edges."""
+        pipe = self.redis.pipeline(transaction=False)
+        for shard in range(self.settings.redis_shards):
+            pipe.get(self.keys.half(shard))
+        parts = [np.frombuffer(b, "<i8").reshape(4, -1) for b in pipe.execute() if b]
+        return np.concatenate(parts, axis=1) if parts else np.zeros((4, 0), np.int64)
+
+    def write_meta(self, totals: Mapping[str, Any]) -> int:
+        """The checkpoint meta of a partitioned run (health, tools): the range every shard
+        holds. Returns it."""
+        range_id = min(self.shard_ranges().values(), default=NO_RANGE)
+        meta = {"range_id": range_id, **totals, "saved_ms": int(time.time() * 1000)}
+        self.redis.hset(self.keys.checkpoint, mapping=meta)  # type: ignore[arg-type]
+        return range_id
 
     def _save_transit(self, estimator: Any, range_id: int) -> int:
         buf = io.BytesIO()
@@ -469,22 +604,7 @@ class TopologyStore:
             {k.decode(): v.decode() for k, v in self.redis.hgetall(self.keys.checkpoint).items()}
         )
         ranges = self.shard_ranges()
-        n_c, n_w = self.network.n_cameras, self.network.n_windows
-        n_rows = 0
-        for shard in range(self.settings.redis_shards):
-            key = self.keys.rows(shard)
-            # HSCAN keeps each reply bounded however many rows a shard holds.
-            for field_, blob in self.redis.hscan_iter(key, count=500):
-                where = f"{key}[{field_.decode()}]"
-                try:
-                    i = int(field_)
-                except ValueError:
-                    raise BlobError(f"{where}: field is not a window index") from None
-                if not 0 <= i < n_w or self.shard_of_window(i) != shard:
-                    raise BlobError(f"{where}: window {i} does not belong to shard {shard}")
-                row = decode_row(blob, n_c, n_w, where)
-                _import_row(counts, i, row, where)
-                n_rows += 1
+        n_rows = sum(self._import_shard(counts, s) for s in range(self.settings.redis_shards))
         if not meta and n_rows == 0:
             return None
         self._load_transit(estimator)
@@ -530,8 +650,20 @@ class TopologyStore:
         (:class:`camtopo.core.adjacency.AdjacencyIndex`); see docs/topology_store.md.
         """
         started = time.perf_counter()
-        edges = estimator.window_edges()
-        transit = getattr(estimator, "transit", None)
+        return self.publish_topology(
+            estimator.window_edges(), getattr(estimator, "transit", None), range_end_ms, started
+        )
+
+    def publish_topology(
+        self,
+        edges: WindowEdges,
+        transit: Any,
+        range_end_ms: int,
+        started: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Store the camera graph of these window edges (plus the transit estimator's links,
+        if any), log and return the changes."""
+        started = time.perf_counter() if started is None else started
         links = []
         if transit is not None:
             index = self.network.camera_index

@@ -57,3 +57,39 @@ class AdjacencyIndex:
 
     def __len__(self) -> int:
         return sum(len(js) for js in self._neighbours.values()) // 2
+
+
+class HalfEdgeIndex:
+    """Per row, the windows j with C'_ij > C* — the half of the adjacency test a worker that
+    owns only some rows can make; :func:`camtopo.core.evidence.mutual_edges` joins the halves
+    of all workers. Refreshed from the changed rows like :class:`AdjacencyIndex`."""
+
+    def __init__(self, counts: FastExclusion, c_star: float, o_ref: float) -> None:
+        self.counts = counts
+        self.c_star = c_star
+        self.o_ref = o_ref
+        self._out: dict[int, np.ndarray] = {}
+
+    def refresh(self) -> np.ndarray:
+        """Re-scan the rows changed since the last refresh; returns them."""
+        rows = self.counts.take_changed()
+        if rows.size == 0:
+            return rows
+        for i in rows.tolist():
+            self._out.pop(i, None)
+        ii, jj = self.counts.half_pairs(self.c_star, self.o_ref, rows)
+        if ii.size:
+            starts = np.flatnonzero(np.r_[True, ii[1:] != ii[:-1]])
+            for i, js in zip(ii[starts].tolist(), np.split(jj, starts[1:]), strict=True):
+                self._out[i] = js
+        return rows
+
+    def half(self, rows: np.ndarray) -> np.ndarray:
+        """int64 (4, n): i, j, O_ij, P_ij of the half-edges of ``rows``."""
+        have = [i for i in np.asarray(rows).tolist() if i in self._out]
+        if not have:
+            return np.zeros((4, 0), dtype=np.int64)
+        i = np.concatenate([np.full(self._out[r].size, r, np.int64) for r in have])
+        j = np.concatenate([self._out[r] for r in have])
+        o, p = self.counts.pair_counts(i, j)
+        return np.stack([i, j, o, p])

@@ -240,8 +240,9 @@ def _p_floor(o, c_star, log_oref):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True, nogil=True)
-def _adjacent(rows, upper, slot, O, pool, offsets, window_camera, seg_len, c_star, log_oref):  # type: ignore[no-untyped-def]
-    """(i, j) with i in ``rows`` and C' above c_star both ways (only j > i when ``upper``).
+def _adjacent(rows, upper, both, slot, O, pool, offsets, window_camera, seg_len, c_star, log_oref):  # type: ignore[no-untyped-def]
+    """(i, j) with i in ``rows`` and C' above c_star both ways (only j > i when ``upper``);
+    with ``both`` False, C'_ij alone (half-edges: row j may live in another worker).
 
     Compares counts with a per-segment floor instead of computing C' for every entry: the scan
     reads every live segment of the rows, and a log per entry dominated it."""
@@ -262,6 +263,10 @@ def _adjacent(rows, upper, slot, O, pool, offsets, window_camera, seg_len, c_sta
                 j = base + lj
                 p = pool[s, lj]
                 if p <= floor or (upper and j < i) or c_prime_scalar(p, o, log_oref) <= c_star:
+                    continue
+                if not both:
+                    out_i.append(i)
+                    out_j.append(j)
                     continue
                 r = slot[j, ci]
                 if r < 0:
@@ -327,6 +332,10 @@ class FastExclusion:
         self.refused_total = 0
         self.pruned_total = 0
         self.last_tick: int | None = None
+        # Rows this engine counts (None: all). A partitioned counting worker owns the rows of
+        # some store shards; padding still reads every window, so its counts equal those rows
+        # of an engine that counts everything.
+        self.owned: np.ndarray | None = None
 
     # --- updating -----------------------------------------------------------------------------
     def update(self, block: PaddedBlock) -> None:
@@ -341,9 +350,13 @@ class FastExclusion:
         self.last_tick = end
 
     def _count_block(self, block: PaddedBlock) -> None:
-        eff = _gate(
-            block.occ_windows, block.occ_bits, self.activity, self.activity_gate, self.dirty
-        )
+        occ_windows, occ_bits = block.occ_windows, block.occ_bits
+        if self.owned is not None:
+            mine = self.owned[occ_windows]
+            occ_windows, occ_bits = occ_windows[mine], occ_bits[mine]
+            if occ_windows.size == 0:
+                return
+        eff = _gate(occ_windows, occ_bits, self.activity, self.activity_gate, self.dirty)
         cam = self.network.window_camera
         pad_cam = cam[block.pad_windows]
         pad_local = (block.pad_windows - self.network.offsets[pad_cam]).astype(np.int64)
@@ -354,7 +367,7 @@ class FastExclusion:
         active_cams = np.flatnonzero(pad_any).astype(np.int64)
         while True:
             refused = _allocate(
-                block.occ_windows, eff, pad_any, active_cams, cam, self.slot, self.free, self.n_free
+                occ_windows, eff, pad_any, active_cams, cam, self.slot, self.free, self.n_free
             )
             if not refused or not self._grow(refused):
                 break
@@ -362,7 +375,7 @@ class FastExclusion:
         self.refused_total += refused
         self.high_water = max(self.high_water, self.pool.shape[0] - int(self.n_free[0]))
         _count(
-            block.occ_windows, eff, block.cam_ok, pad_lo, pad_hi, pad_local, block.pad_bits,
+            occ_windows, eff, block.cam_ok, pad_lo, pad_hi, pad_local, block.pad_bits,
             cam, self.slot, self.O, self.pool, self.dirty, self.limit, self.readmit_after,
         )  # fmt: skip
 
@@ -422,7 +435,19 @@ class FastExclusion:
         upper = rows is None
         scan = np.arange(self.network.n_windows) if rows is None else rows
         out_i, out_j = _adjacent(
-            np.asarray(scan, dtype=np.int64), upper, self.slot, self.O, self.pool,
+            np.asarray(scan, dtype=np.int64), upper, True, self.slot, self.O, self.pool,
+            self.network.offsets, self.network.window_camera, self.seg_len, c_star,
+            math.log(o_ref),
+        )  # fmt: skip
+        return np.asarray(out_i, dtype=np.int64), np.asarray(out_j, dtype=np.int64)
+
+    def half_pairs(
+        self, c_star: float, o_ref: float, rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(i, j) with i in ``rows`` and C'_ij > c_star, whatever C'_ji is: what a worker that
+        owns only some rows contributes to adjacency (the other half lives with row j)."""
+        out_i, out_j = _adjacent(
+            np.asarray(rows, dtype=np.int64), False, False, self.slot, self.O, self.pool,
             self.network.offsets, self.network.window_camera, self.seg_len, c_star,
             math.log(o_ref),
         )  # fmt: skip

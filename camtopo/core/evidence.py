@@ -82,6 +82,25 @@ def edges_of_pairs(
     )
 
 
+def mutual_edges(half: np.ndarray, o_ref: float) -> WindowEdges:
+    """Adjacent pairs from half-edges: int64 (4, n) rows i, j, O_ij, P_ij, one column per
+    (i, j) with C'_ij > C*. A pair is adjacent when both (i, j) and (j, i) are there — the
+    two halves come from whichever workers count rows i and j."""
+    i, j, o, p = (np.asarray(a, dtype=np.int64) for a in half)
+    n = int(max(i.max(initial=-1), j.max(initial=-1))) + 1
+    key = i * n + j
+    order = np.argsort(key, kind="stable")
+    key, i, j, o, p = key[order], i[order], j[order], o[order], p[order]
+    rev = j * n + i
+    at = np.minimum(np.searchsorted(key, rev), max(key.size - 1, 0))
+    both = (key[at] == rev) & (i < j) if key.size else np.zeros(0, np.bool_)
+    a, back = np.flatnonzero(both), at[both]
+    return WindowEdges(
+        i[a], j[a], o[a], p[a], o[back], p[back],
+        c_prime(p[a], o[a], o_ref), c_prime(p[back], o[back], o_ref),
+    )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class CameraEdge:
     """Two cameras linked because some of their windows are adjacent."""

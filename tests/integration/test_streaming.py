@@ -16,7 +16,6 @@ import sys
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,47 +25,14 @@ from confluent_kafka import Consumer, Producer
 from camtopo.core.grid import Network
 from camtopo.core.ranges import RangeGrid
 from camtopo.core.topology import TopologyEstimator
-from camtopo.localstack import KafkaCluster, RedisServer, free_port
 from camtopo.settings import Settings
 from camtopo.simulation import Simulation
 from processors.trace import Record, encode_frames, simulated_records
+from tests.integration.conftest import Stack
 from topology_store.store import TopologyStore
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
-_db_counter = iter(range(1, 16))
-
-
-@dataclass
-class Stack:
-    kafka: KafkaCluster
-    redis: RedisServer
-    topic: str
-    dead_letters: str
-    redis_url: str
-    settings: Settings
-    network_path: Path
-
-
-@pytest.fixture
-def stack(kafka: KafkaCluster, redis_server: RedisServer, kafka_topic, tmp_path: Path) -> Stack:
-    topic = kafka_topic(partitions=4)
-    dead = kafka_topic(partitions=1, prefix="dead")
-    changes = kafka_topic(partitions=2, prefix="changes")
-    url = f"redis://127.0.0.1:{redis_server.port}/{next(_db_counter)}"
-    settings = Settings(
-        kafka_bootstrap=kafka.bootstrap,
-        occupancy_topic=topic,
-        dead_letter_topic=dead,
-        topology_changes_topic=changes,
-        occupancy_partitions=4,
-        redis_url=url,
-        redis_shards=8,
-        processor_group=f"proc-{uuid.uuid4().hex[:8]}",
-        idle_partition_seconds=2.0,
-        processor_metrics_port=free_port(),
-    )
-    return Stack(kafka, redis_server, topic, dead, url, settings, tmp_path / "network.json")
 
 
 def _env(settings: Settings) -> dict[str, str]:

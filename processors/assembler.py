@@ -1,0 +1,186 @@
+"""Assembler workers of the partitioned pipeline (`camtopo process --role assemble`).
+
+Any number of them form one Faust consumer group on the occupancy topic. Each validates its
+partitions' records (bad ones to the dead-letter topic, as in the single worker), assembles
+every partition into event-time ranges by that partition's own clock, and publishes each
+closed span as one :class:`~camtopo.core.partitioned.RangeBlock` to the same partition of the
+ranges topic. A record is acked once the block holding its last frame is on the broker, so
+Kafka commits never pass a frame no block carries; after a crash or a rebalance the new owner
+replays from the committed offset and the counting workers drop the ranges they already have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from typing import Any, Generic, TypeVar
+
+import faust
+
+from camtopo.core.grid import Network
+from camtopo.core.partitioned import PartitionRanges, RangeBlock
+from camtopo.core.ranges import RangeGrid, Verdict
+from camtopo.settings import Settings
+from processors import metrics
+from processors.app import _ack_when_sent, _behind, broker_url
+from processors.blocks import encode_block
+from processors.validate import DeadLetter, Limits, ValidRecord, validate
+
+log = logging.getLogger(__name__)
+E = TypeVar("E")
+
+
+class RangePublisher(Generic[E]):
+    """The assembler's logic without Faust: records in, blocks out, handles to ack."""
+
+    def __init__(
+        self, network: Network, settings: Settings, published: dict[int, int] | None = None
+    ) -> None:
+        self.network = network
+        self.settings = settings
+        self.ranges: PartitionRanges[E] = PartitionRanges(
+            RangeGrid.from_settings(settings), settings.idle_partition_seconds * 1000.0, published
+        )
+        self.limits = Limits(
+            settings.tick_ms,
+            settings.max_future_seconds * 1000.0,
+            settings.max_frame_age_seconds * 1000.0,
+        )
+        self.next_offsets: dict[int, int] = {}
+
+    def on_record(
+        self,
+        partition: int,
+        offset: int,
+        record_ms: int,
+        value: bytes | None,
+        handle: E,
+        wall_ms: float | None = None,
+    ) -> tuple[DeadLetter | None, E | None]:
+        """Take one record: (a dead letter to publish then ack, or None; a handle to ack now)."""
+        wall_ms = time.time() * 1000.0 if wall_ms is None else wall_ms
+        # Records come as soon as Faust is assigned a partition, maybe before the closing task
+        # sees the assignment; a record of a partition revoked meanwhile is dropped with its
+        # state at the task's next assign() — unacked, so its new owner replays it.
+        self.ranges.start(partition, wall_ms)
+        metrics.RECORDS_IN.inc()
+        self.next_offsets[partition] = offset + 1
+        result = validate(value, record_ms, wall_ms, self.network, self.limits)
+        if isinstance(result, ValidRecord) and self.ranges.is_duplicate(
+            partition, result.camera, result.ticks.tolist()
+        ):
+            result = DeadLetter(
+                "duplicate",
+                f"camera {self.network.cameras[result.camera]!r} sent a frame for a tick it "
+                f"already sent (ticks {result.ticks.min()}..{result.ticks.max()})",
+            )
+        if isinstance(result, DeadLetter):
+            metrics.DEAD_LETTERS.labels(result.reason).inc()
+            return result, None
+        verdicts, ack = self.ranges.take(
+            partition,
+            result.camera,
+            result.ticks.tolist(),
+            result.windows,
+            record_ms,
+            wall_ms,
+            handle,
+        )
+        for verdict in verdicts:
+            metrics.FRAMES.labels(verdict.value).inc()
+        late = sum(v is not Verdict.ACCEPTED for v in verdicts)
+        if late:
+            log.debug("%d frames of partition %d late or closed", late, partition)
+        return None, ack
+
+
+def create_assembler_app(
+    network: Network, settings: Settings, published: dict[int, int]
+) -> tuple[faust.App, RangePublisher[Any]]:
+    app = faust.App(
+        settings.assembler_group,
+        broker=broker_url(settings.kafka_bootstrap),
+        store="memory://",
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        stream_wait_empty=False,  # unacked records are the frames of open ranges, by design
+        topic_partitions=settings.occupancy_partitions,
+        broker_commit_interval=1.0,
+        broker_session_timeout=settings.processor_session_timeout_seconds,
+        broker_heartbeat_interval=settings.processor_session_timeout_seconds / 3.0,
+        producer_acks=-1,
+    )
+    pub: RangePublisher[Any] = RangePublisher(network, settings, published)
+    occupancy = app.topic(
+        settings.occupancy_topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.occupancy_partitions,
+    )
+    dead_letters = app.topic(
+        settings.dead_letter_topic, key_serializer="raw", value_serializer="raw"
+    )
+    ranges_topic = app.topic(
+        settings.ranges_topic,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.occupancy_partitions,
+    )
+
+    @app.agent(occupancy, name="assemble-ranges")
+    async def assemble(stream: faust.StreamT) -> None:
+        # One event at a time with acks off (see processors/app.py: take_events acks early).
+        async for event in stream.noack().events():
+            msg = event.message
+            dead, ack = pub.on_record(
+                msg.partition, msg.offset, round(msg.timestamp * 1000), msg.value, event
+            )
+            if dead is not None:
+                fut = await dead_letters.send(
+                    key=msg.key,
+                    value=msg.value,
+                    headers=[
+                        ("reason", dead.reason.encode()),
+                        ("detail", dead.detail.encode()[:1000]),
+                        ("source", f"{msg.topic}/{msg.partition}/{msg.offset}".encode()),
+                    ],
+                )
+                fut.add_done_callback(functools.partial(_ack_when_sent, event))
+            elif ack is not None:
+                ack.ack()
+
+    def _on_block_sent(block: RangeBlock, fut: Any) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            # Unacked records stay before Kafka's committed offset: a restart republishes.
+            log.error("block of partition %d range %d not delivered", block.partition,
+                      block.range_id)  # fmt: skip
+            return
+        metrics.BLOCKS_PUBLISHED.inc()
+        for handle in pub.ranges.delivered(block):
+            handle.ack()
+
+    @app.task
+    async def close_ranges() -> None:
+        while not app.should_stop:
+            await asyncio.sleep(0.2)
+            assignment = app.consumer.assignment() if app.consumer else set()
+            mine = [tp.partition for tp in assignment if tp.topic == settings.occupancy_topic]
+            now = time.time() * 1000.0
+            pub.ranges.assign(mine, now)
+            metrics.OWNED_PARTITIONS.set(len(mine))
+            behind = _behind(app, assignment, pub.next_offsets)
+            for block in pub.ranges.due(now, behind):
+                fut = await ranges_topic.send(
+                    key=str(block.range_id).encode(),
+                    value=encode_block(block, network.n_cameras),
+                    partition=block.partition,
+                )
+                fut.add_done_callback(functools.partial(_on_block_sent, block))
+            metrics.OPEN_FRAMES.set(pub.ranges.open_frames)
+            metrics.UNACKED.set(pub.ranges.unacked)
+
+    return app, pub

@@ -1,0 +1,346 @@
+"""Counting workers of the partitioned pipeline (`camtopo process --role count`).
+
+Every counting worker reads every partition of the ranges topic (whole ranges need every
+camera: padding reads all windows) and counts only the rows of the Redis shards it owns. Which
+shards it owns is decided by Kafka: the workers form one consumer group on an empty topic with
+one partition per shard (``counter_shards_topic``), so adding a worker, or losing one, moves
+shards through an ordinary group rebalance. On every change of its shards a worker rebuilds:
+it loads its shards' rows from Redis, claims them (a lease token in Redis that every write
+checks, so a worker that lost a shard cannot overwrite it), and replays the ranges topic from
+the oldest range its shards hold — exactly the single worker's crash recovery, per shard.
+
+The worker that owns shard 0 is the *leader*: it also keeps the transit evidence (it needs
+every camera's blocks, which every worker has) and joins all workers' half-edges into the
+topology and its change events. :class:`RowCounter` is the logic without Kafka.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from camtopo.core.adjacency import HalfEdgeIndex
+from camtopo.core.evidence import mutual_edges
+from camtopo.core.grid import Network
+from camtopo.core.partitioned import RangeCollector, WholeRanges, owned_windows, window_shards
+from camtopo.core.ranges import RangeGrid
+from camtopo.core.ticks import DuplicateFrameError, LateFrameError
+from camtopo.core.topology import TopologyEstimator
+from camtopo.settings import Settings
+from processors import metrics
+from topology_store.store import NO_RANGE, LeaseLost, TopologyStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Counted:
+    """What one :meth:`RowCounter.count` did."""
+
+    first_range: int
+    range_id: int
+    frames: int
+    rejected: int
+    rows_written: int
+    seconds: float
+    changes: list[dict[str, Any]]
+
+
+class RowCounter:
+    """The rows of some shards, counted from whole ranges and checkpointed under a lease."""
+
+    def __init__(self, network: Network, settings: Settings, store: TopologyStore) -> None:
+        self.network = network
+        self.settings = settings
+        self.store = store
+        self.grid = RangeGrid.from_settings(settings)
+        self.shards: list[int] = []
+        self.estimator: TopologyEstimator | None = None
+        self.collector: RangeCollector | None = None
+        self.token = ""
+        self.context_range: int | None = None  # its frames are padding context (restart)
+        self.replay_until = NO_RANGE  # ranges some owned shard already holds: one by one
+        self.half: HalfEdgeIndex | None = None
+        self._checkpoints = 0
+        self._since_topology = 0
+        self._uncheckpointed: int | None = None  # newest range counted but not all written
+        self.last_checkpoint_wall = time.monotonic()
+        self._window_shard = window_shards(network, settings.redis_shards)
+
+    @property
+    def leader(self) -> bool:
+        return 0 in self.shards
+
+    # --- ownership ----------------------------------------------------------------------------
+    def rebuild(self, shards: Sequence[int]) -> int | None:
+        """Own ``shards`` from now on: fresh engine, their rows from Redis, a new lease.
+
+        Returns the first range to read (None: from the first range every partition has)."""
+        self.shards = sorted(shards)
+        metrics.OWNED_SHARDS.set(len(self.shards))
+        self.estimator = self.collector = self.half = None
+        self._uncheckpointed = None
+        if not self.shards:
+            return None
+        est = TopologyEstimator(self.network, self.settings)
+        counts = est.counts
+        counts.owned = owned_windows(self.network, self.settings.redis_shards, self.shards)  # type: ignore[attr-defined]
+        if not self.leader:
+            est.transit = None  # the leader keeps it
+        self.token = uuid.uuid4().hex
+        self.store.claim_shards(self.shards, self.token)
+        held = self.store.load_shards_into(est, self.shards)
+        start = min(r for r, _ in held.values())
+        self.replay_until = max(r for r, _ in held.values())
+        if start == NO_RANGE:
+            self.context_range = None
+            self.collector = RangeCollector(self.grid, self.settings.occupancy_partitions)
+        else:
+            # Resume where the oldest shard stands; its range's frames are padding context.
+            counts.last_tick = next(t for r, t in held.values() if r == start)  # type: ignore[attr-defined]
+            est.buffer.next_tick = self.grid.held_from(start)
+            self.context_range = start
+            self.collector = RangeCollector(self.grid, self.settings.occupancy_partitions, start)
+        self.estimator = est
+        self.half = HalfEdgeIndex(counts, self.settings.c_star, self.settings.o_ref)  # type: ignore[arg-type]
+        log.info(
+            "counting shards %s (leader: %s) from range %s, replaying through %d",
+            self.shards, self.leader, start, self.replay_until,
+        )  # fmt: skip
+        return None if start == NO_RANGE else start
+
+    # --- counting -----------------------------------------------------------------------------
+    def next_batch(self) -> WholeRanges | None:
+        """Whole ranges to count now: the context range alone, then one range at a time
+        while some shard already holds it, then everything whole."""
+        if self.collector is None:
+            return None
+        nxt = self.collector.next
+        # Some owned shard may hold the next range (from the start, if one shard was never
+        # written): count it alone, so its rows can be put back as Redis holds them.
+        replaying = self.replay_until != NO_RANGE and (nxt is None or nxt <= self.replay_until)
+        return self.collector.ready(single=replaying or nxt == self.context_range)
+
+    def count(self, whole: WholeRanges) -> Counted:
+        started = time.perf_counter()
+        est = self.estimator
+        assert est is not None
+        rejected = 0
+        cams, ticks, windows = whole.cameras.tolist(), whole.ticks.tolist(), whole.windows
+        if whole.first_range == self.context_range:
+            # After a rebuild: ticks of this range before the held tail were counted; the
+            # next block's temporal padding reads the last ``tolerance`` of them.
+            frontier = est.buffer.next_tick
+            assert frontier is not None
+            est.buffer.next_tick = None
+            for cam, tick, w in zip(cams, ticks, windows, strict=True):
+                if frontier - self.grid.tolerance <= tick < frontier:
+                    est.buffer.add(cam, tick, w)
+            est.buffer.next_tick = frontier
+            keep = [n for n, t in enumerate(ticks) if t >= frontier]
+            cams, ticks = [cams[n] for n in keep], [ticks[n] for n in keep]
+            windows = [windows[n] for n in keep]
+            self.context_range = None
+        for cam, tick, w in zip(cams, ticks, windows, strict=True):
+            try:
+                est.buffer.add(cam, tick, w)
+            except (LateFrameError, DuplicateFrameError) as exc:
+                rejected += 1  # the collector makes this impossible; count, don't crash
+                log.warning("frame not counted: %s", exc)
+        est.advance(self.grid.first_tick(whole.range_id + 1))
+        if ticks:
+            metrics.observe_many(
+                metrics.DELAY, time.time() - np.asarray(ticks) * (self.settings.tick_ms / 1000.0)
+            )
+        if whole.range_id <= self.replay_until:
+            self.store.restore_applied_rows(est, whole.range_id)
+        self._uncheckpointed = whole.range_id
+        replaying = whole.range_id <= self.replay_until
+        rows = self.checkpoint(whole=replaying)
+        changes = self.topology(whole.range_id)
+        seconds = time.perf_counter() - started
+        metrics.RANGE_SECONDS.observe(seconds)
+        metrics.RANGES_CLOSED.inc(whole.range_id - whole.first_range + 1)
+        metrics.LAST_RANGE.set(whole.range_id)
+        metrics.FRAMES_COUNTED.inc(len(ticks) - rejected)
+        metrics.ENGINE_BYTES.set(getattr(est.counts, "nbytes", 0))
+        return Counted(
+            whole.first_range, whole.range_id, len(whole), rejected, rows, seconds, changes
+        )
+
+    def spread_slice(self) -> list[int]:
+        n = self.settings.checkpoint_spread_ranges
+        k = self._checkpoints % n
+        self._checkpoints += 1
+        return [s for pos, s in enumerate(self.shards) if pos % n == k]
+
+    def checkpoint(self, whole: bool = False) -> int:
+        """Write a slice of the owned shards (all of them if ``whole``); rows written."""
+        if self._uncheckpointed is None or self.estimator is None:
+            return 0
+        shards = self.shards if whole else self.spread_slice()
+        rows = self.store.checkpoint_shards(
+            self.estimator, self._uncheckpointed, shards, self.token
+        )
+        if whole:
+            self._uncheckpointed = None
+        self.last_checkpoint_wall = time.monotonic()
+        return rows
+
+    def topology(self, range_id: int, force: bool = False) -> list[dict[str, Any]]:
+        """Every ``topology_every_ranges``: publish this worker's half-edges of the shards whose
+        rows changed; the leader then joins every worker's halves into the topology."""
+        self._since_topology += 1
+        if not force and self._since_topology < self.settings.topology_every_ranges:
+            return []
+        self._since_topology = 0
+        assert self.half is not None and self.estimator is not None
+        changed = self.half.refresh()
+        for shard in np.unique(self._window_shard[changed]).tolist():
+            rows = np.flatnonzero(self._window_shard == shard)
+            self.store.write_half_edges(shard, self.half.half(rows))
+        if not self.leader:
+            return []
+        edges = mutual_edges(self.store.read_half_edges(), self.settings.o_ref)
+        est = self.estimator
+        changes = self.store.publish_topology(edges, est.transit, int(self.grid.end_ms(range_id)))
+        self.store.write_meta(
+            {"observed_ticks": est.observed_ticks, "observations": est.observations}
+        )
+        return changes
+
+
+def _block_range(key: bytes | None) -> int | None:
+    try:
+        return int(key) if key is not None else None
+    except ValueError:
+        return None
+
+
+def run_counter(network: Network, settings: Settings, store: TopologyStore) -> int:
+    """The Kafka loop of one counting worker; returns on SIGTERM / SIGINT."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+
+    from processors.blocks import decode_block
+    from processors.topics import ensure_topics
+    from topology_store.store import publish_changes
+
+    ensure_topics(settings)
+    counter = RowCounter(network, settings, store)
+    stop = False
+    wanted: list[int] | None = None
+
+    def on_signal(*_: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def on_assign(_c: Any, parts: list[Any]) -> None:
+        nonlocal wanted
+        wanted = sorted(p.partition for p in parts)
+
+    def on_revoke(_c: Any, _parts: list[Any]) -> None:
+        nonlocal wanted
+        counter.rebuild([])  # stop writing at once: the shards are somebody else's now
+        wanted = []
+
+    session_ms = int(settings.processor_session_timeout_seconds * 1000)
+    lease = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": settings.counter_group,
+            "enable.auto.commit": False,
+            "session.timeout.ms": session_ms,
+            "heartbeat.interval.ms": session_ms // 3,
+        }
+    )
+    lease.subscribe([settings.counter_shards_topic], on_assign=on_assign, on_revoke=on_revoke)
+    reader = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"{settings.counter_group}-reader-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "fetch.max.bytes": 64 << 20,
+        }
+    )
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True})
+    n_parts = settings.occupancy_partitions
+    everything = [
+        TopicPartition(settings.ranges_topic, p, OFFSET_BEGINNING) for p in range(n_parts)
+    ]
+    paused: set[int] = set()
+    start: int | None = None
+    print(
+        f"camtopo process --role count: {network.n_cameras} cameras; waiting for shards", flush=True
+    )
+    try:
+        while not stop:
+            lease.poll(0)  # serves rebalance callbacks; heartbeats run in the background
+            if wanted is not None:
+                shards, wanted = wanted, None
+                start = counter.rebuild(shards)
+                reader.assign(everything)  # replay: blocks of counted ranges are skipped by key
+                paused.clear()
+                if shards:
+                    print(
+                        f"camtopo process: counting shards {shards} from range {start}", flush=True
+                    )
+            if counter.collector is None:
+                time.sleep(0.2)
+                continue
+            for msg in reader.consume(num_messages=200, timeout=0.2):
+                if msg.error():
+                    if msg.error().code() != KafkaError._PARTITION_EOF:
+                        log.warning("ranges topic: %s", msg.error())
+                    continue
+                k = _block_range(msg.key())
+                if k is not None and start is not None and k < start:
+                    continue  # counted before the restart: skip without decoding
+                try:
+                    block = decode_block(msg.value(), network.n_cameras)
+                    counter.collector.add(block)
+                    while counter.collector.gaps:
+                        p, lo, hi = counter.collector.gaps.pop()
+                        log.warning(
+                            "partition %d has no blocks for ranges %d..%d on %s (older than "
+                            "its retention, or no data then): counted as empty",
+                            p, lo, hi, settings.ranges_topic,
+                        )  # fmt: skip
+                except ValueError as exc:  # our own topic: a bug or a foreign writer
+                    metrics.DEAD_LETTERS.labels("bad_block").inc()
+                    log.error("block %s/%d/%d not counted: %s", msg.topic(), msg.partition(),
+                              msg.offset(), exc)  # fmt: skip
+            ahead = set(counter.collector.ahead(settings.counter_buffer_frames))
+            if ahead != paused:
+                tp = lambda ps: [TopicPartition(settings.ranges_topic, p) for p in ps]  # noqa: E731
+                if ahead - paused:
+                    reader.pause(tp(ahead - paused))
+                if paused - ahead:
+                    reader.resume(tp(paused - ahead))
+                paused = ahead
+            try:
+                while (batch := counter.next_batch()) is not None:
+                    done = counter.count(batch)
+                    if done.changes:
+                        publish_changes(producer, done.changes, settings.topology_changes_topic)
+                stale = time.monotonic() - counter.last_checkpoint_wall > 2 * settings.range_seconds
+                if stale:
+                    counter.checkpoint(whole=True)
+            except LeaseLost as exc:
+                log.warning("%s: rebuilding from the current assignment", exc)
+                wanted = sorted(tp.partition for tp in lease.assignment())
+    finally:
+        lease.close()
+        reader.close()
+        producer.flush(10)
+    return 0
