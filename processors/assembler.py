@@ -49,6 +49,7 @@ class RangePublisher(Generic[E]):
             settings.max_frame_age_seconds * 1000.0,
         )
         self.next_offsets: dict[int, int] = {}
+        self._late = metrics.LateMinute()
 
     def on_record(
         self,
@@ -90,9 +91,7 @@ class RangePublisher(Generic[E]):
         )
         for verdict in verdicts:
             metrics.FRAMES.labels(verdict.value).inc()
-        late = sum(v is not Verdict.ACCEPTED for v in verdicts)
-        if late:
-            log.debug("%d frames of partition %d late or closed", late, partition)
+        self._late.add(wall_ms, len(verdicts), sum(v is Verdict.LATE for v in verdicts))
         return None, ack
 
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from camtopo.core.adjacency import HalfEdgeIndex
 from camtopo.core.evidence import mutual_edges
@@ -38,6 +40,7 @@ from processors import metrics
 from topology_store.store import NO_RANGE, LeaseLost, TopologyStore
 
 log = logging.getLogger(__name__)
+_TRANSIENT = (RedisConnectionError, RedisTimeoutError)  # Redis down or restarting
 
 
 @dataclass
@@ -217,6 +220,18 @@ class RowCounter:
         return changes
 
 
+def _lag(reader: Any, topic: str, n_parts: int) -> int:
+    """Blocks on the broker not yet read, from cached watermarks (no broker round trip)."""
+    from confluent_kafka import TopicPartition
+
+    lag = 0
+    for tp in reader.position([TopicPartition(topic, p) for p in range(n_parts)]):
+        _, high = reader.get_watermark_offsets(tp, cached=True)
+        if tp.offset >= 0 and high >= 0:
+            lag += max(0, high - tp.offset)
+    return lag
+
+
 def _block_range(key: bytes | None) -> int | None:
     try:
         return int(key) if key is not None else None
@@ -250,7 +265,11 @@ def run_counter(network: Network, settings: Settings, store: TopologyStore) -> i
 
     def on_revoke(_c: Any, _parts: list[Any]) -> None:
         nonlocal wanted
-        counter.rebuild([])  # stop writing at once: the shards are somebody else's now
+        try:  # still the owner: leave the next one less to replay
+            counter.checkpoint(whole=True)
+        except (LeaseLost, *_TRANSIENT) as exc:
+            log.warning("no final checkpoint before the rebalance: %s", exc)
+        counter.rebuild([])  # stop writing: the shards are somebody else's now
         wanted = []
 
     session_ms = int(settings.processor_session_timeout_seconds * 1000)
@@ -288,7 +307,13 @@ def run_counter(network: Network, settings: Settings, store: TopologyStore) -> i
             lease.poll(0)  # serves rebalance callbacks; heartbeats run in the background
             if wanted is not None:
                 shards, wanted = wanted, None
-                start = counter.rebuild(shards)
+                try:
+                    start = counter.rebuild(shards)
+                except _TRANSIENT as exc:  # Redis down: try again in a moment
+                    log.warning("cannot load shards %s: %s", shards, exc)
+                    wanted = shards
+                    time.sleep(1.0)
+                    continue
                 reader.assign(everything)  # replay: blocks of counted ranges are skipped by key
                 paused.clear()
                 if shards:
@@ -336,9 +361,14 @@ def run_counter(network: Network, settings: Settings, store: TopologyStore) -> i
                 stale = time.monotonic() - counter.last_checkpoint_wall > 2 * settings.range_seconds
                 if stale:
                     counter.checkpoint(whole=True)
-            except LeaseLost as exc:
+            except (LeaseLost, *_TRANSIENT) as exc:
+                # Lost a shard, or Redis went away mid-checkpoint: what is in memory may be
+                # ahead of Redis in some shards; rebuilding from Redis and replaying is exact.
                 log.warning("%s: rebuilding from the current assignment", exc)
+                metrics.STORE_RETRIES.labels("rebuild").inc()
                 wanted = sorted(tp.partition for tp in lease.assignment())
+                time.sleep(0.5)
+            metrics.CONSUMER_LAG.set(_lag(reader, settings.ranges_topic, n_parts))
     finally:
         lease.close()
         reader.close()

@@ -71,3 +71,20 @@ OWNED_SHARDS = Gauge(
 BLOCKS_PUBLISHED = Counter(
     "camtopo_range_blocks_published_total", "range blocks an assembler put on the ranges topic"
 )
+
+
+class LateMinute:
+    """Feeds LATE_FRACTION: late / all frames of the last full wall-clock minute."""
+
+    def __init__(self) -> None:
+        self._minute = (0, 0, 0)  # (wall minute, frames, late)
+
+    def add(self, wall_ms: float, frames: int, late: int) -> None:
+        minute = int(wall_ms // 60_000)
+        m, n, k = self._minute
+        if minute != m:
+            if n:
+                LATE_FRACTION.set(k / n)
+            self._minute = (minute, frames, late)
+        else:
+            self._minute = (m, n + frames, k + late)

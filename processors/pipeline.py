@@ -116,7 +116,7 @@ class StreamProcessor(Generic[E]):
         # Counted, not yet durable in Redis: (range, counted_until, ticks)
         self._since_checkpoint: list[tuple[int, int, np.ndarray]] = []
         self.last_checkpoint_wall = time.monotonic()
-        self._minute: tuple[int, int, int] = (0, 0, 0)  # (wall minute, frames, late)
+        self._late = metrics.LateMinute()
 
     # --- start ------------------------------------------------------------------------------
     def restore(self) -> Checkpoint | None:
@@ -175,22 +175,12 @@ class StreamProcessor(Generic[E]):
                 max_kept = tick if max_kept is None else max(max_kept, tick)
             elif verdict is Verdict.LATE:
                 late += 1
-        self._count_minute(wall_ms, len(result.ticks), late)
+        self._late.add(wall_ms, len(result.ticks), late)
         if max_kept is not None:
             heapq.heappush(self._pending, _Pending(max_kept, partition, offset, handle))
         else:
             self._ack_now.append(handle)
         return None
-
-    def _count_minute(self, wall_ms: float, frames: int, late: int) -> None:
-        minute = int(wall_ms // 60_000)
-        m, n, k = self._minute
-        if minute != m:
-            if n:
-                metrics.LATE_FRACTION.set(k / n)
-            self._minute = (minute, frames, late)
-        else:
-            self._minute = (m, n + frames, k + late)
 
     # --- closing (event loop) -----------------------------------------------------------------
     def due_batch(
