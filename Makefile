@@ -36,6 +36,7 @@ lint: python
 
 bench: setup
 	$(BIN)/python -m benchmarks.engine_speed
+	$(BIN)/python -m benchmarks.engine_memory --budgets 1024 0
 	$(BIN)/python -m benchmarks.accuracy
 
 clean:

@@ -100,6 +100,13 @@ class RowCounter:
         self.token = uuid.uuid4().hex
         self.store.claim_shards(self.shards, self.token)
         held = self.store.load_shards_into(est, self.shards)
+        dropped = counts.dropped_on_import  # type: ignore[attr-defined]
+        if dropped:
+            log.warning(
+                "%d stored segments did not fit CAMTOPO_MAX_POOL_MB=%d and restart from zero "
+                "(this worker took over more rows than its budget holds)",
+                dropped, self.settings.max_pool_mb,
+            )  # fmt: skip
         start = min(r for r, _ in held.values())
         self.replay_until = max(r for r, _ in held.values())
         if start == NO_RANGE:

@@ -330,6 +330,7 @@ class FastExclusion:
         self.n_free = np.array([initial_segments], dtype=np.int64)
         self.high_water = 0  # slots ever in use at once: the part of the pool in memory
         self.refused_total = 0
+        self.dropped_on_import = 0  # stored segments the budget could not hold (import_row)
         self.pruned_total = 0
         self.last_tick: int | None = None
         # Rows this engine counts (None: all). A partitioned counting worker owns the rows of
@@ -498,7 +499,11 @@ class FastExclusion:
     def import_row(
         self, i: int, o: np.ndarray, state: np.ndarray, p: np.ndarray, activity: int
     ) -> None:
-        """Restore row i from :meth:`export_row` output (releasing what it held)."""
+        """Restore row i from :meth:`export_row` output (releasing what it held).
+
+        A segment the pool budget cannot hold (a worker taking over more rows than its
+        budget) is dropped as a refused allocation would be: the pair restarts from O = 0;
+        counted in ``refused_total`` and ``dropped_on_import``."""
         self.stale[i] = True
         for c in np.flatnonzero(self.slot[i] >= 0):
             self._release(int(self.slot[i, c]))
@@ -506,6 +511,11 @@ class FastExclusion:
         self.activity[i] = activity
         self.slot[i] = np.where(state == 0, NONE, state).astype(np.int32)
         for c in np.flatnonzero(state == 0):
+            if self.n_free[0] == 0 and not self._grow(1):
+                self.O[i, c] = 0
+                self.refused_total += 1
+                self.dropped_on_import += 1
+                continue
             s = self._take()
             lo = self.network.offsets[c]
             self.pool[s, : self.seg_len[c]] = p[lo : lo + self.seg_len[c]]
@@ -513,11 +523,6 @@ class FastExclusion:
             self.slot[i, c] = s
 
     def _take(self) -> int:
-        if self.n_free[0] == 0 and not self._grow(1):
-            raise MemoryError(
-                "the segment pool budget is exhausted while restoring rows; "
-                "raise CAMTOPO_MAX_POOL_MB"
-            )
         self.n_free[0] -= 1
         return int(self.free[self.n_free[0]])
 

@@ -197,6 +197,26 @@ def test_row_export_import_round_trip(engine_kw):
     np.testing.assert_array_equal(src.slot < 0, dst.slot < 0)
 
 
+def test_rows_beyond_the_pool_budget_are_dropped_on_import_not_crashed_on():
+    """A worker taking over more rows than its budget holds keeps what fits; the rest of the
+    pairs restart from zero, counted, as a refused allocation would."""
+    grid = Grid(cols=4, rows=3)
+    network = Network.uniform(["c0", "c1", "c2"], grid)
+    src = run_fast(network, random_trace(17, 3, 1500, grid, 0.05, 1.0), 1, 1)
+    live = int((src.slot >= 0).sum())
+    dst = FastExclusion(network, max_pool_bytes=(live // 2) * 13)  # 12 windows + max, uint8
+    for row in range(network.n_windows):
+        dst.import_row(row, *src.export_row(row))
+    kept = int((dst.slot >= 0).sum())
+    assert 0 < kept < live and dst.dropped_on_import == live - kept
+    assert dst.refused_total == live - kept
+    i, j = all_pairs(network)
+    o, p = dst.pair_counts(i, j)
+    assert (p <= o).all()
+    dropped = (src.slot >= 0) & (dst.slot < 0)
+    assert (dst.O[dropped] == 0).all()  # those pairs start again
+
+
 def moving_trace(seed: int, n_ticks: int, switch: int, grid: Grid):
     """Window c0:0 overlaps c1:1 until ``switch``, then c2:5 (camera c0 was moved)."""
     rng = np.random.default_rng(seed)
