@@ -23,6 +23,7 @@ from camtopo.core.grid import Network
 from camtopo.settings import Settings
 from processors import metrics
 from processors.pipeline import CountStore, StreamProcessor
+from processors.validate import DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -83,17 +84,7 @@ def create_app(
                 msg.partition, msg.offset, round(msg.timestamp * 1000), msg.value, event
             )
             if dead is not None:
-                fut = await dead_letters.send(
-                    key=msg.key,
-                    value=msg.value,
-                    headers=[
-                        ("reason", dead.reason.encode()),
-                        ("detail", dead.detail.encode()[:1000]),
-                        ("source", f"{msg.topic}/{msg.partition}/{msg.offset}".encode()),
-                    ],
-                )
-                # Its record may be committed only once the dead letter is on Kafka.
-                fut.add_done_callback(functools.partial(_ack_when_sent, event))
+                await send_dead_letter(dead_letters, event, dead)
             for handle in proc.ackable():
                 handle.ack()
 
@@ -148,6 +139,22 @@ def create_app(
                 await _publish(changes_topic, changes)
 
     return app, proc
+
+
+async def send_dead_letter(topic: Any, event: Any, dead: DeadLetter) -> None:
+    """The record's original key and bytes, with the reason, to the dead-letter topic; the
+    record is acked (may be committed) only once the dead letter is on Kafka."""
+    msg = event.message
+    fut = await topic.send(
+        key=msg.key,
+        value=msg.value,
+        headers=[
+            ("reason", dead.reason.encode()),
+            ("detail", dead.detail.encode()[:1000]),
+            ("source", f"{msg.topic}/{msg.partition}/{msg.offset}".encode()),
+        ],
+    )
+    fut.add_done_callback(functools.partial(_ack_when_sent, event))
 
 
 def _ack_when_sent(event: Any, fut: Any) -> None:

@@ -24,9 +24,9 @@ from camtopo.core.partitioned import PartitionRanges, RangeBlock
 from camtopo.core.ranges import RangeGrid, Verdict
 from camtopo.settings import Settings
 from processors import metrics
-from processors.app import _ack_when_sent, _behind, broker_url
+from processors.app import _behind, broker_url, send_dead_letter
 from processors.blocks import encode_block
-from processors.validate import DeadLetter, Limits, ValidRecord, validate
+from processors.validate import DeadLetter, Limits, ValidRecord, duplicate, validate
 
 log = logging.getLogger(__name__)
 E = TypeVar("E")
@@ -43,11 +43,7 @@ class RangePublisher(Generic[E]):
         self.ranges: PartitionRanges[E] = PartitionRanges(
             RangeGrid.from_settings(settings), settings.idle_partition_seconds * 1000.0, published
         )
-        self.limits = Limits(
-            settings.tick_ms,
-            settings.max_future_seconds * 1000.0,
-            settings.max_frame_age_seconds * 1000.0,
-        )
+        self.limits = Limits.from_settings(settings)
         self.next_offsets: dict[int, int] = {}
         self._late = metrics.LateMinute()
 
@@ -72,11 +68,7 @@ class RangePublisher(Generic[E]):
         if isinstance(result, ValidRecord) and self.ranges.is_duplicate(
             partition, result.camera, result.ticks.tolist()
         ):
-            result = DeadLetter(
-                "duplicate",
-                f"camera {self.network.cameras[result.camera]!r} sent a frame for a tick it "
-                f"already sent (ticks {result.ticks.min()}..{result.ticks.max()})",
-            )
+            result = duplicate(self.network, result)
         if isinstance(result, DeadLetter):
             metrics.DEAD_LETTERS.labels(result.reason).inc()
             return result, None
@@ -139,16 +131,7 @@ def create_assembler_app(
                 msg.partition, msg.offset, round(msg.timestamp * 1000), msg.value, event
             )
             if dead is not None:
-                fut = await dead_letters.send(
-                    key=msg.key,
-                    value=msg.value,
-                    headers=[
-                        ("reason", dead.reason.encode()),
-                        ("detail", dead.detail.encode()[:1000]),
-                        ("source", f"{msg.topic}/{msg.partition}/{msg.offset}".encode()),
-                    ],
-                )
-                fut.add_done_callback(functools.partial(_ack_when_sent, event))
+                await send_dead_letter(dead_letters, event, dead)
             elif ack is not None:
                 ack.ack()
 

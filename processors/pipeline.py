@@ -32,7 +32,7 @@ from camtopo.core.ticks import DuplicateFrameError, LateFrameError
 from camtopo.core.topology import TopologyEstimator
 from camtopo.settings import Settings
 from processors import metrics
-from processors.validate import DeadLetter, Limits, ValidRecord, validate
+from processors.validate import DeadLetter, Limits, ValidRecord, duplicate, validate
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +102,7 @@ class StreamProcessor(Generic[E]):
         self.estimator = TopologyEstimator(network, settings, engine)
         self.clock = ProcessorClock(settings.idle_partition_seconds * 1000.0)
         self.assembler = RangeAssembler(self.grid)
-        self.limits = Limits(
-            settings.tick_ms,
-            settings.max_future_seconds * 1000.0,
-            settings.max_frame_age_seconds * 1000.0,
-        )
+        self.limits = Limits.from_settings(settings)
         self.replay_until_range = -1  # shards may hold ranges past the meta: replay one by one
         self._pending: list[_Pending[E]] = []
         self._ack_now: list[E] = []
@@ -157,11 +153,7 @@ class StreamProcessor(Generic[E]):
         if isinstance(result, ValidRecord) and self.assembler.is_duplicate(
             result.camera, result.ticks.tolist()
         ):
-            result = DeadLetter(
-                "duplicate",
-                f"camera {self.network.cameras[result.camera]!r} sent a frame for a tick it "
-                f"already sent (ticks {result.ticks.min()}..{result.ticks.max()})",
-            )
+            result = duplicate(self.network, result)
         if isinstance(result, DeadLetter):
             metrics.DEAD_LETTERS.labels(result.reason).inc()
             return result

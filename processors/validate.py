@@ -12,6 +12,7 @@ Only the record timestamp itself is checked against the wall clock, for the futu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -52,6 +53,23 @@ class Limits:
     tick_ms: float
     max_future_ms: float  # frame after its record's send time, or record after the wall clock
     max_age_ms: float  # frame before its record's send time
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Limits:
+        return cls(
+            settings.tick_ms,
+            settings.max_future_seconds * 1000.0,
+            settings.max_frame_age_seconds * 1000.0,
+        )
+
+
+def duplicate(network: Network, record: ValidRecord) -> DeadLetter:
+    """The dead letter of a record repeating a (camera, tick) already received."""
+    return DeadLetter(
+        "duplicate",
+        f"camera {network.cameras[record.camera]!r} sent a frame for a tick it already sent "
+        f"(ticks {record.ticks.min()}..{record.ticks.max()})",
+    )
 
 
 def validate(

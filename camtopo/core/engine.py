@@ -433,22 +433,21 @@ class FastExclusion:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(i, j) with C'_ij > c_star and C'_ji > c_star: every pair with i < j, or, given
         ``rows``, every pair with i in ``rows`` (j on either side of i)."""
-        upper = rows is None
         scan = np.arange(self.network.n_windows) if rows is None else rows
-        out_i, out_j = _adjacent(
-            np.asarray(scan, dtype=np.int64), upper, True, self.slot, self.O, self.pool,
-            self.network.offsets, self.network.window_camera, self.seg_len, c_star,
-            math.log(o_ref),
-        )  # fmt: skip
-        return np.asarray(out_i, dtype=np.int64), np.asarray(out_j, dtype=np.int64)
+        return self._scan(scan, rows is None, True, c_star, o_ref)
 
     def half_pairs(
         self, c_star: float, o_ref: float, rows: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """(i, j) with i in ``rows`` and C'_ij > c_star, whatever C'_ji is: what a worker that
         owns only some rows contributes to adjacency (the other half lives with row j)."""
+        return self._scan(rows, False, False, c_star, o_ref)
+
+    def _scan(
+        self, rows: np.ndarray, upper: bool, both: bool, c_star: float, o_ref: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         out_i, out_j = _adjacent(
-            np.asarray(rows, dtype=np.int64), False, False, self.slot, self.O, self.pool,
+            np.asarray(rows, dtype=np.int64), upper, both, self.slot, self.O, self.pool,
             self.network.offsets, self.network.window_camera, self.seg_len, c_star,
             math.log(o_ref),
         )  # fmt: skip

@@ -209,19 +209,24 @@ def _produce_paced(bootstrap: str, topic: str, records: list[Record]) -> threadi
     return thread
 
 
+def _live_trace(
+    stack: Stack, seed: int, seconds: int, ahead: int = 40
+) -> tuple[Simulation, list[Record], threading.Thread]:
+    """A 20-camera trace that ends ``ahead`` s from now: most of it is on Kafka at once, the
+    rest arrives live, so what the test does mid-stream lands while the workers follow it."""
+    sim = Simulation.from_name("campus", 20, seed=seed)
+    offset = int(time.time() * 1000) - sim.start_ms - (seconds - ahead) * 1000
+    records = list(simulated_records(sim, seconds * sim.fps, 5, 300, offset))
+    sim.network.save(stack.network_path)
+    return sim, records, _produce_paced(stack.kafka.bootstrap, stack.topic, records)
+
+
 def test_killing_an_assembler_and_a_counter_mid_stream_loses_and_repeats_nothing(
     stack: Stack,
     workers: Workers,
 ) -> None:
-    sim = Simulation.from_name("campus", 20, seed=6)
-    seconds, ahead = 120, 40
-    # The trace ends ``ahead`` s from now: most of it is on Kafka at once, the rest arrives
-    # live, so the kill lands while the workers follow the stream.
-    offset = int(time.time() * 1000) - sim.start_ms - (seconds - ahead) * 1000
-    records = list(simulated_records(sim, seconds * sim.fps, 5, 300, offset))
-    sim.network.save(stack.network_path)
+    sim, records, producing = _live_trace(stack, seed=6, seconds=120)
     last = _last_range(workers.settings, records)
-    producing = _produce_paced(stack.kafka.bootstrap, stack.topic, records)
     for n in (1, 2):
         workers.start(f"assemble-{n}", "assemble")
         workers.start(f"count-{n}", "count")
@@ -232,7 +237,7 @@ def test_killing_an_assembler_and_a_counter_mid_stream_loses_and_repeats_nothing
     workers.kill("assemble-2")
     store = TopologyStore(stack.redis_url, sim.network, workers.settings)
     assert min(store.shard_ranges().values()) < last, "finished before the kill; lengthen it"
-    producing.join(seconds)
+    producing.join(120)
     _wait_all_shards(workers, sim.network, last)
     assert "counting shards [0, 1, 2, 3, 4, 5, 6, 7]" in (workers.tmp / "count-1.log").read_text()
     _assert_shards_equal_offline(workers, sim.network, records)
@@ -241,13 +246,8 @@ def test_killing_an_assembler_and_a_counter_mid_stream_loses_and_repeats_nothing
 def test_counters_ride_out_a_redis_restart_without_loss(stack: Stack, workers: Workers) -> None:
     """SIGKILL of Redis (AOF on) mid-stream: the counting workers rebuild from what Redis kept
     once it is back and replay the rest from the ranges topic."""
-    sim = Simulation.from_name("campus", 20, seed=8)
-    seconds, ahead = 100, 40
-    offset = int(time.time() * 1000) - sim.start_ms - (seconds - ahead) * 1000
-    records = list(simulated_records(sim, seconds * sim.fps, 5, 300, offset))
-    sim.network.save(stack.network_path)
+    sim, records, producing = _live_trace(stack, seed=8, seconds=100)
     last = _last_range(workers.settings, records)
-    producing = _produce_paced(stack.kafka.bootstrap, stack.topic, records)
     workers.start("assemble-1", "assemble")
     for n in (1, 2):
         workers.start(f"count-{n}", "count")
@@ -257,7 +257,7 @@ def test_counters_ride_out_a_redis_restart_without_loss(stack: Stack, workers: W
     stack.redis.kill()  # no shutdown save: only what reached the AOF survives
     time.sleep(3)
     stack.redis.start()
-    producing.join(seconds)
+    producing.join(120)
     _wait_all_shards(workers, sim.network, last)
     for n in (1, 2):  # each noticed the restart and rebuilt from what Redis kept
         log = (workers.tmp / f"count-{n}.log").read_text()
