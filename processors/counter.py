@@ -365,6 +365,11 @@ def run_counter(network: Network, settings: Settings, store: TopologyStore) -> i
                     done = counter.count(batch)
                     if done.changes:
                         publish_changes(producer, done.changes, settings.topology_changes_topic)
+                    # A long replay must still poll, or the group drops this worker after
+                    # max.poll.interval.ms; a rebalance (revoke clears the collector) ends it.
+                    lease.poll(0)
+                    if wanted is not None:
+                        break
                 stale = time.monotonic() - counter.last_checkpoint_wall > 2 * settings.range_seconds
                 if stale:
                     counter.checkpoint(whole=True)

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
 
 from camtopo.localstack import KafkaCluster, RedisServer, free_port
 from camtopo.settings import Settings
 
-_db_counter = iter(range(1, 16))
+# A Redis database per test (test_operations.py keeps 7 for itself), emptied before use.
+_db_counter = iter([db for db in range(1, 16) if db != 7])
 
 
 @dataclass
@@ -32,6 +34,7 @@ def stack(kafka: KafkaCluster, redis_server: RedisServer, kafka_topic, tmp_path:
     dead = kafka_topic(partitions=1, prefix="dead")
     changes = kafka_topic(partitions=2, prefix="changes")
     url = f"redis://127.0.0.1:{redis_server.port}/{next(_db_counter)}"
+    redis.Redis.from_url(url).flushdb()
     settings = Settings(
         kafka_bootstrap=kafka.bootstrap,
         occupancy_topic=topic,
