@@ -33,15 +33,11 @@ def broker_url(bootstrap: str) -> str:
     return ";".join(f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip())
 
 
-def create_app(
-    network: Network,
-    settings: Settings,
-    store: CountStore | None,
-    *,
-    engine: str = "fast",
-) -> tuple[faust.App, StreamProcessor[Any]]:
+def occupancy_app(group: str, settings: Settings) -> tuple[faust.App, Any, Any]:
+    """A Faust app in consumer group ``group`` on the occupancy topic, with the dead-letter
+    topic: what the single worker and the assemblers share."""
     app = faust.App(
-        settings.processor_group,
+        group,
         broker=broker_url(settings.kafka_bootstrap),
         store="memory://",
         web_enabled=False,
@@ -56,7 +52,6 @@ def create_app(
         broker_heartbeat_interval=settings.processor_session_timeout_seconds / 3.0,
         producer_acks=-1,
     )
-    proc: StreamProcessor[Any] = StreamProcessor(network, settings, store, engine)
     occupancy = app.topic(
         settings.occupancy_topic,
         key_type=bytes,
@@ -68,6 +63,18 @@ def create_app(
     dead_letters = app.topic(
         settings.dead_letter_topic, key_serializer="raw", value_serializer="raw"
     )
+    return app, occupancy, dead_letters
+
+
+def create_app(
+    network: Network,
+    settings: Settings,
+    store: CountStore | None,
+    *,
+    engine: str = "fast",
+) -> tuple[faust.App, StreamProcessor[Any]]:
+    app, occupancy, dead_letters = occupancy_app(settings.processor_group, settings)
+    proc: StreamProcessor[Any] = StreamProcessor(network, settings, store, engine)
     changes_topic = app.topic(
         settings.topology_changes_topic, key_serializer="raw", value_serializer="raw"
     )

@@ -24,7 +24,7 @@ from camtopo.core.partitioned import PartitionRanges, RangeBlock
 from camtopo.core.ranges import RangeGrid, Verdict
 from camtopo.settings import Settings
 from processors import metrics
-from processors.app import _behind, broker_url, send_dead_letter
+from processors.app import _behind, occupancy_app, send_dead_letter
 from processors.blocks import encode_block
 from processors.validate import DeadLetter, Limits, ValidRecord, duplicate, validate
 
@@ -90,31 +90,8 @@ class RangePublisher(Generic[E]):
 def create_assembler_app(
     network: Network, settings: Settings, published: dict[int, int]
 ) -> tuple[faust.App, RangePublisher[Any]]:
-    app = faust.App(
-        settings.assembler_group,
-        broker=broker_url(settings.kafka_bootstrap),
-        store="memory://",
-        web_enabled=False,
-        consumer_auto_offset_reset="earliest",
-        stream_wait_empty=False,  # unacked records are the frames of open ranges, by design
-        topic_partitions=settings.occupancy_partitions,
-        broker_commit_interval=1.0,
-        broker_session_timeout=settings.processor_session_timeout_seconds,
-        broker_heartbeat_interval=settings.processor_session_timeout_seconds / 3.0,
-        producer_acks=-1,
-    )
+    app, occupancy, dead_letters = occupancy_app(settings.assembler_group, settings)
     pub: RangePublisher[Any] = RangePublisher(network, settings, published)
-    occupancy = app.topic(
-        settings.occupancy_topic,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.occupancy_partitions,
-    )
-    dead_letters = app.topic(
-        settings.dead_letter_topic, key_serializer="raw", value_serializer="raw"
-    )
     ranges_topic = app.topic(
         settings.ranges_topic,
         key_serializer="raw",
