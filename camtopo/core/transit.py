@@ -46,6 +46,7 @@ bin fills (the paper's ageing, ratios kept).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, replace
 
 import numba as nb
@@ -183,6 +184,7 @@ def _update(
     slot_of: np.ndarray,  # int32 (n_zones, n_zones) slot index or -1
     slot_dst: np.ndarray,  # int32 (n_zones * max_dest,) destination zone or -1
     slot_born: np.ndarray,  # int64 (n_zones * max_dest,)
+    slot_free: np.ndarray,  # int32 (n_zones,) free slots of each source zone
     hist: np.ndarray,  # uint16 (n_slots, n_bins)
     wide: np.ndarray,  # uint32 (n_slots,)
     stats: np.ndarray,  # int64 (4,): departures, arrivals, pair updates, untracked pairs
@@ -284,7 +286,13 @@ def _update(
                 if zone_camera[a] == zone_camera[b]:
                     continue
                 s = slot_of[a, b]
+                if s < 0 and slot_free[a] == 0:
+                    # A full source: no scan of its slots (at 1,000 cameras most pairs are
+                    # untracked, and scanning max_dest slots for each was most of the cost).
+                    stats[3] += 1
+                    continue
                 if s < 0:
+                    slot_free[a] -= 1
                     base = a * max_dest
                     for q in range(max_dest):
                         if slot_dst[base + q] < 0:
@@ -293,9 +301,6 @@ def _update(
                             slot_born[s] = t
                             slot_of[a, b] = s
                             break
-                    if s < 0:
-                        stats[3] += 1
-                        continue
                 stats[2] += 1
                 wide[s] += 1
                 full = wide[s] >= halve_at
@@ -408,6 +413,7 @@ class TransitEstimator:
         slots = self.n_zones * p.max_dest
         self.slot_dst = np.full(slots, -1, dtype=np.int32)
         self.slot_born = np.zeros(slots, dtype=np.int64)
+        self.slot_free = np.full(self.n_zones, p.max_dest, dtype=np.int32)  # from slot_dst
         # bins of lags [-n_neg_bins, 0) then [0, n_bins) (see :attr:`signal`)
         self.hist = np.zeros((slots, self.n_neg_bins + self.n_bins), dtype=np.uint16)
         self.wide = np.zeros(slots, dtype=np.uint32)
@@ -438,8 +444,8 @@ class TransitEstimator:
             self.n_neg_bins * self.bin_ticks, self.bin_ticks, p.max_dest, p.halve_at,
             self.last_occ, self.born, self.origin, self.emitted, self.active, self.in_active,
             self.n_active, self.cam_gap, self.dep_t, self.dep_z, self.dep_head, self.arr_t,
-            self.arr_z, self.arr_q, self.slot_of, self.slot_dst, self.slot_born, self.hist,
-            self.wide, self.stats,
+            self.arr_z, self.arr_q, self.slot_of, self.slot_dst, self.slot_born, self.slot_free,
+            self.hist, self.wide, self.stats,
         )  # fmt: skip
         end = block.start_tick + block.n_ticks
         # Maintenance at fixed tick positions, multiples of the 64-tick block (blocks never
@@ -450,6 +456,11 @@ class TransitEstimator:
         while end >= self._next_maintain:
             self._maintain(self._next_maintain)
             self._next_maintain += every
+
+    def _free_slots(self) -> np.ndarray:
+        """int32 (n_zones,): unused slots per source zone (derived, so not in the state)."""
+        used = (self.slot_dst.reshape(self.n_zones, -1) >= 0).sum(axis=1)
+        return (self.params.max_dest - used).astype(np.int32)
 
     def _maintain(self, now: int) -> None:
         """Release slots of full sources that showed no evidence, so new candidates get one."""
@@ -464,6 +475,7 @@ class TransitEstimator:
             a = s // p.max_dest
             self.slot_of[a, self.slot_dst[s]] = -1
             self.slot_dst[s] = -1
+            self.slot_free[a] += 1
             self.hist[s] = 0
             self.wide[s] = 0
         self.released += int(cand.sum())
@@ -480,6 +492,14 @@ class TransitEstimator:
     @property
     def _per_bin(self) -> float:
         return self.bin_ticks / (self.n_lag + 2 * self.control + 1)
+
+    def snapshot(self) -> TransitEstimator:
+        """A frozen copy to read links from (:meth:`directed`) in another thread while this
+        one keeps updating: the evidence arrays are copied (~75 MB at 1,000 cameras)."""
+        twin = copy.copy(self)
+        for name in ("hist", "wide", "slot_dst"):
+            setattr(twin, name, getattr(self, name).copy())
+        return twin
 
     # --- checkpoints ---
 
@@ -516,6 +536,7 @@ class TransitEstimator:
             arrays[name] = theirs.astype(mine.dtype, copy=True)
         for name, value in arrays.items():
             setattr(self, name, value)
+        self.slot_free = self._free_slots()
         self.released = int(state["released"])
         nxt = int(state["next_maintain"])
         self._next_maintain = None if nxt == NEVER else nxt
@@ -584,6 +605,13 @@ class TransitEstimator:
             out.append(
                 DirectedTransit(a, b, float(z[s]), float(obs[s]), float(exp_[s]), med, p10, p90)
             )
+        # Only legs that start where a link starts or end where one ends can explain a link
+        # (mark_indirect); at 1,000 cameras the other weak pairs were most of this call.
+        starts = np.zeros(self.network.n_cameras, dtype=np.bool_)
+        ends = np.zeros_like(starts)
+        starts[[d.src for d in out]] = True
+        ends[[d.dst for d in out]] = True
+        weak &= starts[src] | ends[dst]
         legs = {key: quantiles(s)[1] for key, s in best_slots(weak).items()}
         overlaps = set(overlaps) | self.overlap_like()
         out = mark_indirect(out, legs, overlaps, p.indirect_slack, bin_s, p.overlap_margin_s)
