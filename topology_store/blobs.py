@@ -170,6 +170,7 @@ def _rle_sparse_into(
 ) -> int:
     """The bytes ``_rle_into(_count_bytes(P row))`` writes, read from the row's live segments
     only (a 1,000-camera P row is 10^5 counts, mostly in no segment at all)."""
+    top = pool.shape[1] - 1  # the engine keeps each segment's largest P there
     pos = _varint_into(n_w * size, out, pos)
     last = 0  # end of the previous run written
     run_start = 0
@@ -178,8 +179,8 @@ def _rle_sparse_into(
         shift = 8 * b
         for c in range(slot_row.size):
             s = slot_row[c]
-            if s < 0:
-                continue
+            if s < 0 or (np.int64(pool[s, top]) >> shift) == 0:
+                continue  # no segment, or this byte plane of it is all zero (most high bytes)
             base = b * n_w + offsets[c]
             for k in range(seg_len[c]):
                 v = (np.int64(pool[s, k]) >> shift) & 0xFF

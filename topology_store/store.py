@@ -26,6 +26,7 @@ import io
 import json
 import logging
 import time
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -49,6 +50,10 @@ from topology_store.graph import Graph, TopologyView, build_graph, diff_graphs, 
 from topology_store.keys import Keys
 
 log = logging.getLogger(__name__)
+
+# Half-edges as stored: window indices fit int32, counts uint16 (O < count_limit <= 65536).
+_HALF = np.dtype([("i", "<i4"), ("j", "<i4"), ("o", "<u2"), ("p", "<u2")])
+_HALF_VERSION = b"\x02"
 
 NO_RANGE = -1
 
@@ -266,14 +271,15 @@ class TopologyStore:
 
     def shard_ranges(self) -> dict[int, int]:
         """shard -> last range id written to it (NO_RANGE if never), read from Redis."""
-        n = self.settings.redis_shards
-        pipe = self.redis.pipeline(transaction=False)
-        for s in range(n):
-            pipe.get(self.keys.range(s))
-        values = pipe.execute()
-        ranges = {s: int(v) if v is not None else NO_RANGE for s, v in enumerate(values)}
+        ranges = self._read_shard_ranges()
         self._cache.shard_ranges = dict(ranges)
         return ranges
+
+    def _read_shard_ranges(self) -> dict[int, int]:
+        pipe = self.redis.pipeline(transaction=False)
+        for s in range(self.settings.redis_shards):
+            pipe.get(self.keys.range(s))
+        return {s: int(v) if v is not None else NO_RANGE for s, v in enumerate(pipe.execute())}
 
     def applied_range(self, shard: int) -> int:
         raw = self.redis.get(self.keys.range(shard))
@@ -551,29 +557,43 @@ class TopologyStore:
         return written
 
     def write_half_edges(self, shard: int, half: np.ndarray) -> None:
-        """int64 (4, n): i, j, O_ij, P_ij of the shard's rows with C'_ij > C*."""
-        self.redis.set(self.keys.half(shard), np.ascontiguousarray(half, "<i8").tobytes())
+        """int64 (4, n): i, j, O_ij, P_ij of the shard's rows with C'_ij > C*; stored as
+        12-byte records (there are ~7 M halves at 1,000 cameras, read every topology pass)."""
+        rec = np.empty(half.shape[1], _HALF)
+        for name, column in zip(_HALF.names, half, strict=True):
+            rec[name] = column
+        self.redis.set(self.keys.half(shard), _HALF_VERSION + rec.tobytes())
 
     def read_half_edges(self) -> np.ndarray:
-        """int64 (4, n): every shard's half-edges."""
+        """int32 (4, n): every shard's half-edges (i, j, O_ij, P_ij)."""
         pipe = self.redis.pipeline(transaction=False)
         for shard in range(self.settings.redis_shards):
             pipe.get(self.keys.half(shard))
-        parts = [np.frombuffer(b, "<i8").reshape(4, -1) for b in pipe.execute() if b]
-        return np.concatenate(parts, axis=1) if parts else np.zeros((4, 0), np.int64)
+        parts = []
+        for shard, raw in enumerate(pipe.execute()):
+            if not raw:
+                continue
+            body = raw[len(_HALF_VERSION) :]
+            if not raw.startswith(_HALF_VERSION) or len(body) % _HALF.itemsize:
+                raise StoreError(
+                    f"{self.keys.half(shard)}: not a version-{_HALF_VERSION[0]} half-edge list "
+                    "(written by another camtopo version?)"
+                )
+            rec = np.frombuffer(body, _HALF)
+            parts.append(np.stack([rec[name] for name in _HALF.names]).astype(np.int32))
+        return np.concatenate(parts, axis=1) if parts else np.zeros((4, 0), np.int32)
 
     def write_meta(self, totals: Mapping[str, Any]) -> int:
         """The checkpoint meta of a partitioned run (health, tools): the range every shard
-        holds. Returns it."""
-        range_id = min(self.shard_ranges().values(), default=NO_RANGE)
+        holds. Returns it. (Leaves the cache of this worker's shard ranges alone: a counting
+        worker's leader calls this from its topology thread.)"""
+        range_id = min(self._read_shard_ranges().values(), default=NO_RANGE)
         meta = {"range_id": range_id, **totals, "saved_ms": int(time.time() * 1000)}
         self.redis.hset(self.keys.checkpoint, mapping=meta)  # type: ignore[arg-type]
         return range_id
 
     def _save_transit(self, estimator: Any, range_id: int) -> int:
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **estimator.transit.state())
-        blob = buf.getvalue()
+        blob = _npz(estimator.transit.state())
         # While replaying ranges older than the restored transit state, that state is still
         # what the estimator holds (it skips ticks it has): keep its range as the label.
         label = max(range_id, self._cache.transit_loaded)
@@ -853,3 +873,15 @@ def _import_row(counts: Any, i: int, row: Row, where: str) -> None:
             f"(count_limit {counts.limit}); start with the count_limit the store was written with"
         )
     counts.import_row(i, row.o, row.state, row.p, row.activity)
+
+
+def _npz(arrays: Mapping[str, Any]) -> bytes:
+    """``np.savez_compressed``'s format (``np.load`` reads it) at deflate level 1: at 1,000
+    cameras the transit state (~100 MB raw) took 2.2 s at numpy's level 6, 0.37 s here, for
+    10.5 MB instead of 7.5 (measured on campus-1000 after 4 simulated minutes)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        for name, value in arrays.items():
+            with z.open(f"{name}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
+    return buf.getvalue()

@@ -83,22 +83,39 @@ def edges_of_pairs(
 
 
 def mutual_edges(half: np.ndarray, o_ref: float) -> WindowEdges:
-    """Adjacent pairs from half-edges: int64 (4, n) rows i, j, O_ij, P_ij, one column per
+    """Adjacent pairs from half-edges: integer (4, n) rows i, j, O_ij, P_ij, one column per
     (i, j) with C'_ij > C*. A pair is adjacent when both (i, j) and (j, i) are there — the
-    two halves come from whichever workers count rows i and j."""
-    i, j, o, p = (np.asarray(a, dtype=np.int64) for a in half)
-    n = int(max(i.max(initial=-1), j.max(initial=-1))) + 1
-    key = i * n + j
-    order = np.argsort(key, kind="stable")
-    key, i, j, o, p = key[order], i[order], j[order], o[order], p[order]
-    rev = j * n + i
-    at = np.minimum(np.searchsorted(key, rev), max(key.size - 1, 0))
-    both = (key[at] == rev) & (i < j) if key.size else np.zeros(0, np.bool_)
-    a, back = np.flatnonzero(both), at[both]
+    two halves come from whichever workers count rows i and j. Sorted by (i, j), i < j."""
+    i, j, o, p = np.asarray(half)
+    a, back = _pair_up(i, j)
+    i, j, o_ij, p_ij, o_ji, p_ji = (
+        x.astype(np.int64) for x in (i[a], j[a], o[a], p[a], o[back], p[back])
+    )
     return WindowEdges(
-        i[a], j[a], o[a], p[a], o[back], p[back],
-        c_prime(p[a], o[a], o_ref), c_prime(p[back], o[back], o_ref),
-    )  # fmt: skip
+        i, j, o_ij, p_ij, o_ji, p_ji, c_prime(p_ij, o_ij, o_ref), c_prime(p_ji, o_ji, o_ref)
+    )
+
+
+def _pair_up(i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Columns of (i, j) with i < j whose reverse (j, i) is also there, and the reverse's.
+
+    Both halves share the key min * n + max, so they sort next to each other. At 1,000
+    cameras there are ~7 M halves: sorting keys with the column index packed into their low
+    bits took 0.5 s where an argsort and a search for every reverse took 8 s."""
+    n = int(max(i.max(initial=-1), j.max(initial=-1))) + 1
+    lo = np.minimum(i, j).astype(np.int64)
+    key = lo * n + (np.maximum(i, j) - lo)
+    bits = max(int(i.size).bit_length(), 1)
+    if n * n < 1 << (62 - bits):
+        packed = np.sort((key << bits) | np.arange(i.size))
+        key, order = packed >> bits, packed & ((1 << bits) - 1)
+    else:  # too large to pack: sort the index instead
+        order = np.argsort(key)
+        key = key[order]
+    t = np.flatnonzero(key[1:] == key[:-1])  # (each direction of a pair is there once)
+    x, y = order[t], order[t + 1]
+    fwd = i[x] < j[x]
+    return np.where(fwd, x, y), np.where(fwd, y, x)
 
 
 @dataclass(frozen=True)
