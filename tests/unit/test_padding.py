@@ -70,3 +70,55 @@ def test_buffer_memory_is_bounded_by_the_span_it_holds():
         buf.add(0, t, [t % 4])
         list(buf.release(t - 5))
     assert buf.held_ticks < 64 + 10
+
+
+def _blocks(buf: OccupancyBuffer, until: int) -> list[tuple]:
+    return [
+        (b.start_tick, b.n_ticks, b.occ_windows.tolist(), b.occ_bits.tolist(),
+         b.pad_windows.tolist(), b.pad_bits.tolist(), b.cam_ok.tolist())
+        for b in buf.release(until)
+    ]  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    frames=st.lists(
+        st.tuples(
+            st.integers(0, 2),  # camera
+            st.integers(0, 90),  # tick
+            st.lists(st.integers(0, 5), max_size=3),  # local windows
+        ),
+        max_size=60,
+    ),
+    released=st.integers(0, 40),
+)
+def test_adding_frames_at_once_equals_adding_them_one_by_one(frames, released):
+    """The counting workers' batch path: same blocks, and late or duplicate frames (within
+    the batch or with frames given before) skipped and counted as ``add`` refuses them."""
+    network = Network.uniform(["a", "b", "c"], Grid(cols=3, rows=2))
+    one, many = OccupancyBuffer(network, 2, 1), OccupancyBuffer(network, 2, 1)
+    for buf in (one, many):  # an earlier frame, and ticks already released
+        buf.add(1, 45, [0])
+        _blocks(buf, released)
+    late = duplicate = 0
+    for cam, tick, ws in frames:
+        try:
+            one.add(cam, tick, ws)
+        except LateFrameError:
+            late += 1
+        except DuplicateFrameError:
+            duplicate += 1
+    got = many.add_frames(
+        np.array([f[0] for f in frames], dtype=np.int64),
+        np.array([f[1] for f in frames], dtype=np.int64),
+        [np.array(f[2], dtype=np.int64) for f in frames],
+    )
+    assert got == (late, duplicate)
+    assert _blocks(many, 200) == _blocks(one, 200)
+
+
+def test_adding_frames_at_once_refuses_a_window_outside_the_grid():
+    network = Network.uniform(["a", "b"], Grid(cols=2, rows=2))
+    buf = OccupancyBuffer(network, 1, 1)
+    with pytest.raises(NetworkError, match="window 4 is outside the 4-window grid of camera 'b'"):
+        buf.add_frames(np.array([0, 1]), np.array([5, 5]), [np.array([3]), np.array([4])])
