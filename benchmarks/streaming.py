@@ -84,6 +84,8 @@ class Sample:
     durable_buckets: dict[float, float] = field(default_factory=dict)
     rss_mb: float = 0  # all workers together
     rss_by_role: dict[str, float] = field(default_factory=dict)
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds so far, per component
+    phase_s: dict[str, float] = field(default_factory=dict)  # "worker phase": seconds so far
     engine_mb: float = 0
     redis_mb: float = 0
     lag: float = 0
@@ -137,7 +139,9 @@ def _buckets(m: dict, name: str) -> dict[float, float]:
     return {float(lab["le"]): v for lab, v in m.get(name, [])}
 
 
-def _sample(t: float, scraped: list[tuple[Worker, dict]], rc: Any) -> Sample:
+def _sample(
+    t: float, scraped: list[tuple[Worker, dict]], rc: Any, others: dict[str, int | None]
+) -> Sample:
     """One sample of the whole pipeline: input from the single worker or the assemblers,
     counting from the single worker or the *slowest* counting worker (each counts every
     frame for its rows), memory of all workers together."""
@@ -161,6 +165,16 @@ def _sample(t: float, scraped: list[tuple[Worker, dict]], rc: Any) -> Sample:
         rss_by_role={
             role: sum(rss_mb(w.proc.pid) for w, _ in scraped if w.role == role)
             for role in {w.role for w, _ in scraped}
+        },
+        cpu_s={
+            "machine": machine_cpu_seconds(),
+            **{w.name: cpu_seconds(w.proc.pid) for w, _ in scraped},
+            **{name: cpu_seconds(pid) for name, pid in others.items() if pid is not None},
+        },
+        phase_s={
+            f"{w.name} {lab['phase']}": v
+            for w, m in scraped
+            for lab, v in m.get("camtopo_counter_phase_seconds_total", [])
         },
         engine_mb=sum(_one(m, "camtopo_engine_bytes") for m in counting) / 2**20,
         redis_mb=int(rc.info("memory")["used_memory"]) / 2**20,
@@ -199,6 +213,22 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds the whole machine spent busy so far (all cores, every process)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def quantile(buckets: dict[float, float], q: float) -> float:
@@ -246,6 +276,7 @@ def run_size(n: int, args: argparse.Namespace, kafka, redis_server, workdir: Pat
         CAMTOPO_REDIS_URL=redis_url,
         CAMTOPO_PROCESSOR_GROUP=f"proc-{tag}",
         CAMTOPO_CHECKPOINT_SPREAD_RANGES=str(args.checkpoint_spread),
+        CAMTOPO_COUNTER_CHECKPOINT_SPREAD_RANGES=str(args.counter_checkpoint_spread),
         CAMTOPO_ASSEMBLER_GROUP=f"asm-{tag}",
         CAMTOPO_COUNTER_GROUP=f"cnt-{tag}",
         CAMTOPO_RANGES_TOPIC=f"ranges-{tag}",
@@ -266,6 +297,7 @@ def run_size(n: int, args: argparse.Namespace, kafka, redis_server, workdir: Pat
         time.sleep(0.2)
     workers = _start_workers(n, args, env, network, workdir)
     samples: list[Sample] = []
+    others = {"producer": producer.pid, "kafka": kafka.pid(), "redis": redis_server.pid()}
     t0 = time.time()
     from tqdm import tqdm
 
@@ -281,7 +313,7 @@ def run_size(n: int, args: argparse.Namespace, kafka, redis_server, workdir: Pat
                     scraped = [(w, scrape(w.port)) for w in workers]
                 except OSError:
                     continue  # a metrics server is not up yet
-                samples.append(_sample(time.time() - t0, scraped, rc))
+                samples.append(_sample(time.time() - t0, scraped, rc, others))
     finally:
         producer.terminate()
         for w in workers:
@@ -342,6 +374,14 @@ def summarise(n: int, samples: list[Sample], args: argparse.Namespace) -> dict:
         "rss_mb_last": warm[-1].rss_mb,
         "rss_mb_max": max(s.rss_mb for s in samples),
         "rss_mb_by_role_last": warm[-1].rss_by_role,
+        # where the machine's cores go after warm-up (cores = CPU seconds per wall second)
+        "cores_by_component": {
+            name: (b.cpu_s.get(name, 0.0) - a.cpu_s.get(name, 0.0)) / span for name in b.cpu_s
+        },
+        # a counting worker's busy share per phase (seconds per wall second) after warm-up
+        "phase_share": {
+            name: (b.phase_s.get(name, 0.0) - a.phase_s.get(name, 0.0)) / span for name in b.phase_s
+        },
         "engine_mb_last": warm[-1].engine_mb,
         "redis_mb_first": warm[0].redis_mb,
         "redis_mb_last": warm[-1].redis_mb,
@@ -419,6 +459,10 @@ def main() -> int:
         "--checkpoint-spread", type=int, default=10, help="CAMTOPO_CHECKPOINT_SPREAD_RANGES"
     )
     ap.add_argument(
+        "--counter-checkpoint-spread", type=int, default=60,
+        help="CAMTOPO_COUNTER_CHECKPOINT_SPREAD_RANGES (partitioned runs)",
+    )  # fmt: skip
+    ap.add_argument(
         "--counters",
         type=int,
         default=0,
@@ -459,7 +503,8 @@ def main() -> int:
         redis_server.stop()
     print(
         f"\nwhole system, {args.duration:.0f} s per size (rates after {args.warmup:.0f} s "
-        f"warm-up), checkpoints spread over {args.checkpoint_spread} range(s)"
+        f"warm-up), checkpoints spread over {args.checkpoint_spread} range(s) (single worker) / "
+        f"{args.counter_checkpoint_spread} (counting workers)"
     )
     head = (
         f"{'cameras':>7} {'workers':>7} {'frames/s in':>11} {'expected':>8} {'counted/s':>9} "
@@ -484,6 +529,19 @@ def main() -> int:
             f"{r['redis_mb_first']:>6.1f}->{r['redis_mb_last']:<6.1f} {r['lag_max_records']:>7.0f} "
             f"{r['lag_last_records']:>7.0f}"
         )
+        cores = r.get("cores_by_component", {})
+        if cores:
+            phases = r.get("phase_share", {})
+            if phases:
+                print(
+                    f"{'':>7} counting workers' time per wall second: "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in sorted(phases.items()))
+                )
+            parts = {k: v for k, v in cores.items() if k != "machine"}
+            print(
+                f"{'':>7} cores busy: machine {cores.get('machine', float('nan')):.2f} of "
+                f"{os.cpu_count()}; " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(parts.items()))
+            )
     plot(results, RESULTS / f"streaming{args.tag}.png")
     out = RESULTS / f"streaming{args.tag}"
     print(f"wrote {out}.json and {out}.png")

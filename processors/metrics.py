@@ -68,6 +68,13 @@ def observe_many(hist: Histogram, values: np.ndarray) -> None:
 OWNED_SHARDS = Gauge(
     "camtopo_owned_shards", "Redis shards whose rows this counting worker counts (partitioned)"
 )
+COUNTER_PHASE_SECONDS = Counter(
+    "camtopo_counter_phase_seconds_total",
+    "a counting worker's time per phase of its ranges: frames (into the buffer), count "
+    "(padding and the engine), checkpoint, half_edges (its adjacency halves to Redis), "
+    "join (leader: halves joined, topology published)",
+    ["phase"],
+)
 BLOCKS_PUBLISHED = Counter(
     "camtopo_range_blocks_published_total", "range blocks an assembler put on the ranges topic"
 )

@@ -275,6 +275,10 @@ class TopologyStore:
         self._cache.shard_ranges = dict(ranges)
         return ranges
 
+    def held_range(self, shards: Iterable[int]) -> int:
+        """The range all of ``shards`` hold in Redis, as this store last wrote or read them."""
+        return min((self._cache.shard_ranges.get(s, NO_RANGE) for s in shards), default=NO_RANGE)
+
     def _read_shard_ranges(self) -> dict[int, int]:
         pipe = self.redis.pipeline(transaction=False)
         for s in range(self.settings.redis_shards):

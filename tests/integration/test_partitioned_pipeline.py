@@ -58,6 +58,9 @@ class Workers:
                 "o_ref": 20.0,
                 "c_star": 0.8,
                 "activity_gate": 0,
+                # Several checkpoints per shard within the trace, so a restart finds shards
+                # at different ranges (the default, 60, writes each shard once in 2 minutes).
+                "counter_checkpoint_spread_ranges": 10,
             }
         )
         self.stack = stack

@@ -1,0 +1,95 @@
+"""The leader's topology join runs in a thread: counting goes on meanwhile, each join's changes
+are handed out exactly once, and a failed join surfaces in the counting loop. (A stand-in for
+the Redis store: this is the hand-over logic only; tests/integration covers the real store.)"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from camtopo.core.adjacency import HalfEdgeIndex
+from camtopo.core.topology import TopologyEstimator
+from camtopo.settings import Settings
+from camtopo.simulation import Simulation
+from processors.counter import RowCounter
+from topology_store.store import LeaseLost
+
+
+class SlowStore:
+    """Records half-edges; each publish waits until released and reports one change."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.published: list[int] = []  # range_end_ms of every join
+        self.fail: Exception | None = None
+
+    def write_half_edges(self, shard: int, half: np.ndarray) -> None:
+        pass
+
+    def read_half_edges(self) -> np.ndarray:
+        return np.zeros((4, 0), np.int32)
+
+    def publish_topology(self, edges: Any, transit: Any, range_end_ms: int) -> list[dict]:
+        assert self.release.wait(10), "the test never released the join"
+        self.published.append(range_end_ms)
+        if self.fail is not None:
+            raise self.fail
+        return [{"change": "edge_added", "range_end_ms": range_end_ms}]
+
+    def write_meta(self, totals: dict) -> None:
+        pass
+
+
+@pytest.fixture
+def leader() -> tuple[RowCounter, SlowStore]:
+    sim = Simulation.from_name("campus", 6, seed=1)
+    settings = Settings(topology_every_ranges=1, transit_enabled=False)
+    store = SlowStore()
+    counter = RowCounter(sim.network, settings, store)  # type: ignore[arg-type]
+    est = TopologyEstimator(sim.network, settings)
+    counter.estimator, counter.shards = est, [0]  # shard 0: the leader
+    counter.half = HalfEdgeIndex(est.counts, settings.c_star, settings.o_ref)  # type: ignore[arg-type]
+    yield counter, store
+    store.release.set()
+    counter.close()
+
+
+def _until_done(counter: RowCounter) -> None:
+    deadline = time.monotonic() + 10
+    while counter._join is not None and not counter._join.done():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_counting_goes_on_while_a_join_runs_and_its_changes_come_out_once(leader) -> None:
+    counter, store = leader
+    started = time.monotonic()
+    assert counter.topology(1) == []  # the join of range 1 starts and blocks
+    assert counter.topology(2) == []  # still under way: no second join is started
+    assert time.monotonic() - started < 5
+    store.release.set()
+    _until_done(counter)
+    end_1 = int(counter.grid.end_ms(1))
+    assert counter.topology(3) == [{"change": "edge_added", "range_end_ms": end_1}]
+    _until_done(counter)  # range 3's join
+    assert store.published == [end_1, int(counter.grid.end_ms(3))]
+    assert counter.close() == [{"change": "edge_added", "range_end_ms": store.published[1]}]
+
+
+def test_a_failed_join_raises_once_in_the_counting_loop_and_the_next_one_runs(leader) -> None:
+    counter, store = leader
+    store.fail = LeaseLost("Redis restarted")
+    store.release.set()
+    counter.topology(1)  # range 1's join fails in its thread
+    _until_done(counter)
+    with pytest.raises(LeaseLost):
+        counter.topology(2)  # where the loop rebuilds (run_counter)
+    store.fail = None
+    assert counter.topology(3) == []  # a new join starts
+    _until_done(counter)
+    assert counter.close() == [{"change": "edge_added", "range_end_ms": store.published[-1]}]
+    assert store.published == [int(counter.grid.end_ms(1)), int(counter.grid.end_ms(3))]
