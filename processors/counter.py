@@ -77,7 +77,7 @@ class RowCounter:
         self._checkpoints = 0
         self._since_topology = 0
         self._uncheckpointed: int | None = None  # newest range counted but not all written
-        self.last_checkpoint_wall = time.monotonic()
+        self.last_counted_wall = time.monotonic()  # the stream pauses when this gets old
         self._window_shard = window_shards(network, settings.redis_shards)
         self._joiner = ThreadPoolExecutor(1, thread_name_prefix="topology-join")
         self._join: Future[list[dict[str, Any]]] | None = None  # the leader's join under way
@@ -189,10 +189,10 @@ class RowCounter:
         _phase("checkpoint", lap)
         changes = self.topology(whole.range_id)
         seconds = time.perf_counter() - started
-        # The stream pauses (see run_counter) only when no range came for a while after this
-        # one was counted: a long topology pass must not make the next wait look like a
-        # pause, or the whole-shard checkpoint (~1 GB at 1,000 cameras) lands mid-stream.
-        self.last_checkpoint_wall = time.monotonic()
+        # From the end of the range, not its checkpoint: a long topology pass must not make
+        # the next wait look like a pause, or the whole-shard checkpoint (~1 GB at 1,000
+        # cameras) lands mid-stream.
+        self.last_counted_wall = time.monotonic()
         metrics.RANGE_SECONDS.observe(seconds)
         metrics.RANGES_CLOSED.inc(whole.range_id - whole.first_range + 1)
         metrics.LAST_RANGE.set(whole.range_id)
@@ -218,19 +218,18 @@ class RowCounter:
         )
         if whole:
             self._uncheckpointed = None
-        self.last_checkpoint_wall = time.monotonic()
         held = self.store.held_range(self.shards)
         now, tick_s = time.time(), self.settings.tick_ms / 1000.0
         while self._undurable and self._undurable[0][0] <= held:
             metrics.observe_many(metrics.DURABLE_DELAY, now - self._undurable.pop(0)[1] * tick_s)
         return rows
 
-    def topology(self, range_id: int, force: bool = False) -> list[dict[str, Any]]:
+    def topology(self, range_id: int) -> list[dict[str, Any]]:
         """Every ``topology_every_ranges``: publish this worker's half-edges of the shards whose
         rows changed; the leader then joins every worker's halves into the topology."""
         changes = self._take()  # of a join that finished since: they go out with this range
         self._since_topology += 1
-        if not force and self._since_topology < self.settings.topology_every_ranges:
+        if self._since_topology < self.settings.topology_every_ranges:
             return changes
         self._since_topology = 0
         assert self.half is not None and self.estimator is not None
@@ -240,11 +239,7 @@ class RowCounter:
             rows = np.flatnonzero(self._window_shard == shard)
             self.store.write_half_edges(shard, self.half.half(rows))
         lap = _phase("half_edges", lap)
-        if not self.leader:
-            return changes
-        if force:
-            changes += self._take(wait=True)
-        if self._join is None:  # else the last one is still under way: the next pass joins
+        if self.leader and self._join is None:  # else one is under way: the next pass joins
             est = self.estimator
             self._join = self._joiner.submit(
                 self._join_halves,
@@ -252,8 +247,6 @@ class RowCounter:
                 int(self.grid.end_ms(range_id)),
                 {"observed_ticks": est.observed_ticks, "observations": est.observations},
             )
-            if force:
-                changes += self._take(wait=True)
         return changes
 
     def _joined(self, wait: bool = False) -> list[dict[str, Any]]:
@@ -439,7 +432,7 @@ def run_counter(network: Network, settings: Settings, store: TopologyStore) -> i
                     lease.poll(0)
                     if wanted is not None:
                         break
-                stale = time.monotonic() - counter.last_checkpoint_wall > 2 * settings.range_seconds
+                stale = time.monotonic() - counter.last_counted_wall > 2 * settings.range_seconds
                 if stale:
                     counter.checkpoint(whole=True)
             except (LeaseLost, *_TRANSIENT) as exc:

@@ -584,7 +584,7 @@ class TopologyStore:
                     "(written by another camtopo version?)"
                 )
             rec = np.frombuffer(body, _HALF)
-            parts.append(np.stack([rec[name] for name in _HALF.names]).astype(np.int32))
+            parts.append(np.stack([rec[name] for name in _HALF.names]))  # int32
         return np.concatenate(parts, axis=1) if parts else np.zeros((4, 0), np.int32)
 
     def write_meta(self, totals: Mapping[str, Any]) -> int:

@@ -413,11 +413,11 @@ class TransitEstimator:
         slots = self.n_zones * p.max_dest
         self.slot_dst = np.full(slots, -1, dtype=np.int32)
         self.slot_born = np.zeros(slots, dtype=np.int64)
-        self.slot_free = np.full(self.n_zones, p.max_dest, dtype=np.int32)  # from slot_dst
         # bins of lags [-n_neg_bins, 0) then [0, n_bins) (see :attr:`signal`)
         self.hist = np.zeros((slots, self.n_neg_bins + self.n_bins), dtype=np.uint16)
         self.wide = np.zeros(slots, dtype=np.uint32)
         self.stats = np.zeros(4, dtype=np.int64)
+        self.slot_free = self._free_slots()  # kept up to date by _update and _maintain
         self.released = 0  # slots released to make room for new candidates
         self._next_maintain: int | None = None
 
@@ -465,7 +465,7 @@ class TransitEstimator:
     def _maintain(self, now: int) -> None:
         """Release slots of full sources that showed no evidence, so new candidates get one."""
         p = self.params
-        full = (self.slot_dst.reshape(-1, p.max_dest) >= 0).all(axis=1)
+        full = self.slot_free == 0
         if not full.any():
             return
         z, *_ = self._scores()
