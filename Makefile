@@ -38,6 +38,7 @@ bench: setup
 	$(BIN)/python -m benchmarks.engine_speed
 	$(BIN)/python -m benchmarks.engine_memory --budgets 1024 0
 	$(BIN)/python -m benchmarks.accuracy
+	$(BIN)/python -m benchmarks.redis_rewrite
 
 clean:
 	rm -rf $(VENV) .stack out .pytest_cache .hypothesis

@@ -65,7 +65,12 @@ class Settings(BaseSettings):
     readmit_after: int = Field(
         2048, ge=1, description="a pruned segment is re-tested after this many opportunities"
     )
-    max_pool_mb: int = Field(4096, ge=1, description="budget for P segments; bounds memory")
+    max_pool_mb: int = Field(
+        4096,
+        ge=1,
+        description="budget for P segments of the whole network; bounds memory (partitioned "
+        "counting workers each take the share of the rows they own)",
+    )
 
     # --- transit links between non-overlapping cameras (camtopo/core/transit.py) ---
     transit_enabled: bool = Field(True, description="lag-resolved appearance evidence")
@@ -105,7 +110,10 @@ class Settings(BaseSettings):
         3600.0, gt=0, description="frames captured this long before their record are refused"
     )
     topology_every_ranges: int = Field(
-        5, ge=1, description="recompute adjacency and publish changes every N closed batches"
+        5,
+        ge=1,
+        description="recompute adjacency and publish changes every N closed batches (counting "
+        "workers: every owned shard's half-edges refreshed over N ranges, time share permitting)",
     )
     processor_metrics_port: int = Field(9108, ge=0, description="Prometheus /metrics; 0 = off")
     processor_session_timeout_seconds: float = Field(
@@ -156,6 +164,16 @@ class Settings(BaseSettings):
         description="counting workers write each owned shard once every N ranges (a slice per "
         "range); Redis lags their counts by up to N ranges, which a restart replays from the "
         "ranges topic (no Kafka commit waits on it)",
+    )
+    # At 1,000 cameras a half-edge pass over a worker's rows took ~4 s and the leader's join
+    # ~7 s after 15 minutes: every 5 ranges, that was most of the machine (docs/streaming.md).
+    topology_max_share: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="counting workers: refreshing half-edges takes at most this share of each "
+        "range (at least one shard per range), the leader's join at most this share of the "
+        "time (the next one waits); so topology changes come later as the network grows",
     )
     counter_buffer_frames: int = Field(
         2_000_000,

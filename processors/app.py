@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -40,6 +42,9 @@ def occupancy_app(group: str, settings: Settings) -> tuple[faust.App, Any, Any]:
         group,
         broker=broker_url(settings.kafka_bootstrap),
         store="memory://",
+        # Tables live in memory; Faust still makes a folder, by default "<group>-data" in the
+        # working directory: keep that out of it.
+        datadir=str(Path(tempfile.gettempdir()) / "camtopo-faust-{conf.name}"),
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
         # Unacked records are the frames of open ranges, by design: do not wait for them.

@@ -11,15 +11,17 @@ the oldest range its shards hold — exactly the single worker's crash recovery,
 
 The worker that owns shard 0 is the *leader*: it also keeps the transit evidence (it needs
 every camera's blocks, which every worker has) and joins all workers' half-edges into the
-topology and its change events. The join runs in a thread of its own (on a frozen copy of the
-transit evidence), so the leader keeps counting meanwhile: at 1,000 cameras a join reads ~7 M
-half-edges and took 2-3 s, during which no range was counted. :class:`RowCounter` is the logic
-without Kafka.
+topology and its change events. Nothing long runs between two ranges: each range refreshes
+the half-edges of a few owned shards only (a pass over all rows took ~4 s at 1,000 cameras),
+and the join runs in a thread of its own (on a frozen copy of the transit evidence) — at
+1,000 cameras it reads ~7 M half-edges and took 2-7 s. Both take at most
+``topology_max_share`` of the time. :class:`RowCounter` is the logic without Kafka.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import time
 import uuid
@@ -75,7 +77,10 @@ class RowCounter:
         self.replay_until = NO_RANGE  # ranges some owned shard already holds: one by one
         self.half: HalfEdgeIndex | None = None
         self._checkpoints = 0
-        self._since_topology = 0
+        self._half_cursor = 0  # the owned shard whose half-edges are refreshed next
+        self._unpassed: int | None = None  # newest range counted since the stream last paused
+        self._unjoined: int | None = None  # leader: newest range of halves not yet joined
+        self._next_join = 0.0  # monotonic: no join starts before (topology_max_share)
         self._uncheckpointed: int | None = None  # newest range counted but not all written
         self.last_counted_wall = time.monotonic()  # the stream pauses when this gets old
         self._window_shard = window_shards(network, settings.redis_shards)
@@ -102,12 +107,14 @@ class RowCounter:
         self._undurable.clear()
         metrics.OWNED_SHARDS.set(len(self.shards))
         self.estimator = self.collector = self.half = None
-        self._uncheckpointed = None
+        self._uncheckpointed = self._unpassed = self._unjoined = None
+        self._half_cursor = 0
         if not self.shards:
             return None
-        est = TopologyEstimator(self.network, self.settings)
+        owned = owned_windows(self.network, self.settings.redis_shards, self.shards)
+        est = TopologyEstimator(self.network, self.pool_share(owned))
         counts = est.counts
-        counts.owned = owned_windows(self.network, self.settings.redis_shards, self.shards)  # type: ignore[attr-defined]
+        counts.owned = owned  # type: ignore[attr-defined]
         if not self.leader:
             est.transit = None  # the leader keeps it
         self.token = uuid.uuid4().hex
@@ -116,8 +123,8 @@ class RowCounter:
         dropped = counts.dropped_on_import  # type: ignore[attr-defined]
         if dropped:
             log.warning(
-                "%d stored segments did not fit CAMTOPO_MAX_POOL_MB=%d and restart from zero "
-                "(this worker took over more rows than its budget holds)",
+                "%d stored segments did not fit this worker's share of CAMTOPO_MAX_POOL_MB=%d "
+                "and restart from zero",
                 dropped, self.settings.max_pool_mb,
             )  # fmt: skip
         start = min(r for r, _ in held.values())
@@ -138,6 +145,13 @@ class RowCounter:
             self.shards, self.leader, start, self.replay_until,
         )  # fmt: skip
         return None if start == NO_RANGE else start
+
+    def pool_share(self, owned: np.ndarray) -> Settings:
+        """Settings whose pool budget is this worker's share of ``max_pool_mb`` (by rows
+        owned): the budget bounds the counts of the whole network, as in one engine, however
+        many workers count them; a worker that takes over more shards gets more."""
+        mb = max(1, round(self.settings.max_pool_mb * int(owned.sum()) / owned.size))
+        return self.settings.model_copy(update={"max_pool_mb": mb})
 
     # --- counting -----------------------------------------------------------------------------
     def next_batch(self) -> WholeRanges | None:
@@ -187,7 +201,7 @@ class RowCounter:
             self._undurable.append((whole.range_id, ticks))
         rows = self.checkpoint(whole=replaying)
         _phase("checkpoint", lap)
-        changes = self.topology(whole.range_id)
+        changes = self.topology(whole.range_id, whole.range_id - whole.first_range + 1)
         seconds = time.perf_counter() - started
         # From the end of the range, not its checkpoint: a long topology pass must not make
         # the next wait look like a pause, or the whole-shard checkpoint (~1 GB at 1,000
@@ -203,10 +217,13 @@ class RowCounter:
         )
 
     def spread_slice(self) -> list[int]:
+        """The owned shards the next spread checkpoint writes: spaced evenly over every
+        ``counter_checkpoint_spread_ranges`` checkpoints (32 shards over 60: one every
+        second range, not 32 in a row and then 28 without a write)."""
         n = self.settings.counter_checkpoint_spread_ranges
         k = self._checkpoints % n
         self._checkpoints += 1
-        return [s for pos, s in enumerate(self.shards) if pos % n == k]
+        return [s for pos, s in enumerate(self.shards) if pos * n // len(self.shards) == k]
 
     def checkpoint(self, whole: bool = False) -> int:
         """Write a slice of the owned shards (all of them if ``whole``); rows written."""
@@ -224,30 +241,66 @@ class RowCounter:
             metrics.observe_many(metrics.DURABLE_DELAY, now - self._undurable.pop(0)[1] * tick_s)
         return rows
 
-    def topology(self, range_id: int) -> list[dict[str, Any]]:
-        """Every ``topology_every_ranges``: publish this worker's half-edges of the shards whose
-        rows changed; the leader then joins every worker's halves into the topology."""
-        changes = self._take()  # of a join that finished since: they go out with this range
-        self._since_topology += 1
-        if self._since_topology < self.settings.topology_every_ranges:
-            return changes
-        self._since_topology = 0
-        assert self.half is not None and self.estimator is not None
-        lap = time.perf_counter()
-        changed = self.half.refresh()
-        for shard in np.unique(self._window_shard[changed]).tolist():
-            rows = np.flatnonzero(self._window_shard == shard)
-            self.store.write_half_edges(shard, self.half.half(rows))
-        lap = _phase("half_edges", lap)
-        if self.leader and self._join is None:  # else one is under way: the next pass joins
-            est = self.estimator
-            self._join = self._joiner.submit(
-                self._join_halves,
-                est.transit.snapshot() if est.transit is not None else None,
-                int(self.grid.end_ms(range_id)),
-                {"observed_ticks": est.observed_ticks, "observations": est.observations},
-            )
+    def topology(self, range_id: int, ranges: int = 1) -> list[dict[str, Any]]:
+        """After counting ``ranges`` ranges through ``range_id``: refresh the half-edges of the
+        next owned shards, so that every shard's are at most ``topology_every_ranges`` ranges
+        old — fewer shards when that takes more than ``topology_max_share`` of the ranges' time
+        (at least one; a pass over all rows took ~4 s at 1,000 cameras, and no range was
+        counted meanwhile). Once every owned shard's are new, the leader joins every worker's
+        halves into the topology (:meth:`_start_join`). Returns changes of a join since."""
+        changes = self._take()
+        self._unpassed = range_id
+        most = math.ceil(len(self.shards) * ranges / self.settings.topology_every_ranges)
+        budget = self.settings.topology_max_share * self.settings.range_seconds * ranges
+        self._half_edges(most, budget)
+        self._start_join()
         return changes
+
+    def idle(self) -> list[dict[str, Any]]:
+        """The stream has paused: bring the topology up to the last range counted (every
+        shard's half-edges and a join, whatever the time share); returns changes of a join
+        finished since."""
+        if self._unpassed is not None:
+            self._half_edges(len(self.shards), math.inf)
+            if self.leader:
+                self._unjoined = self._unpassed
+            self._unpassed = None
+        self._start_join(now=True)
+        return self._take()
+
+    def _half_edges(self, most: int, budget: float) -> None:
+        """Refresh up to ``most`` owned shards' half-edges, from where the last call stopped,
+        until ``budget`` seconds have gone (at least one shard)."""
+        assert self.half is not None
+        lap = time.perf_counter()
+        for done in range(most):
+            if done and time.perf_counter() - lap > budget:
+                break
+            shard = self.shards[self._half_cursor]
+            rows = np.flatnonzero(self._window_shard == shard)
+            if self.half.refresh(rows).size:
+                self.store.write_half_edges(shard, self.half.half(rows))
+            self._half_cursor = (self._half_cursor + 1) % len(self.shards)
+            if self._half_cursor == 0 and self.leader:  # every owned shard's halves are new
+                self._unjoined = self._unpassed
+        _phase("half_edges", lap)
+
+    def _start_join(self, now: bool = False) -> None:
+        """The leader's join of the newest halves, in its thread, unless one is under way
+        (the next call starts it) or the last one's share of the time says wait."""
+        if self._unjoined is None or self._join is not None:
+            return
+        if not now and time.monotonic() < self._next_join:
+            return
+        est = self.estimator
+        assert est is not None
+        self._join = self._joiner.submit(
+            self._join_halves,
+            est.transit.snapshot() if est.transit is not None else None,
+            int(self.grid.end_ms(self._unjoined)),
+            {"observed_ticks": est.observed_ticks, "observations": est.observations},
+        )
+        self._unjoined = None
 
     def _joined(self, wait: bool = False) -> list[dict[str, Any]]:
         """The changes of the leader's last join once it has finished (``wait``: wait for
@@ -278,7 +331,9 @@ class RowCounter:
         edges = mutual_edges(self.store.read_half_edges(), self.settings.o_ref)
         changes = self.store.publish_topology(edges, transit, range_end_ms)
         self.store.write_meta(totals)
+        seconds = time.perf_counter() - lap
         _phase("join", lap)
+        self._next_join = time.monotonic() + seconds * (1 / self.settings.topology_max_share - 1)
         return changes
 
 
@@ -435,6 +490,8 @@ def run_counter(network: Network, settings: Settings, store: TopologyStore) -> i
                 stale = time.monotonic() - counter.last_counted_wall > 2 * settings.range_seconds
                 if stale:
                     counter.checkpoint(whole=True)
+                    if changes := counter.idle():
+                        publish_changes(producer, changes, settings.topology_changes_topic)
             except (LeaseLost, *_TRANSIENT) as exc:
                 # Lost a shard, or Redis went away mid-checkpoint: what is in memory may be
                 # ahead of Redis in some shards; rebuilding from Redis and replaying is exact.

@@ -70,9 +70,10 @@ class HalfEdgeIndex:
         self.o_ref = o_ref
         self._out: dict[int, np.ndarray] = {}
 
-    def refresh(self) -> np.ndarray:
-        """Re-scan the rows changed since the last refresh; returns them."""
-        rows = self.counts.take_changed()
+    def refresh(self, among: np.ndarray | None = None) -> np.ndarray:
+        """Re-scan the rows changed since the last refresh (only ``among``, int row indices,
+        if given); returns them."""
+        rows = self.counts.take_changed(among)
         if rows.size == 0:
             return rows
         for i in rows.tolist():

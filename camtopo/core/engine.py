@@ -478,11 +478,16 @@ class FastExclusion:
         self.stale[rows] = True
         return rows
 
-    def take_changed(self) -> np.ndarray:
+    def take_changed(self, among: np.ndarray | None = None) -> np.ndarray:
         """Rows changed since the last call of this (adjacency refresh), whether or not a
-        checkpoint took them since; checkpoints keep their own marks."""
-        rows = np.flatnonzero(self.dirty | self.stale)
-        self.stale[:] = False
+        checkpoint took them since; checkpoints keep their own marks. Only ``among`` (int
+        row indices), if given."""
+        if among is None:
+            rows = np.flatnonzero(self.dirty | self.stale)
+            self.stale[:] = False
+            return rows
+        rows = among[self.dirty[among] | self.stale[among]]
+        self.stale[rows] = False
         return rows
 
     def export_row(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:

@@ -188,6 +188,7 @@ def test_aiokafka_reads_what_confluent_produced(
 def test_redis_keeps_acknowledged_writes_across_sigkill(redis_server: RedisServer) -> None:
     client = redis.Redis.from_url(redis_server.url)
     assert client.config_get("appendonly") == {"appendonly": "yes"}
+    assert client.config_get("rdbcompression") == {"rdbcompression": "no"}
     prefix = f"test:{uuid.uuid4().hex}"
     counts = {f"w{i}": i * 3 + 1 for i in range(50)}
     client.hset(f"{prefix}:counts", mapping=counts)

@@ -26,9 +26,10 @@ class SlowStore:
         self.release = threading.Event()
         self.published: list[int] = []  # range_end_ms of every join
         self.fail: Exception | None = None
+        self.halves: list[int] = []  # shards whose half-edges were written, in order
 
     def write_half_edges(self, shard: int, half: np.ndarray) -> None:
-        pass
+        self.halves.append(shard)
 
     def read_half_edges(self) -> np.ndarray:
         return np.zeros((4, 0), np.int32)
@@ -47,7 +48,7 @@ class SlowStore:
 @pytest.fixture
 def leader() -> tuple[RowCounter, SlowStore]:
     sim = Simulation.from_name("campus", 6, seed=1)
-    settings = Settings(topology_every_ranges=1, transit_enabled=False)
+    settings = Settings(topology_every_ranges=1, topology_max_share=1.0, transit_enabled=False)
     store = SlowStore()
     counter = RowCounter(sim.network, settings, store)  # type: ignore[arg-type]
     est = TopologyEstimator(sim.network, settings)
@@ -93,3 +94,49 @@ def test_a_failed_join_raises_once_in_the_counting_loop_and_the_next_one_runs(le
     _until_done(counter)
     assert counter.close() == [{"change": "edge_added", "range_end_ms": store.published[-1]}]
     assert store.published == [int(counter.grid.end_ms(1)), int(counter.grid.end_ms(3))]
+
+
+def test_a_join_waits_out_its_share_but_a_pause_brings_the_topology_up_to_date(leader) -> None:
+    counter, store = leader
+    counter.settings = counter.settings.model_copy(update={"topology_max_share": 1e-4})
+    store.release.set()
+    counter.topology(1)
+    _until_done(counter)  # the next join waits ~10,000 times as long as this one took
+    assert counter._next_join > time.monotonic()
+    changes = counter.topology(2)  # range 2's halves are written but not joined yet
+    assert changes == [{"change": "edge_added", "range_end_ms": int(counter.grid.end_ms(1))}]
+    assert counter._join is None and store.published == [int(counter.grid.end_ms(1))]
+    counter.idle()  # the stream paused: join now
+    _until_done(counter)
+    assert store.published[-1] == int(counter.grid.end_ms(2))
+    assert counter.idle() == [{"change": "edge_added", "range_end_ms": store.published[-1]}]
+    assert counter.idle() == [] and len(store.published) == 2  # nothing new: no new join
+
+
+def test_each_range_refreshes_a_few_shards_and_the_leader_joins_once_all_are_new() -> None:
+    sim = Simulation.from_name("campus", 12, seed=1)
+    settings = Settings(topology_every_ranges=4, topology_max_share=1.0, redis_shards=8,
+                        transit_enabled=False)  # fmt: skip
+    store = SlowStore()
+    store.release.set()
+    counter = RowCounter(sim.network, settings, store)  # type: ignore[arg-type]
+    est = TopologyEstimator(sim.network, settings)
+    for tick in sim.ticks(600):  # every shard has rows that changed
+        keep = tick.available[tick.cam]
+        est.buffer.add_tick(tick.index, tick.available, tick.cam[keep], tick.window[keep])
+    est.advance(600)
+    assert set(counter._window_shard[np.flatnonzero(est.counts.dirty)]) == set(range(8))
+    counter.estimator, counter.shards = est, list(range(8))
+    counter.half = HalfEdgeIndex(est.counts, settings.c_star, settings.o_ref)  # type: ignore[arg-type]
+    try:
+        for range_id in range(3):  # 8 shards over 4 ranges: 2 a range, no join yet
+            counter.topology(range_id)
+            assert store.halves == list(range(2 * range_id + 2))
+            assert counter._join is None
+        counter.topology(3)  # the last two: every shard is new, the join starts
+        _until_done(counter)
+        assert store.halves == list(range(8)) and store.published == [int(counter.grid.end_ms(3))]
+        counter.topology(4)  # the next round starts over (the rows are still uncheckpointed)
+        assert store.halves[8:] == [0, 1]
+    finally:
+        counter.close()

@@ -200,3 +200,17 @@ def test_range_blocks_round_trip_through_avro_and_refuse_garbage() -> None:
         decode_block(encode_block(block, n_cameras=6), n_cameras=4)
     with pytest.raises(UndecodableRecord):
         decode_block(b"\x00\x00\x00\x00\x01junk", n_cameras=6)
+
+
+def test_counting_workers_share_one_pool_budget_by_the_rows_they_own() -> None:
+    from processors.counter import RowCounter
+
+    sim = Simulation.from_name("campus", 12, seed=3)
+    settings = Settings(max_pool_mb=1000, redis_shards=8)
+    counter = RowCounter(sim.network, settings, store=None)  # type: ignore[arg-type]
+    halves = [owned_windows(sim.network, 8, shards) for shards in ([0, 2, 4, 6], [1, 3, 5, 7])]
+    budgets = [counter.pool_share(rows).max_pool_mb for rows in halves]
+    assert sum(budgets) == pytest.approx(1000, abs=1) and min(budgets) < 1000
+    # Take over every shard (the other worker died): the whole budget.
+    everything = owned_windows(sim.network, 8, range(8))
+    assert counter.pool_share(everything).max_pool_mb == 1000
