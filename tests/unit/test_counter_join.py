@@ -1,6 +1,8 @@
-"""The leader's topology join runs in a thread: counting goes on meanwhile, each join's changes
-are handed out exactly once, and a failed join surfaces in the counting loop. (A stand-in for
-the Redis store: this is the hand-over logic only; tests/integration covers the real store.)"""
+"""The counting workers' topology between ranges: half-edges refreshed a few shards per range,
+the leader's join in a thread (counting goes on meanwhile, each join's changes handed out
+exactly once, a failed join surfaces in the counting loop), joins within their share of the
+time, and a pause that brings the topology up to date. (A stand-in for the Redis store: this
+is the hand-over logic only; tests/integration covers the real store.)"""
 
 from __future__ import annotations
 
@@ -98,10 +100,10 @@ def test_a_failed_join_raises_once_in_the_counting_loop_and_the_next_one_runs(le
 
 def test_a_join_waits_out_its_share_but_a_pause_brings_the_topology_up_to_date(leader) -> None:
     counter, store = leader
-    counter.settings = counter.settings.model_copy(update={"topology_max_share": 1e-4})
+    counter.settings = counter.settings.model_copy(update={"topology_max_share": 1e-6})
     store.release.set()
     counter.topology(1)
-    _until_done(counter)  # the next join waits ~10,000 times as long as this one took
+    _until_done(counter)  # the next join waits a million times as long as this one took
     assert counter._next_join > time.monotonic()
     changes = counter.topology(2)  # range 2's halves are written but not joined yet
     assert changes == [{"change": "edge_added", "range_end_ms": int(counter.grid.end_ms(1))}]
