@@ -261,9 +261,7 @@ class RowCounter:
         shard's half-edges and a join, whatever the time share); returns changes of a join
         finished since."""
         if self._unpassed is not None:
-            self._half_edges(len(self.shards), math.inf)
-            if self.leader:
-                self._unjoined = self._unpassed
+            self._half_edges(len(self.shards), math.inf)  # a whole round: the leader may join
             self._unpassed = None
         self._start_join(now=True)
         return self._take()
@@ -331,8 +329,7 @@ class RowCounter:
         edges = mutual_edges(self.store.read_half_edges(), self.settings.o_ref)
         changes = self.store.publish_topology(edges, transit, range_end_ms)
         self.store.write_meta(totals)
-        seconds = time.perf_counter() - lap
-        _phase("join", lap)
+        seconds = _phase("join", lap) - lap
         self._next_join = time.monotonic() + seconds * (1 / self.settings.topology_max_share - 1)
         return changes
 

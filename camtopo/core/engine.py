@@ -484,10 +484,9 @@ class FastExclusion:
         row indices), if given."""
         if among is None:
             rows = np.flatnonzero(self.dirty | self.stale)
-            self.stale[:] = False
-            return rows
-        rows = among[self.dirty[among] | self.stale[among]]
-        self.stale[rows] = False
+        else:
+            rows = among[self.dirty[among] | self.stale[among]]
+        self.stale[rows] = False  # every stale row among them is in rows
         return rows
 
     def export_row(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
