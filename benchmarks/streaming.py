@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -79,9 +81,12 @@ class Sample:
     records_in: float = 0
     frames: dict[str, float] = field(default_factory=dict)
     counted: float = 0
-    delay_buckets: dict[float, float] = field(default_factory=dict)
-    delay_count: float = 0
-    durable_buckets: dict[float, float] = field(default_factory=dict)
+    occupied: float = 0  # occupied (window, tick) pairs counted: the crowd
+    deferred: float = 0  # ranges whose checkpoint slice and half-edges waited (all workers)
+    # per counting worker: which one is slowest changes from sample to sample, so a quantile
+    # over an interval is taken per worker (the worst is reported), never across two workers
+    delay_buckets: dict[str, dict[float, float]] = field(default_factory=dict)
+    durable_buckets: dict[str, dict[float, float]] = field(default_factory=dict)
     rss_mb: float = 0  # all workers together
     rss_by_role: dict[str, float] = field(default_factory=dict)
     cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds so far, per component
@@ -146,7 +151,8 @@ def _sample(
     counting from the single worker or the *slowest* counting worker (each counts every
     frame for its rows), memory of all workers together."""
     taking = [m for w, m in scraped if w.role in ("single", "assemble")]
-    counting = [m for w, m in scraped if w.role in ("single", "count")]
+    counters = [(w, m) for w, m in scraped if w.role in ("single", "count")]
+    counting = [m for _, m in counters]
     frames: dict[str, float] = {}
     for m in taking:
         for lab, v in m.get("camtopo_frames_total", []):
@@ -158,9 +164,14 @@ def _sample(
         records_in=sum(_one(m, "camtopo_records_in_total") for m in taking),
         frames=frames,
         counted=_one(slowest, "camtopo_frames_counted_total"),
-        delay_buckets=_buckets(slowest, "camtopo_detection_delay_seconds_bucket"),
-        delay_count=_one(slowest, "camtopo_detection_delay_seconds_count"),
-        durable_buckets=_buckets(slowest, "camtopo_durable_delay_seconds_bucket"),
+        occupied=_one(slowest, "camtopo_occupied_windows_counted_total"),
+        deferred=sum(_one(m, "camtopo_counter_deferred_ranges_total") for m in counting),
+        delay_buckets={
+            w.name: _buckets(m, "camtopo_detection_delay_seconds_bucket") for w, m in counters
+        },
+        durable_buckets={
+            w.name: _buckets(m, "camtopo_durable_delay_seconds_bucket") for w, m in counters
+        },
         rss_mb=sum(rss_mb(w.proc.pid) for w, _ in scraped),
         rss_by_role={
             role: sum(rss_mb(w.proc.pid) for w, _ in scraped if w.role == role)
@@ -326,6 +337,19 @@ def run_size(n: int, args: argparse.Namespace, kafka, redis_server, workdir: Pat
     return summarise(n, samples, args)
 
 
+def _delta(later: dict, earlier: dict) -> dict[float, float]:
+    """Histogram buckets of what happened between two samples (keys are text after JSON)."""
+    return {float(le): later[le] - earlier.get(le, 0) for le in later}
+
+
+def worst(later: dict, earlier: dict, q: float) -> float:
+    """The ``q`` quantile between two samples of the counting worker where it is highest."""
+    if later and not isinstance(next(iter(later.values())), dict):  # results before round 4
+        later, earlier = {"slowest": later}, {"slowest": earlier}
+    values = [quantile(_delta(b, earlier.get(w, {})), q) for w, b in later.items()]
+    return max((v for v in values if not math.isnan(v)), default=float("nan"))
+
+
 def summarise(n: int, samples: list[Sample], args: argparse.Namespace) -> dict:
     if len(samples) < 3:
         return {"cameras": n, "error": "too few samples"}
@@ -334,19 +358,17 @@ def summarise(n: int, samples: list[Sample], args: argparse.Namespace) -> dict:
     span = max(b.t - a.t, 1e-9)
     total_frames = lambda s: sum(s.frames.values())  # noqa: E731
     late = lambda s: s.frames.get("late", 0) + s.frames.get("closed", 0)  # noqa: E731
-    delta_buckets = {
-        le: b.delay_buckets.get(le, 0) - a.delay_buckets.get(le, 0) for le in b.delay_buckets
-    }
-    delta_durable = {
-        le: b.durable_buckets.get(le, 0) - a.durable_buckets.get(le, 0) for le in b.durable_buckets
-    }
     frames_in = total_frames(b) - total_frames(a)
-    per_minute = []
+    per_minute, p99_per_minute, crowd_per_minute = [], [], []
     for k in range(int(samples[-1].t // 60) + 1):
         inside = [s for s in samples if k * 60 <= s.t < (k + 1) * 60 + 1e-9]
         if len(inside) >= 2:
-            f = total_frames(inside[-1]) - total_frames(inside[0])
-            per_minute.append((late(inside[-1]) - late(inside[0])) / f if f else 0.0)
+            p, q = inside[0], inside[-1]
+            f = total_frames(q) - total_frames(p)
+            per_minute.append((late(q) - late(p)) / f if f else 0.0)
+            p99_per_minute.append(worst(q.delay_buckets, p.delay_buckets, 0.99))
+            frames = q.counted - p.counted
+            crowd_per_minute.append((q.occupied - p.occupied) / frames if frames else 0.0)
     return {
         "cameras": n,
         "workers": "single" if args.counters == 0 else f"{args.assemblers}+{args.counters}",
@@ -356,10 +378,14 @@ def summarise(n: int, samples: list[Sample], args: argparse.Namespace) -> dict:
         "records_in_per_s": (b.records_in - a.records_in) / span,
         "late_fraction": (late(b) - late(a)) / frames_in if frames_in else float("nan"),
         "late_per_minute": per_minute,
-        "delay_p50_s": quantile(delta_buckets, 0.5),
-        "delay_p99_s": quantile(delta_buckets, 0.99),
-        "durable_p50_s": quantile(delta_durable, 0.5) if delta_durable else None,
-        "durable_p99_s": quantile(delta_durable, 0.99) if delta_durable else None,
+        "delay_p99_per_minute": p99_per_minute,
+        # occupied windows per frame counted: a crowd surge shows here (and in the work)
+        "occupied_per_frame_per_minute": crowd_per_minute,
+        "deferred_ranges": b.deferred - a.deferred,
+        "delay_p50_s": worst(b.delay_buckets, a.delay_buckets, 0.5),
+        "delay_p99_s": worst(b.delay_buckets, a.delay_buckets, 0.99),
+        "durable_p50_s": worst(b.durable_buckets, a.durable_buckets, 0.5),
+        "durable_p99_s": worst(b.durable_buckets, a.durable_buckets, 0.99),
         "range_seconds_mean": (b.range_s_sum - a.range_s_sum)
         / max(b.range_s_count - a.range_s_count, 1),
         "checkpoint_seconds_mean": (b.checkpoint_s_sum - a.checkpoint_s_sum)
@@ -397,7 +423,7 @@ def plot(results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2, ax3, ax4) = plt.subplots(4, 1, figsize=(9, 11), sharex=True)
+    fig, (ax1, ax2, ax3, ax4, ax5) = plt.subplots(5, 1, figsize=(9, 13), sharex=True)
     for r in results:
         if "samples" not in r:
             continue
@@ -420,14 +446,15 @@ def plot(results: list[dict], path: Path) -> None:
         # falls behind shows here first.
         for q, style in ((0.5, "-"), (0.99, ":")):
             delays = [
-                quantile(
-                    {float(le): b["delay_buckets"][le] - a["delay_buckets"].get(le, 0)
-                     for le in b["delay_buckets"]},  # keys are text after a JSON trip
-                    q,
-                )
-                for a, b in itertools.pairwise(ss)
-            ]  # fmt: skip
+                worst(b["delay_buckets"], a["delay_buckets"], q) for a, b in itertools.pairwise(ss)
+            ]
             ax4.plot(t[1:], delays, style, label=f"p{round(q * 100)}, {what}")
+        crowd = [
+            (b.get("occupied", 0) - a.get("occupied", 0)) / (b["counted"] - a["counted"])
+            if b["counted"] > a["counted"] else float("nan")
+            for a, b in itertools.pairwise(ss)
+        ]  # fmt: skip
+        ax5.plot(t[1:], crowd, label=what)
     ax1.set_ylabel("late data (%)")
     ax1.set_title("Late data and memory over time (cf. paper Figure 5)")
     ax1.legend()
@@ -438,8 +465,10 @@ def plot(results: list[dict], path: Path) -> None:
     ax4.set_ylabel("detection delay (s)")
     ax4.set_yscale("log")
     ax4.axhline(10, color="grey", lw=0.8, ls="--")  # the p99 target
-    ax4.set_xlabel("minutes")
     ax4.legend(fontsize=7)
+    ax5.set_ylabel("occupied windows\nper frame (crowd)")
+    ax5.set_xlabel("minutes")
+    ax5.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -501,6 +530,11 @@ def main() -> int:
     finally:
         kafka.stop()
         redis_server.stop()
+        # Kafka's log and Redis's AOF reach several GB at 1,000 cameras: a run must not fill
+        # the disk of the next (the workers' logs stay, for a look after a failure).
+        for data in ("kafka", "redis"):
+            shutil.rmtree(workdir / data, ignore_errors=True)
+        print(f"workers' logs: {workdir}")
     print(
         f"\nwhole system, {args.duration:.0f} s per size (rates after {args.warmup:.0f} s "
         f"warm-up), checkpoints spread over {args.checkpoint_spread} range(s) (single worker) / "

@@ -175,6 +175,16 @@ class Settings(BaseSettings):
         "range (at least one shard per range), the leader's join at most this share of the "
         "time (the next one waits); so topology changes come later as the network grows",
     )
+    # A crowd surge doubles the occupied windows and nearly triples the counting (campus-1,000,
+    # docs/streaming.md); deferring a checkpoint slice and a half-edge refresh (~0.3 of the
+    # range's time) lets counting catch up, and Redis and the topology lag a few ranges more.
+    counter_defer_max_ranges: int = Field(
+        5,
+        ge=0,
+        description="counting workers catch up first: while the next range has already closed, "
+        "a range's checkpoint slice and half-edge refresh wait, at most N ranges in a row "
+        "(0: never wait)",
+    )
     counter_buffer_frames: int = Field(
         2_000_000,
         ge=1000,

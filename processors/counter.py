@@ -82,6 +82,7 @@ class RowCounter:
         self._unjoined: int | None = None  # leader: newest range of halves not yet joined
         self._next_join = 0.0  # monotonic: no join starts before (topology_max_share)
         self._uncheckpointed: int | None = None  # newest range counted but not all written
+        self._deferred = 0  # ranges in a row whose checkpoint slice and half-edges waited
         self.last_counted_wall = time.monotonic()  # the stream pauses when this gets old
         self._window_shard = window_shards(network, settings.redis_shards)
         self._joiner = ThreadPoolExecutor(1, thread_name_prefix="topology-join")
@@ -182,6 +183,7 @@ class RowCounter:
             keep = np.flatnonzero(ticks >= frontier)
             cams, ticks, windows = cams[keep], ticks[keep], [windows[n] for n in keep.tolist()]
             self.context_range = None
+        occupied = est.observations
         late, duplicate = est.buffer.add_frames(cams, ticks, windows)
         lap = _phase("frames", started)
         rejected = late + duplicate
@@ -199,9 +201,12 @@ class RowCounter:
         replaying = whole.range_id <= self.replay_until
         if not replaying:
             self._undurable.append((whole.range_id, ticks))
-        rows = self.checkpoint(whole=replaying)
-        _phase("checkpoint", lap)
-        changes = self.topology(whole.range_id, whole.range_id - whole.first_range + 1)
+        if replaying or not self._defer(whole.range_id):
+            rows = self.checkpoint(whole=replaying)
+            _phase("checkpoint", lap)
+            changes = self.topology(whole.range_id, whole.range_id - whole.first_range + 1)
+        else:
+            rows, changes = 0, self._take()
         seconds = time.perf_counter() - started
         # From the end of the range, not its checkpoint: a long topology pass must not make
         # the next wait look like a pause, or the whole-shard checkpoint (~1 GB at 1,000
@@ -211,10 +216,24 @@ class RowCounter:
         metrics.RANGES_CLOSED.inc(whole.range_id - whole.first_range + 1)
         metrics.LAST_RANGE.set(whole.range_id)
         metrics.FRAMES_COUNTED.inc(ticks.size - rejected)
+        metrics.OCCUPIED_COUNTED.inc(est.observations - occupied)
         metrics.ENGINE_BYTES.set(getattr(est.counts, "nbytes", 0))
         return Counted(
             whole.first_range, whole.range_id, len(whole), rejected, rows, seconds, changes
         )
+
+    def _defer(self, range_id: int) -> bool:
+        """Should this range's checkpoint slice and half-edge refresh wait? Yes while the next
+        range has already closed (counting is a range behind), at most
+        ``counter_defer_max_ranges`` ranges in a row: under a lasting overload, Redis and the
+        topology still move on."""
+        next_closed = time.time() * 1000.0 >= self.grid.close_ms(range_id + 1)
+        if not next_closed or self._deferred >= self.settings.counter_defer_max_ranges:
+            self._deferred = 0
+            return False
+        self._deferred += 1
+        metrics.DEFERRED_RANGES.inc()
+        return True
 
     def spread_slice(self) -> list[int]:
         """The owned shards the next spread checkpoint writes: spaced evenly over every

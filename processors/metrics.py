@@ -16,6 +16,10 @@ FRAMES = Counter(
     ["verdict"],
 )
 FRAMES_COUNTED = Counter("camtopo_frames_counted_total", "frames handed to the exclusion engine")
+OCCUPIED_COUNTED = Counter(
+    "camtopo_occupied_windows_counted_total",
+    "occupied (window, tick) pairs counted: the crowd, which the counting cost follows",
+)
 DEAD_LETTERS = Counter(
     "camtopo_dead_letters_total", "records sent to the dead-letter topic", ["reason"]
 )
@@ -74,6 +78,11 @@ COUNTER_PHASE_SECONDS = Counter(
     "(padding and the engine), checkpoint, half_edges (its adjacency halves to Redis), "
     "join (leader: halves joined, topology published)",
     ["phase"],
+)
+DEFERRED_RANGES = Counter(
+    "camtopo_counter_deferred_ranges_total",
+    "ranges counted while the next one had already closed, whose checkpoint slice and "
+    "half-edge refresh waited (counter_defer_max_ranges)",
 )
 BLOCKS_PUBLISHED = Counter(
     "camtopo_range_blocks_published_total", "range blocks an assembler put on the ranges topic"

@@ -206,6 +206,7 @@ class StreamProcessor(Generic[E]):
     def apply(self, batch: ClosedBatch, resume_offsets: Mapping[int, int]) -> Applied:
         started = time.perf_counter()
         est = self.estimator
+        occupied = est.observations
         rejected = 0
         if batch.context:
             # Counted ticks the next block's padding reads: into the buffer below its frontier.
@@ -245,6 +246,7 @@ class StreamProcessor(Generic[E]):
         metrics.RANGES_CLOSED.inc(max(1, len(batch.ranges)))
         metrics.LAST_RANGE.set(batch.range_id)
         metrics.FRAMES_COUNTED.inc(len(batch) - rejected)
+        metrics.OCCUPIED_COUNTED.inc(est.observations - occupied)
         metrics.ENGINE_BYTES.set(getattr(est.counts, "nbytes", 0))
         return Applied(batch.range_id, done, len(batch), rejected, seconds, changes)
 

@@ -332,6 +332,7 @@ class FastExclusion:
         self.refused_total = 0
         self.dropped_on_import = 0  # stored segments the budget could not hold (import_row)
         self.pruned_total = 0
+        self.readmitted_total = 0
         self.last_tick: int | None = None
         # Rows this engine counts (None: all). A partitioned counting worker owns the rows of
         # some store shards; padding still reads every window, so its counts equal those rows
@@ -405,6 +406,7 @@ class FastExclusion:
             self.prune_min_opportunities, self.prune_max_ratio, self.prune_enabled, self.dirty,
         )  # fmt: skip
         self.pruned_total += pruned
+        self.readmitted_total += readmitted
         return pruned, readmitted
 
     # --- reading ------------------------------------------------------------------------------

@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 
 from camtopo.core.adjacency import HalfEdgeIndex
+from camtopo.core.partitioned import WholeRanges
 from camtopo.core.topology import TopologyEstimator
 from camtopo.settings import Settings
 from camtopo.simulation import Simulation
 from processors.counter import RowCounter
-from topology_store.store import LeaseLost
+from topology_store.store import NO_RANGE, LeaseLost
 
 
 class SlowStore:
@@ -29,6 +30,7 @@ class SlowStore:
         self.published: list[int] = []  # range_end_ms of every join
         self.fail: Exception | None = None
         self.halves: list[int] = []  # shards whose half-edges were written, in order
+        self.checkpoints: list[int] = []  # range of every checkpoint slice written
 
     def write_half_edges(self, shard: int, half: np.ndarray) -> None:
         self.halves.append(shard)
@@ -45,6 +47,13 @@ class SlowStore:
 
     def write_meta(self, totals: dict) -> None:
         pass
+
+    def checkpoint_shards(self, est: Any, range_id: int, shards: list[int], token: str) -> int:
+        self.checkpoints.append(range_id)
+        return 0
+
+    def held_range(self, shards: list[int]) -> int:
+        return NO_RANGE
 
 
 @pytest.fixture
@@ -142,3 +151,30 @@ def test_each_range_refreshes_a_few_shards_and_the_leader_joins_once_all_are_new
         assert store.halves[8:] == [0, 1]
     finally:
         counter.close()
+
+
+def _empty(range_id: int) -> WholeRanges:
+    return WholeRanges(range_id, range_id, np.zeros(0, np.int64), np.zeros(0, np.int64), [])
+
+
+def test_a_range_behind_defers_its_checkpoint_and_half_edges_a_few_ranges_at_most(leader) -> None:
+    counter, store = leader
+    counter.settings = counter.settings.model_copy(update={"counter_defer_max_ranges": 2})
+    store.release.set()
+    grid = counter.grid
+    now = grid.last_closed(time.time() * 1000.0)  # the newest range closed by now
+    old = now - 100  # ranges counted a long way behind: the next one has always closed
+    for k in range(6):
+        counter.count(_empty(old + k))
+        _until_done(counter)
+    # two ranges in a row wait, the third does everything
+    assert store.checkpoints == [old + 2, old + 5]
+    assert store.published == [int(grid.end_ms(old + 2)), int(grid.end_ms(old + 5))]  # joins
+    ahead = now + 100  # caught up (its next range closes minutes from now)
+    counter.count(_empty(ahead))
+    _until_done(counter)
+    assert store.checkpoints[-1] == ahead and store.published[-1] == int(grid.end_ms(ahead))
+    counter.settings = counter.settings.model_copy(update={"counter_defer_max_ranges": 0})
+    counter.count(_empty(ahead + 1))
+    counter.count(_empty(old + 50))  # far behind, but deferring is off
+    assert store.checkpoints[-2:] == [ahead + 1, old + 50]
