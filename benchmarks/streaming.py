@@ -149,7 +149,8 @@ def _sample(
 ) -> Sample:
     """One sample of the whole pipeline: input from the single worker or the assemblers,
     counting from the single worker or the *slowest* counting worker (each counts every
-    frame for its rows), memory of all workers together."""
+    frame for its rows), delay histograms of each counting worker, memory of all workers
+    together."""
     taking = [m for w, m in scraped if w.role in ("single", "assemble")]
     counters = [(w, m) for w, m in scraped if w.role in ("single", "count")]
     counting = [m for _, m in counters]
