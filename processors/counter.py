@@ -207,6 +207,7 @@ class RowCounter:
             changes = self.topology(whole.range_id, whole.range_id - whole.first_range + 1)
         else:
             rows, changes = 0, self._take()
+            self._unpassed = whole.range_id  # a pause still brings the topology up to it
         seconds = time.perf_counter() - started
         # From the end of the range, not its checkpoint: a long topology pass must not make
         # the next wait look like a pause, or the whole-shard checkpoint (~1 GB at 1,000
@@ -265,8 +266,9 @@ class RowCounter:
         next owned shards, so that every shard's are at most ``topology_every_ranges`` ranges
         old — fewer shards when that takes more than ``topology_max_share`` of the ranges' time
         (at least one; a pass over all rows took ~4 s at 1,000 cameras, and no range was
-        counted meanwhile). Once every owned shard's are new, the leader joins every worker's
-        halves into the topology (:meth:`_start_join`). Returns changes of a join since."""
+        counted meanwhile), and later by the ranges that skipped this (:meth:`_defer`). Once
+        every owned shard's are new, the leader joins every worker's halves into the topology
+        (:meth:`_start_join`). Returns changes of a join since."""
         changes = self._take()
         self._unpassed = range_id
         most = math.ceil(len(self.shards) * ranges / self.settings.topology_every_ranges)

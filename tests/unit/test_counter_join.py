@@ -170,6 +170,10 @@ def test_a_range_behind_defers_its_checkpoint_and_half_edges_a_few_ranges_at_mos
     # two ranges in a row wait, the third does everything
     assert store.checkpoints == [old + 2, old + 5]
     assert store.published == [int(grid.end_ms(old + 2)), int(grid.end_ms(old + 5))]  # joins
+    counter.count(_empty(old + 6))  # waits; then the stream pauses: the join is of range old + 6
+    counter.idle()
+    _until_done(counter)
+    assert store.published[-1] == int(grid.end_ms(old + 6))
     ahead = now + 100  # caught up (its next range closes minutes from now)
     counter.count(_empty(ahead))
     _until_done(counter)
