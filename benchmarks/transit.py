@@ -7,8 +7,8 @@ generated with ``camtopo.simulation.writer.write_scenario`` when missing). For e
 - camtopo with transit evidence (snapshots every 300 s) and, for the "overlap unchanged"
   check, camtopo with ``transit_enabled=False``; the baseline (``camtopo.baseline``);
 - transit-link precision / recall (the contract's camera_transit scoring) over simulated time,
-  plus recall on the *detectable* links: walked at least ``--min-walks`` times in the hour
-  with a true median transit within the maximum lag (the others cannot be found in an hour
+  plus recall on the *detectable* links: walked at least ``--min-walks`` times per simulated
+  hour with a true median transit within the maximum lag (the others cannot be found in an hour
   by any method that counts walkers, or are beyond the lag range);
 - per-direction median transit time against the walkers' true median (relative error);
 - the transit estimator's counters and memory.
@@ -16,6 +16,7 @@ generated with ``camtopo.simulation.writer.write_scenario`` when missing). For e
     python -m benchmarks.transit                  # both networks (~10 min on 2 cores)
     python -m benchmarks.transit --only branching-60
     CAMTOPO_TRANSIT_MAX_LAG_S=120 python -m benchmarks.transit --stem transit-lag120
+    python -m benchmarks.transit --hours 4         # how recall grows past the first hour
 
 Writes benchmarks/results/transit.json and transit.png.
 """
@@ -33,10 +34,7 @@ import numpy as np
 
 from benchmarks.accuracy import CACHE, RESULTS, Net, generate
 
-SUITE = (
-    Net("campus-100", "campus", 100, 3600.0),
-    Net("branching-60", "branching", 60, 3600.0),
-)
+SUITE = (("campus-100", "campus", 100), ("branching-60", "branching", 60))
 TARGETS = {"precision": 0.90, "recall": 0.80, "median_time_rel_error": 0.20}
 
 
@@ -141,7 +139,8 @@ def run_network(net: Net, snapshot_s: float, min_walks: int, progress: bool) -> 
     network = Network.load(folder / "network.json")
     truth = json.loads((folder / "truth.json").read_text())
     settings = Settings()
-    sets = truth_sets(truth, min_walks, settings.transit_max_lag_s)
+    hours = net.duration_s / 3600
+    sets = truth_sets(truth, round(min_walks * hours), settings.transit_max_lag_s)
 
     say("camtopo with transit evidence ...")
     res = estimate.estimate_trace(
@@ -235,7 +234,7 @@ def format_network(r: dict[str, Any]) -> str:
     ov = o["overlap"]["camera_overlap"]
     lines = [
         f"{r['net']}: {r['cameras']} cameras, {t['transit_links']} transit links "
-        f"({t['never_walked']} never walked in the hour, {t['median_over_max_lag']} with median "
+        f"({t['never_walked']} never walked, {t['median_over_max_lag']} with median "
         f"transit > max lag, {t['one_way']} one-way); detectable {t['detectable']}",
         f"{'':<10}{'P':>7}{'R':>7}{'R(det.)':>9}{'found':>7}{'est.':>6}{'run s':>8}",
         row("camtopo", o),
@@ -286,13 +285,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", action="append", metavar="NAME")
     p.add_argument("--snapshot-every", type=float, default=300.0, metavar="S")
-    p.add_argument("--min-walks", type=int, default=10, help="walkers for a detectable link")
+    p.add_argument("--min-walks", type=int, default=10, help="walkers per hour: detectable")
+    p.add_argument("--hours", type=float, default=1.0, help="simulated hours per network")
     p.add_argument("--stem", help="results file name (default transit[-ONLY])")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
-    suite = tuple(n for n in SUITE if not args.only or n.name in args.only)
+    suite = tuple(
+        Net(name, scenario, cameras, 3600.0 * args.hours)
+        for name, scenario, cameras in SUITE
+        if not args.only or name in args.only
+    )
     if not suite:
-        p.error(f"no network named {args.only}; choose from {[n.name for n in SUITE]}")
+        p.error(f"no network named {args.only}; choose from {[n[0] for n in SUITE]}")
     CACHE.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -306,11 +310,14 @@ def main(argv: list[str] | None = None) -> int:
     out = {
         "targets": TARGETS,
         "settings": Settings().model_dump(exclude={"api_token", "redis_url", "kafka_bootstrap"}),
-        "min_walks": args.min_walks,
+        "min_walks_per_hour": args.min_walks,
+        "hours": args.hours,
         "wall_s": time.perf_counter() - started,
         "networks": results,
     }
-    stem = args.stem or ("transit" if not args.only else "transit-" + "-".join(args.only))
+    stem = args.stem or "-".join(
+        ["transit", *(args.only or []), *([f"{args.hours:g}h"] if args.hours != 1 else [])]
+    )
     (RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=1, default=str))
     plot(results, RESULTS / f"{stem}.png")
     print(f"wrote {RESULTS / (stem + '.json')} and {stem}.png")

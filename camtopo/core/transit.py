@@ -37,11 +37,13 @@ everything co-occur):
 Memory is bounded: a ring of recent departures (max_lag + 2 control), a queue of arrivals
 waiting for their control window to complete (control + gap ticks), and at most ``max_dest``
 tracked destination zones per source zone, each with ``max_lag / bin`` lag bins. A dense
-(n_zones, n_zones) int32 slot map finds a pair's slot (quadratic: see docs/transit.md).
-Sources with all slots taken release, every maintenance round, slots that showed no
-evidence (z < ``release_z``) after ``min_slot_age`` ticks, so that new candidates get their
-turn. Counts are halved per pair when its control count reaches ``halve_at`` or a uint16 lag
-bin fills (the paper's ageing, ratios kept).
+(n_zones, n_zones) int32 slot map finds a pair's slot, and a dense *coarse screen* of
+``coarse_bins`` uint8 lag bins per zone pair counts every pair, slot or not (both quadratic:
+see docs/transit.md). Sources with all slots taken hand, every maintenance round, slots that
+showed no evidence (z < ``release_z``) after ``min_slot_age`` ticks to the pairs the screen
+ranks best (z >= ``promote_z``); without the screen a released slot went to whichever pair
+came next, mostly chance. Counts are halved per pair when its control count reaches
+``halve_at`` or a lag bin fills (the paper's ageing, ratios kept).
 """
 
 from __future__ import annotations
@@ -83,6 +85,15 @@ class TransitParams:
     max_dest: int = 256  # tracked destination zones per source zone
     min_slot_age_s: float = 600.0
     release_z: float = 3.0  # best-band z of chance alone is ~2-3 (max over the bands)
+    # Every zone pair, slot or not, also has coarse_bins lag bins over [0, max_lag): the screen
+    # that picks which pair gets a released slot (a full source would otherwise hand it to
+    # whichever pair came next, mostly chance: at 1,000 cameras that lost half the true links).
+    coarse_bins: int = 6
+    promote_z: float = 2.0  # coarse evidence a pair needs to take a slot from a weak one
+    # A slot reports a link only after this much evidence: a slot handed over mid-stream would
+    # otherwise be tested on its first minutes alone, and a crowd surge in them (everyone's
+    # arrivals follow everyone's departures) passes the test (docs/transit.md).
+    min_report_age_s: float = 1200.0
     maintain_every_s: float = 60.0
     halve_at: int = 1 << 20
     ring_capacity: int = 1 << 18  # departures held (max_lag + 2 control of the whole network)
@@ -102,8 +113,8 @@ class TransitParams:
             raise ValueError(f"need 0 < bin_s <= max_lag_s, got {self.bin_s}, {self.max_lag_s}")
         if self.control_s < 0 or self.gap_s < 0 or self.radius < 0:
             raise ValueError("control_s, gap_s and radius must be >= 0")
-        if self.max_dest < 1 or self.ring_capacity < 16:
-            raise ValueError("max_dest must be >= 1 and ring_capacity >= 16")
+        if self.max_dest < 1 or self.ring_capacity < 16 or self.coarse_bins < 1:
+            raise ValueError("max_dest, coarse_bins must be >= 1 and ring_capacity >= 16")
 
     def ticks(self, seconds: float) -> int:
         return round(seconds / self.tick_s)
@@ -187,10 +198,14 @@ def _update(
     slot_free: np.ndarray,  # int32 (n_zones,) free slots of each source zone
     hist: np.ndarray,  # uint16 (n_slots, n_bins)
     wide: np.ndarray,  # uint32 (n_slots,)
+    coarse: np.ndarray,  # uint8 (n_zones * n_zones, coarse_bins), row b * n_zones + a: lags
+    coarse_wide: np.ndarray,  # uint16 (n_zones * n_zones,)  [0, max_lag) and control window
     stats: np.ndarray,  # int64 (4,): departures, arrivals, pair updates, untracked pairs
 ) -> None:
     n_occ = occ_windows.shape[0]
     n_cams = cam_ok.shape[0]
+    n_zones = zone_camera.shape[0]
+    n_coarse = coarse.shape[1]
     R = dep_t.shape[0]
     Q = arr_t.shape[0]
     for k in range(n_ticks):
@@ -285,6 +300,19 @@ def _update(
                     break
                 if zone_camera[a] == zone_camera[b]:
                     continue
+                # The coarse screen counts every pair, slot or not (see _maintain). Rows are
+                # destinations: this arrival's pairs stay within one row, in cache.
+                cp = b * n_zones + a
+                coarse_wide[cp] += 1
+                full = coarse_wide[cp] == 65535  # uint16
+                if 0 <= lag < n_lag:
+                    j = lag * n_coarse // n_lag
+                    coarse[cp, j] += 1
+                    full = full or coarse[cp, j] == 255  # uint8: the screen ages fast
+                if full:
+                    coarse_wide[cp] >>= 1
+                    for j in range(n_coarse):
+                        coarse[cp, j] >>= 1
                 s = slot_of[a, b]
                 if s < 0 and slot_free[a] == 0:
                     # A full source: no scan of its slots (at 1,000 cameras most pairs are
@@ -355,6 +383,77 @@ def _band_scores(
     return z_out, c_out, hw_out, s_out, e_out
 
 
+@nb.njit(cache=True, nogil=True)
+def _coarse_z(coarse: np.ndarray, coarse_wide: np.ndarray, per_bin: float) -> np.ndarray:
+    """float64 (n_pairs,): screening z of every pair, the best single or two adjacent coarse
+    lag bins against chance (Poisson likelihood ratio, as the fine test)."""
+    n, k = coarse.shape
+    out = np.zeros(n)
+    for i in range(n):
+        e_bin = coarse_wide[i] * per_bin
+        if e_bin <= 0:
+            continue
+        # z grows with obs at a fixed expectation: only the fullest bin and pair count.
+        one = 0.0
+        two = 0.0
+        for j in range(k):
+            one = max(one, float(coarse[i, j]))
+            if j + 1 < k:
+                two = max(two, float(coarse[i, j]) + float(coarse[i, j + 1]))
+        for obs, exp_ in ((one, e_bin), (two, 2.0 * e_bin)):
+            if obs > exp_:
+                z = np.sqrt(2.0 * (obs * np.log(obs / exp_) - (obs - exp_)))
+                out[i] = max(out[i], z)
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def _hand_over(
+    full: np.ndarray,  # int64: source zones without a free slot
+    weak: np.ndarray,  # bool (n_slots,): old enough and no evidence
+    z: np.ndarray,  # (n_slots,) best-band z
+    screen: np.ndarray,  # (n_zones, n_zones): coarse z of source a -> destination b
+    promote_z: float,
+    zone_camera: np.ndarray,
+    max_dest: int,
+    now: int,
+    slot_of: np.ndarray,
+    slot_dst: np.ndarray,
+    slot_born: np.ndarray,
+    hist: np.ndarray,
+    wide: np.ndarray,
+) -> int:
+    """Give each full source's weak slots (weakest first) to its untracked pairs of the best
+    screening z >= promote_z. Returns the number of slots handed over."""
+    n_zones = zone_camera.shape[0]
+    row = np.zeros(n_zones)
+    handed = 0
+    for a in full:
+        base = a * max_dest
+        out = np.flatnonzero(weak[base : base + max_dest]) + base
+        if len(out) == 0:
+            continue
+        for b in range(n_zones):
+            tracked = slot_of[a, b] >= 0 or zone_camera[b] == zone_camera[a]
+            row[b] = 0.0 if tracked else screen[a, b]
+        best = np.flatnonzero(row >= promote_z)
+        n = min(len(out), len(best))
+        if n == 0:
+            continue
+        out = out[np.argsort(z[out], kind="mergesort")[:n]]  # stable: slot order breaks ties
+        best = best[np.argsort(-row[best], kind="mergesort")[:n]]
+        for i in range(n):
+            s = out[i]
+            slot_of[a, slot_dst[s]] = -1
+            slot_of[a, best[i]] = s
+            slot_dst[s] = best[i]
+            slot_born[s] = now
+            hist[s, :] = 0
+            wide[s] = 0
+        handed += n
+    return handed
+
+
 def _lr_z(obs: np.ndarray, exp_: np.ndarray) -> np.ndarray:
     """Poisson likelihood-ratio z of ``obs`` against ``exp_`` (0 where obs <= exp)."""
     o = np.maximum(obs, 1e-12)
@@ -416,9 +515,12 @@ class TransitEstimator:
         # bins of lags [-n_neg_bins, 0) then [0, n_bins) (see :attr:`signal`)
         self.hist = np.zeros((slots, self.n_neg_bins + self.n_bins), dtype=np.uint16)
         self.wide = np.zeros(slots, dtype=np.uint32)
+        self.coarse = np.zeros((self.n_zones**2, p.coarse_bins), dtype=np.uint8)
+        self.coarse_wide = np.zeros(self.n_zones**2, dtype=np.uint16)
         self.stats = np.zeros(4, dtype=np.int64)
         self.slot_free = self._free_slots()  # kept up to date by _update and _maintain
         self.released = 0  # slots released to make room for new candidates
+        self.now = NEVER  # end tick of the last block fed
         self._next_maintain: int | None = None
 
     @staticmethod
@@ -445,9 +547,10 @@ class TransitEstimator:
             self.last_occ, self.born, self.origin, self.emitted, self.active, self.in_active,
             self.n_active, self.cam_gap, self.dep_t, self.dep_z, self.dep_head, self.arr_t,
             self.arr_z, self.arr_q, self.slot_of, self.slot_dst, self.slot_born, self.slot_free,
-            self.hist, self.wide, self.stats,
+            self.hist, self.wide, self.coarse, self.coarse_wide, self.stats,
         )  # fmt: skip
         end = block.start_tick + block.n_ticks
+        self.now = max(self.now, end)
         # Maintenance at fixed tick positions, multiples of the 64-tick block (blocks never
         # straddle one), so how ticks were batched into blocks never changes the result.
         every = -(-p.ticks(p.maintain_every_s) // MAX_BLOCK_TICKS) * MAX_BLOCK_TICKS
@@ -463,22 +566,22 @@ class TransitEstimator:
         return (self.params.max_dest - used).astype(np.int32)
 
     def _maintain(self, now: int) -> None:
-        """Release slots of full sources that showed no evidence, so new candidates get one."""
+        """Full sources hand slots that showed no evidence to the pairs the coarse screen
+        ranks best, so true destinations that found every slot taken still get one."""
         p = self.params
-        full = self.slot_free == 0
-        if not full.any():
+        full = np.flatnonzero(self.slot_free == 0)
+        if not len(full):
             return
         z, *_ = self._scores()
-        old = now - self.slot_born >= p.ticks(p.min_slot_age_s)
-        cand = np.repeat(full, p.max_dest) & old & (z < p.release_z) & (self.slot_dst >= 0)
-        for s in np.flatnonzero(cand):
-            a = s // p.max_dest
-            self.slot_of[a, self.slot_dst[s]] = -1
-            self.slot_dst[s] = -1
-            self.slot_free[a] += 1
-            self.hist[s] = 0
-            self.wide[s] = 0
-        self.released += int(cand.sum())
+        weak = (now - self.slot_born >= p.ticks(p.min_slot_age_s)) & (z < p.release_z)
+        per_bin = self._per_bin * self.n_bins / p.coarse_bins  # coarse bin's share of wide
+        # Screen rows are destinations (see _update); one pass over them, then source-major.
+        screen = _coarse_z(self.coarse, self.coarse_wide, per_bin)
+        screen = np.ascontiguousarray(screen.reshape(self.n_zones, self.n_zones).T)
+        self.released += _hand_over(
+            full, weak, z, screen, p.promote_z, self.zone_camera, p.max_dest, now,
+            self.slot_of, self.slot_dst, self.slot_born, self.hist, self.wide,
+        )  # fmt: skip
 
     def _scores(self) -> tuple[np.ndarray, ...]:
         """Best lag band of every slot: (z, centre bin, half-width, observed, expected)."""
@@ -495,9 +598,9 @@ class TransitEstimator:
 
     def snapshot(self) -> TransitEstimator:
         """A frozen copy to read links from (:meth:`directed`) in another thread while this
-        one keeps updating: the evidence arrays are copied (~75 MB at 1,000 cameras)."""
+        one keeps updating: the evidence arrays are copied (~80 MB at 1,000 cameras)."""
         twin = copy.copy(self)
-        for name in ("hist", "wide", "slot_dst"):
+        for name in ("hist", "wide", "slot_dst", "slot_born"):  # hand-overs change them
             setattr(twin, name, getattr(self, name).copy())
         return twin
 
@@ -506,7 +609,7 @@ class TransitEstimator:
     _STATE_ARRAYS = (
         "last_occ", "born", "origin", "emitted", "active", "in_active",
         "n_active", "cam_gap", "dep_t", "dep_z", "dep_head", "arr_t", "arr_z", "arr_q",
-        "slot_of", "slot_dst", "slot_born", "hist", "wide", "stats",
+        "slot_of", "slot_dst", "slot_born", "hist", "wide", "coarse", "coarse_wide", "stats",
     )  # fmt: skip
 
     def state(self) -> dict[str, np.ndarray | int | float]:
@@ -516,13 +619,15 @@ class TransitEstimator:
             name: getattr(self, name).copy() for name in self._STATE_ARRAYS
         }
         out["released"] = self.released
+        out["now"] = self.now
         out["next_maintain"] = NEVER if self._next_maintain is None else self._next_maintain
         return out
 
     def load_state(self, state: dict[str, np.ndarray | int | float]) -> None:
         """Replace this estimator's state with ``state`` (from :meth:`state`); shapes and
         dtypes must match this network and these params."""
-        missing = [k for k in (*self._STATE_ARRAYS, "released", "next_maintain") if k not in state]
+        scalars = ("released", "next_maintain", "now")
+        missing = [k for k in (*self._STATE_ARRAYS, *scalars) if k not in state]
         if missing:
             raise ValueError(f"transit state lacks {missing}")
         arrays = {}
@@ -538,6 +643,7 @@ class TransitEstimator:
             setattr(self, name, value)
         self.slot_free = self._free_slots()
         self.released = int(state["released"])
+        self.now = int(state["now"])
         nxt = int(state["next_maintain"])
         self._next_maintain = None if nxt == NEVER else nxt
 
@@ -554,17 +660,21 @@ class TransitEstimator:
 
     # --- reading ---
 
-    def zone_links(self) -> tuple[np.ndarray, ...]:
-        """Slots (zone pairs) passing the test: (slot, z, centre bin, half-width, obs, exp)."""
+    def _passing(self, z: np.ndarray, obs: np.ndarray, exp_: np.ndarray) -> np.ndarray:
+        """Slots whose best band passes the link test and that hold enough evidence."""
         p = self.params
-        z, c, hw, obs, exp_ = self._scores()
-        ok = (
+        return (
             (z >= p.z_star)
             & (obs >= p.min_ratio * exp_)
             & (obs - exp_ >= p.min_excess)
             & (self.slot_dst >= 0)
+            & (self.now - self.slot_born >= p.ticks(p.min_report_age_s))
         )
-        s = np.flatnonzero(ok)
+
+    def zone_links(self) -> tuple[np.ndarray, ...]:
+        """Slots (zone pairs) passing the test: (slot, z, centre bin, half-width, obs, exp)."""
+        z, c, hw, obs, exp_ = self._scores()
+        s = np.flatnonzero(self._passing(z, obs, exp_))
         return s, z[s], c[s], hw[s], obs[s], exp_[s]
 
     def directed(
@@ -577,9 +687,8 @@ class TransitEstimator:
         the exclusion counts), used as zero-lag legs when looking for indirect links."""
         p = self.params
         z, c, hw, obs, exp_ = self._scores()
-        used = self.slot_dst >= 0
-        strong = used & (z >= p.z_star) & (obs >= p.min_ratio * exp_) & (obs - exp_ >= p.min_excess)
-        weak = used & (z >= p.weak_z) & (obs >= p.weak_ratio * exp_)
+        strong = self._passing(z, obs, exp_)
+        weak = (self.slot_dst >= 0) & (z >= p.weak_z) & (obs >= p.weak_ratio * exp_)
         bin_s = self.bin_ticks * p.tick_s
         centres = (np.arange(self.n_bins) + 0.5) * bin_s
         src = self.zone_camera[np.arange(len(self.slot_dst)) // p.max_dest]
@@ -634,7 +743,7 @@ class TransitEstimator:
         arrays = (
             self.last_occ, self.born, self.origin, self.emitted, self.active, self.in_active,
             self.cam_gap, self.dep_t, self.dep_z, self.arr_t, self.arr_z, self.slot_of,
-            self.slot_dst, self.slot_born, self.hist, self.wide,
+            self.slot_dst, self.slot_born, self.hist, self.wide, self.coarse, self.coarse_wide,
         )  # fmt: skip
         return int(sum(a.nbytes for a in arrays))
 

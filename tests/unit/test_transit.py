@@ -110,6 +110,28 @@ def test_memory_stays_bounded_over_a_long_stream() -> None:
     assert counters["slots_released"] > 0  # full sources make room for other candidates
 
 
+def test_a_full_source_gives_released_slots_to_the_pair_the_screen_ranks_best() -> None:
+    # Camera 0's zone has 2 slots; 40 unrelated busy cameras take them before camera 41,
+    # whose visitors follow camera 0's by 12 s, has any arrival (it opens after 5 minutes).
+    rng = np.random.default_rng(2)
+    duration = 3600.0
+    a = _visits(rng, 0.05, duration)
+    follow = a[(a > 300) & (rng.random(len(a)) < 0.7)] + 2.0
+    follow = follow + rng.normal(12.0, 1.0, len(follow))
+    visits = {
+        0: list(a),
+        41: list(np.sort(np.concatenate([follow, 300 + _visits(rng, 0.03, 3300)]))),
+    }
+    for cam in range(1, 41):
+        visits[cam] = list(_visits(rng, 0.05, duration))
+    params = TransitParams(tick_s=1 / FPS, max_dest=2)
+    est = _run(_network(42), visits, duration, params)
+    taken = est.slot_dst[: params.max_dest]  # camera 0's zone 0 (window 5 is in zone 0)
+    assert 41 * est.zones_per_camera in taken
+    assert [(d.src, d.dst) for d in est.directed() if d.src == 0] == [(0, 41)]
+    assert est.counters()["untracked_pair_updates"] > 0  # the cap did bind
+
+
 def _link(src: int, dst: int, median: float, z: float = 8.0) -> DirectedTransit:
     return DirectedTransit(src, dst, z, 60.0, 20.0, median, median * 0.8, median * 1.2)
 
@@ -226,7 +248,17 @@ def test_state_saved_and_loaded_midway_continues_exactly() -> None:
 
     assert whole.counters()["slots_released"] > 0
     assert second.counters() == whole.counters()
-    for name in ("hist", "wide", "slot_dst", "slot_of", "dep_t", "arr_t", "last_occ"):
+    for name in (
+        "hist",
+        "wide",
+        "coarse",
+        "coarse_wide",
+        "slot_dst",
+        "slot_of",
+        "dep_t",
+        "arr_t",
+        "last_occ",
+    ):
         np.testing.assert_array_equal(getattr(second, name), getattr(whole, name), err_msg=name)
     assert second.directed(include_indirect=True) == whole.directed(include_indirect=True)
     assert whole.counters()["pair_updates"] > 10_000
