@@ -41,8 +41,9 @@ def run(cameras: int, minutes: float, caps: list[int], seed: int, snapshot_min: 
     sim = Simulation.from_name("campus", cameras, seed=seed)
     network = sim.network
     buffer = OccupancyBuffer(network, settings.temporal_tolerance_ticks, settings.spatial_radius)
-    zones = 2 * network.n_cameras
-    caps = [min(c, zones) for c in caps]
+    defaults = TransitParams()
+    zones = defaults.zone_cols * defaults.zone_rows * network.n_cameras
+    caps = [min(c, zones) for c in caps]  # a cap above the zones = every pair tracked
     ests = {c: TransitEstimator(network, TransitParams(max_dest=c)) for c in caps}
     spent = dict.fromkeys(caps, 0.0)
     rows: list[dict[str, Any]] = []

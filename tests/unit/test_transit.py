@@ -248,17 +248,10 @@ def test_state_saved_and_loaded_midway_continues_exactly() -> None:
 
     assert whole.counters()["slots_released"] > 0
     assert second.counters() == whole.counters()
-    for name in (
-        "hist",
-        "wide",
-        "coarse",
-        "coarse_wide",
-        "slot_dst",
-        "slot_of",
-        "dep_t",
-        "arr_t",
-        "last_occ",
-    ):
+    names = ("hist", "wide", "coarse", "coarse_wide", "slot_dst", "slot_of", "slot_born",
+             "dep_t", "arr_t", "last_occ")  # fmt: skip
+    assert second.now == whole.now
+    for name in names:
         np.testing.assert_array_equal(getattr(second, name), getattr(whole, name), err_msg=name)
     assert second.directed(include_indirect=True) == whole.directed(include_indirect=True)
     assert whole.counters()["pair_updates"] > 10_000
