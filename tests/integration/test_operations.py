@@ -371,9 +371,14 @@ def test_prometheus_scrapes_every_component_and_evaluates_the_rules(
         'camtopo_producer_deliveries_total{job="camtopo-producers",result="ok"}',
         'camtopo_http_request_seconds_count{job="camtopo-query"}',
     ):
-        assert [float(r["value"][1]) for r in prom.query(expr)] and all(
-            float(r["value"][1]) > 0 for r in prom.query(expr)
-        ), expr
+        # Waited for, not read once: counters such as frames counted move after the range's
+        # checkpoint, which the delay histogram (waited for above) does not wait for.
+        _wait(
+            expr,
+            lambda expr=expr: (r := prom.query(expr)) and all(float(x["value"][1]) > 0 for x in r),
+            60,
+            services.procs,
+        )
     assert prom.query(f"camtopo_late_fraction_last_minute{{{processor}}}"), "late fraction gauge"
     last_seen = prom.values("time() - camtopo_camera_last_frame_timestamp_seconds", "camera")
     assert len(last_seen) == CAMERAS and all(0 <= v < 60 for v in last_seen.values()), last_seen
