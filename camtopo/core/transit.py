@@ -343,6 +343,12 @@ def _update(
 
 
 @nb.njit(cache=True, nogil=True)
+def _poisson_z(obs: float, exp_: float) -> float:
+    """Poisson likelihood-ratio z of ``obs`` against ``exp_`` (both > 0, obs > exp_)."""
+    return np.sqrt(2.0 * (obs * np.log(obs / exp_) - (obs - exp_)))
+
+
+@nb.njit(cache=True, nogil=True)
 def _band_scores(
     hist: np.ndarray,  # uint16 (n_slots, n_bins)
     wide: np.ndarray,  # uint32 (n_slots,)
@@ -372,7 +378,7 @@ def _band_scores(
             exp_ = e_bin * (hi - lo)
             if obs <= exp_ or exp_ <= 0:
                 continue
-            z = np.sqrt(2.0 * (obs * np.log(obs / exp_) - (obs - exp_)))
+            z = _poisson_z(obs, exp_)
             if z > best:
                 best = z
                 z_out[s] = z
@@ -402,8 +408,7 @@ def _coarse_z(coarse: np.ndarray, coarse_wide: np.ndarray, per_bin: float) -> np
                 two = max(two, float(coarse[i, j]) + float(coarse[i, j + 1]))
         for obs, exp_ in ((one, e_bin), (two, 2.0 * e_bin)):
             if obs > exp_:
-                z = np.sqrt(2.0 * (obs * np.log(obs / exp_) - (obs - exp_)))
-                out[i] = max(out[i], z)
+                out[i] = max(out[i], _poisson_z(obs, exp_))
     return out
 
 
@@ -574,6 +579,8 @@ class TransitEstimator:
             return
         z, *_ = self._scores()
         weak = (now - self.slot_born >= p.ticks(p.min_slot_age_s)) & (z < p.release_z)
+        if not weak.reshape(self.n_zones, p.max_dest)[full].any():
+            return  # nothing to hand over: no screen pass over every pair
         per_bin = self._per_bin * self.n_bins / p.coarse_bins  # coarse bin's share of wide
         # Screen rows are destinations (see _update); one pass over them, then source-major.
         screen = _coarse_z(self.coarse, self.coarse_wide, per_bin)
