@@ -132,6 +132,34 @@ def test_a_full_source_gives_released_slots_to_the_pair_the_screen_ranks_best() 
     assert est.counters()["untracked_pair_updates"] > 0  # the cap did bind
 
 
+def test_slot_maintenance_is_spread_over_the_blocks_one_group_of_sources_each() -> None:
+    # Every source full of weak slots, each with one promising untracked pair: a block boundary
+    # hands over the slots of its group only, and a full turn of boundaries reaches all.
+    network = _network(12)
+    params = TransitParams(tick_s=1 / FPS, max_dest=2)
+    est = TransitEstimator(network, params)
+    n, zpc = est.n_zones, est.zones_per_camera
+    for a in range(n):
+        cam = a // zpc
+        for k, b in enumerate(((cam + 1) % 12 * zpc, (cam + 2) % 12 * zpc)):
+            est.slot_dst[a * 2 + k], est.slot_of[a, b] = b, a * 2 + k
+        promising = (cam + 5) % 12 * zpc
+        est.coarse_wide[promising * n + a] = 200
+        est.coarse[promising * n + a, 2] = 60  # chance: 200 / 6 per coarse bin
+    est.slot_free[:] = 0
+    groups = est.maintain_groups
+    assert groups == 10  # 60 s of 64-tick blocks
+    start = 100 * 64  # past min_slot_age (600 s = 6,000 ticks)
+    before = est.slot_dst.copy()
+    est._maintain(start)
+    moved = np.flatnonzero((est.slot_dst != before).reshape(n, 2).any(axis=1))
+    assert list(moved) == list(range((start // 64) % groups, n, groups))
+    for k in range(1, groups):
+        est._maintain(start + k * 64)
+    assert (est.slot_dst != before).reshape(n, 2).any(axis=1).all()
+    assert est.released == n  # one promising pair per source: one slot each
+
+
 def _link(src: int, dst: int, median: float, z: float = 8.0) -> DirectedTransit:
     return DirectedTransit(src, dst, z, 60.0, 20.0, median, median * 0.8, median * 1.2)
 
