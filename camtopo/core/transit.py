@@ -447,6 +447,7 @@ def _hand_over(
     n_zones = zone_camera.shape[0]
     row = np.zeros(n_zones)
     z = np.zeros(max_dest)
+    weak = np.zeros(max_dest, dtype=np.bool_)
     cum = np.zeros(hist.shape[1] - first + 1)
     handed = 0
     for a in sources:
@@ -454,9 +455,12 @@ def _hand_over(
         for k in range(max_dest):
             s = base + k
             z[k] = 0.0
-            if wide[s] > 0:
+            # Only slots old enough can be weak: younger ones are not scored (in the first
+            # min_slot_age every slot is young, and scoring them was most of a round's cost).
+            if now - slot_born[s] >= min_age and wide[s] > 0:
                 z[k] = _best_band(hist, s, first, wide[s] * per_bin, band_frac, cum)[0]
-        out = np.flatnonzero((now - slot_born[base : base + max_dest] >= min_age) & (z < release_z))
+            weak[k] = now - slot_born[s] >= min_age and z[k] < release_z
+        out = np.flatnonzero(weak)
         if len(out) == 0:
             continue
         for b in range(n_zones):
