@@ -18,6 +18,7 @@ import numpy as np
 
 from camtopo.avro import OCCUPANCY, UndecodableRecord, UnknownSchemaVersion, decode
 from camtopo.core.grid import Network, NetworkError
+from camtopo.core.ticks import tick_of
 
 REASONS = (
     "undecodable",  # not a framed Avro record, or a corrupt body
@@ -130,7 +131,7 @@ def validate(
         arr = np.asarray(occ, dtype=np.int64)
         if arr.size > 1 and np.any(np.diff(arr) <= 0):
             return DeadLetter("bad_windows", f"{where}: occupied windows not sorted and unique")
-        ticks.append(round(t / limits.tick_ms))
+        ticks.append(tick_of(t, limits.tick_ms))
         windows.append(arr)
         t_ms.append(t)
     return ValidRecord(

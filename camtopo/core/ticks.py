@@ -13,6 +13,7 @@ rather than counted against the wrong block.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -21,6 +22,17 @@ import numpy as np
 from camtopo.core.bits import MAX_BLOCK_TICKS
 from camtopo.core.grid import Network, NetworkError
 from camtopo.core.padding import PaddedBlock, pad_span
+
+
+def tick_of(t_ms: float, tick_ms: float) -> int:
+    """The tick nearest a capture time, halves rounded up (the one rule, streaming and offline).
+
+    Not Python's ``round()``: it rounds halves to even, so a camera whose clock sits exactly
+    half a tick off the grid (at 10 FPS, t_ms = 100 k + 50: a skew or a start time that lands
+    there) had frames k and k + 1 on one tick every other tick, and two frames 100 ms apart
+    were refused as duplicates.
+    """
+    return math.floor(t_ms / tick_ms + 0.5)
 
 
 class LateFrameError(ValueError):

@@ -21,7 +21,7 @@ from camtopo.core.evidence import (
 from camtopo.core.grid import Network
 from camtopo.core.padding import PaddedBlock
 from camtopo.core.reference import DenseExclusion
-from camtopo.core.ticks import OccupancyBuffer
+from camtopo.core.ticks import OccupancyBuffer, tick_of
 from camtopo.core.transit import DirectedTransit, TransitEstimator, TransitParams
 from camtopo.settings import Settings
 
@@ -138,7 +138,7 @@ class TopologyEstimator:
         self.transit_through = 0
 
     def tick_of(self, t_ms: int) -> int:
-        return round(t_ms / self.settings.tick_ms)
+        return tick_of(t_ms, self.settings.tick_ms)
 
     def add_frame(self, camera: int, t_ms: int, windows: np.ndarray | list[int]) -> None:
         self.buffer.add(camera, self.tick_of(t_ms), windows)

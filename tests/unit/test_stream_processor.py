@@ -88,6 +88,30 @@ def test_bad_records_are_dead_lettered_with_a_reason() -> None:
     assert proc.unacked == 1
 
 
+def test_a_camera_clock_half_a_tick_off_the_grid_sends_no_duplicate() -> None:
+    # Frames 100 ms apart at t_ms = 100 k + 50 (a clock skew or a producer start time landing
+    # there: `produce --simulate` campus-6 seed 3 starts so in 6 runs in 100). Rounding halves
+    # to even put the frames at 2j - 1/2 and 2j + 1/2 ticks both on tick 2j: every record of
+    # the camera went to the dead letters as a duplicate.
+    settings = Settings()
+    net = Network.uniform(["a", "b"])
+    proc: StreamProcessor[int] = StreamProcessor(net, settings)
+    frames = [(10_050 + 100 * i, i, [1]) for i in range(10)]
+    for n in range(2):
+        sent = frames[5 * n : 5 * n + 5]
+        send_ms = sent[-1][0] + 300
+        dead = proc.on_record(0, n, send_ms, encode_frames(net, 0, sent), n, wall_ms=send_ms)
+        assert dead is None, dead
+    batch = proc.due_batch(wall_ms=frames[-1][0] + 60_000)
+    assert batch is not None
+    assert sorted(batch.ticks.tolist()) == list(range(101, 111))
+    # The offline estimator puts the frames on the same ticks (and takes each once).
+    offline = TopologyEstimator(net, settings)
+    assert [offline.tick_of(t) for t, _, _ in frames] == list(range(101, 111))
+    for t, _, occ in frames:
+        offline.add_frame(0, t, occ)
+
+
 class _FlakyStore:
     """Records checkpoints like the real store's bookkeeping (a shard is exact through the
     range it was last checkpointed at); the first ``fail`` calls raise as a Redis outage."""
