@@ -44,8 +44,18 @@ class RangePublisher(Generic[E]):
             RangeGrid.from_settings(settings), settings.idle_partition_seconds * 1000.0, published
         )
         self.limits = Limits.from_settings(settings)
-        self.next_offsets: dict[int, int] = {}
         self._late = metrics.LateMinute()
+
+    @property
+    def next_offsets(self) -> dict[int, int]:
+        """Per partition held, the offset after the last record taken (records read again
+        after a rebalance do not move it back; a partition dropped starts again)."""
+        return self.ranges.next_offsets
+
+    @property
+    def redelivered(self) -> int:
+        """Records read again after a rebalance: acked with their original, not judged."""
+        return self.ranges.redelivered
 
     def on_record(
         self,
@@ -56,14 +66,21 @@ class RangePublisher(Generic[E]):
         handle: E,
         wall_ms: float | None = None,
     ) -> tuple[DeadLetter | None, E | None]:
-        """Take one record: (a dead letter to publish then ack, or None; a handle to ack now)."""
+        """Take one record: (a dead letter to publish then ack, or None; a handle to ack now).
+
+        A record read again after a rebalance (Faust re-reads from the committed offset) is
+        not judged again: see :meth:`PartitionRanges.redelivery`.
+        """
         wall_ms = time.time() * 1000.0 if wall_ms is None else wall_ms
         # Records come as soon as Faust is assigned a partition, maybe before the closing task
         # sees the assignment; a record of a partition revoked meanwhile is dropped with its
         # state at the task's next assign() — unacked, so its new owner replays it.
         self.ranges.start(partition, wall_ms)
+        again = self.ranges.redelivery(partition, offset, handle)
+        if again is not None:
+            metrics.REDELIVERED.inc()
+            return None, again[0] if again else None
         metrics.RECORDS_IN.inc()
-        self.next_offsets[partition] = offset + 1
         result = validate(value, record_ms, wall_ms, self.network, self.limits)
         if isinstance(result, ValidRecord) and self.ranges.is_duplicate(
             partition, result.camera, result.ticks.tolist()
@@ -80,6 +97,7 @@ class RangePublisher(Generic[E]):
             record_ms,
             wall_ms,
             handle,
+            offset,
         )
         for verdict in verdicts:
             metrics.FRAMES.labels(verdict.value).inc()

@@ -11,6 +11,12 @@ asyncio in it, so tests and benchmarks can drive it directly. Its parts:
 - ``ackable`` (event loop): records all of whose frames are checkpointed, to be acked so Kafka
   commits past them. A crash replays from the committed offsets; replayed frames of counted
   ticks are skipped by the range logic, so nothing is lost or counted twice.
+
+After every rebalance Faust seeks each assigned partition back to its committed offset, even
+one this worker keeps, so records already taken come again while the state built from them is
+still here. ``on_record`` tells them by their offset (below the partition's next offset) and
+acks them with the original record instead of judging them again (they would all be
+``duplicate`` dead letters).
 """
 
 from __future__ import annotations
@@ -85,6 +91,8 @@ class _Pending(Generic[E]):
     partition: int = field(compare=False)
     offset: int = field(compare=False)
     handle: E = field(compare=False)
+    # Handles of the same record read again after a rebalance: acked with ``handle``.
+    redelivered: list[E] = field(default_factory=list, compare=False)
 
 
 class StreamProcessor(Generic[E]):
@@ -107,6 +115,8 @@ class StreamProcessor(Generic[E]):
         self._pending: list[_Pending[E]] = []
         self._ack_now: list[E] = []
         self._next_offset: dict[int, int] = {}
+        self._pending_at: dict[tuple[int, int], _Pending[E]] = {}  # by (partition, offset)
+        self.redelivered = 0  # records read again after a rebalance (not judged again)
         self._ranges_since_topology = 0
         self._checkpoints = 0  # spread checkpoints so far: picks the slice of shards
         # Counted, not yet durable in Redis: (range, counted_until, ticks)
@@ -143,8 +153,13 @@ class StreamProcessor(Generic[E]):
     ) -> DeadLetter | None:
         """Take one record. Returns a DeadLetter to publish (then ack), else None.
 
-        Records with frames still to count are kept until :meth:`ackable` releases them.
+        Records with frames still to count are kept until :meth:`ackable` releases them. A
+        record taken before (Faust re-reads from the committed offset after a rebalance) is
+        not judged again: see :meth:`_redelivered`.
         """
+        if offset < self._next_offset.get(partition, 0):
+            self._redelivered(partition, offset, handle)
+            return None
         wall_ms = time.time() * 1000.0 if wall_ms is None else wall_ms
         metrics.RECORDS_IN.inc()
         self._next_offset[partition] = offset + 1
@@ -169,10 +184,26 @@ class StreamProcessor(Generic[E]):
                 late += 1
         self._late.add(wall_ms, len(result.ticks), late)
         if max_kept is not None:
-            heapq.heappush(self._pending, _Pending(max_kept, partition, offset, handle))
+            pending = _Pending(max_kept, partition, offset, handle)
+            heapq.heappush(self._pending, pending)
+            self._pending_at[(partition, offset)] = pending
         else:
             self._ack_now.append(handle)
         return None
+
+    def _redelivered(self, partition: int, offset: int, handle: E) -> None:
+        """A record this processor took before, read again: its frames are in the ranges or
+        counted, and it was judged (maybe dead-lettered) then. Not counted or dead-lettered
+        again; acked with the original record while that one waits for its frames to be
+        counted (acked now, it would let Kafka commit past frames Redis does not hold), else
+        at once (the original was released, or kept nothing)."""
+        self.redelivered += 1
+        metrics.REDELIVERED.inc()
+        pending = self._pending_at.get((partition, offset))
+        if pending is not None:
+            pending.redelivered.append(handle)
+        else:
+            self._ack_now.append(handle)
 
     # --- closing (event loop) -----------------------------------------------------------------
     def due_batch(
@@ -328,13 +359,17 @@ class StreamProcessor(Generic[E]):
         self._ack_now = []
         if counted_until is not None:
             while self._pending and self._pending[0].max_tick < counted_until:
-                out.append(heapq.heappop(self._pending).handle)
+                done = heapq.heappop(self._pending)
+                del self._pending_at[(done.partition, done.offset)]
+                out.append(done.handle)
+                out.extend(done.redelivered)
         metrics.UNACKED.set(len(self._pending))
         return out
 
     @property
     def next_offsets(self) -> dict[int, int]:
-        """Per partition, the offset after the last record taken by :meth:`on_record`."""
+        """Per partition, the offset after the last record taken by :meth:`on_record` (records
+        read again after a rebalance do not move it back)."""
         return self._next_offset
 
     @property

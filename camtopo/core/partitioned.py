@@ -17,6 +17,10 @@ Blocks are deduplicated by range: a partition's ranges are closed in order, so a
 ranges were already received (a worker republishing after a restart) is dropped, and of a block
 that overlaps what was received only the newer ranges are kept. The first block of a range is
 complete: its records are acknowledged only once the block is on the broker.
+
+After every rebalance Faust seeks each assigned partition back to its committed offset, even
+one this worker keeps with its state: :meth:`PartitionRanges.redelivery` tells the records
+read again by their offset, so they are acked with their original instead of judged again.
 """
 
 from __future__ import annotations
@@ -73,6 +77,9 @@ class RangeBlock:
 class _Pending(Generic[H]):
     max_tick: int
     handle: H = field(compare=False)
+    offset: int | None = field(default=None, compare=False)
+    # Handles of the same record read again after a rebalance: released with ``handle``.
+    redelivered: list[H] = field(default_factory=list, compare=False)
 
 
 @dataclass
@@ -80,6 +87,8 @@ class _Partition(Generic[H]):
     assembler: RangeAssembler
     clock: ProcessorClock
     pending: list[_Pending[H]] = field(default_factory=list)
+    next_offset: int | None = None  # after the last record taken (None: none yet)
+    pending_at: dict[int, _Pending[H]] = field(default_factory=dict)  # by record offset
 
 
 class PartitionRanges(Generic[H]):
@@ -96,6 +105,7 @@ class PartitionRanges(Generic[H]):
         self.idle_ms = idle_ms
         self.published: dict[int, int] = dict(published or {})
         self.parts: dict[int, _Partition[H]] = {}
+        self.redelivered = 0  # records read again after a rebalance (not judged again)
 
     def assign(self, partitions: Iterable[int], wall_ms: float) -> None:
         """The partitions this worker now owns: drop the others' state (their records will be
@@ -117,6 +127,34 @@ class PartitionRanges(Generic[H]):
         clock.assign([partition], wall_ms)
         self.parts[partition] = _Partition(assembler, clock)
 
+    def redelivery(self, partition: int, offset: int, handle: H) -> list[H] | None:
+        """None for a record not taken before: it is now (judge it, then :meth:`take` it with
+        its offset). Else the record was read again (Faust re-reads from the committed offset
+        after a rebalance) and the partition's state already holds it; it is not to be judged
+        or dead-lettered again. Returns the handles to ack now: none while the original's
+        frames wait for their block (the handle is released with it by :meth:`delivered`;
+        acked now, it would let Kafka commit past them), else ``[handle]``.
+
+        A partition whose state was dropped (revoked) starts afresh: its records are new.
+        """
+        part = self.parts[partition]
+        if part.next_offset is None or offset >= part.next_offset:
+            part.next_offset = offset + 1
+            return None
+        self.redelivered += 1
+        pending = part.pending_at.get(offset)
+        if pending is None:
+            return [handle]
+        pending.redelivered.append(handle)
+        return []
+
+    @property
+    def next_offsets(self) -> dict[int, int]:
+        """Per partition held, the offset after the last record taken."""
+        return {
+            p: part.next_offset for p, part in self.parts.items() if part.next_offset is not None
+        }
+
     def is_duplicate(self, partition: int, camera: int, ticks: Sequence[int]) -> bool:
         return self.parts[partition].assembler.is_duplicate(camera, ticks)
 
@@ -129,9 +167,11 @@ class PartitionRanges(Generic[H]):
         record_ms: int,
         wall_ms: float,
         handle: H,
+        offset: int | None = None,
     ) -> tuple[list[Verdict], H | None]:
         """Judge and keep a record's frames. Returns the verdicts, and the handle when the
-        record kept no frame (ack it now); else it is released by :meth:`delivered`."""
+        record kept no frame (ack it now); else it is released by :meth:`delivered`.
+        ``offset``: the record's, so that its redelivery is released with it."""
         part = self.parts[partition]
         part.clock.observe(partition, record_ms, wall_ms)
         verdicts = []
@@ -144,7 +184,10 @@ class PartitionRanges(Generic[H]):
             verdicts.append(verdict)
         if kept is None:
             return verdicts, handle
-        heapq.heappush(part.pending, _Pending(kept, handle))
+        pending = _Pending(kept, handle, offset)
+        heapq.heappush(part.pending, pending)
+        if offset is not None:
+            part.pending_at[offset] = pending
         return verdicts, None
 
     def due(self, wall_ms: float, behind: Iterable[int] = ()) -> list[RangeBlock]:
@@ -185,7 +228,11 @@ class PartitionRanges(Generic[H]):
         until = self.grid.first_tick(block.range_id + 1)
         out = []
         while part.pending and part.pending[0].max_tick < until:
-            out.append(heapq.heappop(part.pending).handle)
+            done = heapq.heappop(part.pending)
+            if done.offset is not None:
+                del part.pending_at[done.offset]
+            out.append(done.handle)
+            out.extend(done.redelivered)
         return out
 
     @property

@@ -214,3 +214,26 @@ def test_counting_workers_share_one_pool_budget_by_the_rows_they_own() -> None:
     # Take over every shard (the other worker died): the whole budget.
     everything = owned_windows(sim.network, 8, range(8))
     assert counter.pool_share(everything).max_pool_mb == 1000
+
+
+def test_records_read_again_are_released_with_their_original_until_the_partition_is_dropped() -> (
+    None
+):
+    grid = RangeGrid(ticks_per_range=20, tick_ms=100, late_ms=5000, tolerance=5)
+    ranges: PartitionRanges[int] = PartitionRanges(grid, 5000.0)
+    ranges.assign([0], wall_ms=0)
+    for offset in range(10):
+        assert ranges.redelivery(0, offset, offset) is None  # new: judge and take it
+        tick = 100 + offset
+        ranges.take(0, 1, [tick], [np.array([1])], tick * 100 + 300, 0, offset, offset)
+    # A seek back to the committed offset 5 (after a rebalance that kept the partition).
+    assert [ranges.redelivery(0, offset, 100 + offset) for offset in range(5, 10)] == [[]] * 5
+    assert ranges.redelivered == 5 and ranges.next_offsets == {0: 10} and ranges.unacked == 10
+    (block,) = ranges.due(60_000)
+    assert sorted(ranges.delivered(block)) == [*range(10), *range(105, 110)]
+    assert ranges.redelivery(0, 9, 209) == [209]  # its original was released: ack at once
+    # Revoked then assigned again: the state is dropped, so the records are new again.
+    ranges.assign([], wall_ms=70_000)
+    ranges.assign([0], wall_ms=70_000)
+    assert ranges.next_offsets == {}
+    assert ranges.redelivery(0, 5, 305) is None and ranges.next_offsets == {0: 6}

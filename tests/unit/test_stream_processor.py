@@ -191,3 +191,95 @@ def test_a_long_redis_outage_stops_the_processor() -> None:
     except RedisConnectionError:
         return
     raise AssertionError("a checkpoint that cannot reach Redis must not be skipped")
+
+
+def _one_frame_records(net: Network, n: int) -> list[tuple[int, bytes]]:
+    """(send_ms, value) of ``n`` records of camera 0, one frame each, ticks 100, 101, ..."""
+    out = []
+    for i in range(n):
+        t_ms = 10_000 + 100 * i
+        out.append((t_ms + 300, encode_frames(net, 0, [(t_ms, i, [1 + i % 3])])))
+    return out
+
+
+def test_records_read_again_after_a_rebalance_are_acked_not_dead_lettered() -> None:
+    # After every rebalance Faust seeks each partition back to its committed offset, even for
+    # a worker that keeps it and its state: what was read but not committed comes again.
+    from prometheus_client import REGISTRY
+
+    def dead_letters() -> float:
+        return REGISTRY.get_sample_value("camtopo_dead_letters_total", {"reason": "duplicate"}) or 0
+
+    net = Network.uniform(["a", "b"])
+    proc: StreamProcessor[int] = StreamProcessor(net, Settings())
+    proc.clock.assign([0], wall_ms=0)
+    records = _one_frame_records(net, 10)
+    before = dead_letters()
+    for offset, (send_ms, value) in enumerate(records):
+        assert proc.on_record(0, offset, send_ms, value, offset, wall_ms=send_ms) is None
+    assert proc.ackable() == [] and proc.unacked == 10
+    # A seek back to the committed offset 5: offsets 5..9 again (new handles 105..109).
+    for offset in range(5, 10):
+        send_ms, value = records[offset]
+        dead = proc.on_record(0, offset, send_ms, value, 100 + offset, wall_ms=send_ms + 50)
+        assert dead is None, dead
+    assert proc.redelivered == 5 and dead_letters() == before
+    assert proc.next_offsets == {0: 10}
+    # Their originals' frames are not counted yet: acked with them, not now (acking the copies
+    # would let Kafka commit past frames Redis does not hold).
+    assert proc.ackable() == [] and proc.unacked == 10
+    assert proc.assembler.n_open_frames == 10
+    batch = proc.due_batch(wall_ms=records[-1][0] + 60_000)
+    assert batch is not None and sorted(batch.ticks.tolist()) == list(range(100, 110))
+    applied = proc.apply(batch, proc.resume_offsets(batch.frontier))
+    assert applied.frames == 10 and applied.rejected == 0
+    acked = proc.ackable(applied.counted_until)
+    assert sorted(acked) == [*range(10), *range(105, 110)] and proc.unacked == 0
+    # Read again once more after their frames were counted: acked at once, nothing counted.
+    for offset in range(5, 10):
+        send_ms, value = records[offset]
+        assert proc.on_record(0, offset, send_ms, value, 200 + offset, wall_ms=70_000) is None
+    assert sorted(proc.ackable()) == list(range(205, 210))
+    assert proc.redelivered == 10 and proc.assembler.n_open_frames == 0
+    later = proc.due_batch(wall_ms=200_000)  # wall time closes more ranges: all empty
+    assert (later is None or len(later) == 0) and dead_letters() == before
+    # A new record after them is judged as ever, and a real duplicate is still dead-lettered.
+    value = encode_frames(net, 0, [(250_000, 10, [1])])
+    send_ms = 250_300
+    assert proc.on_record(0, 10, send_ms, value, 10, wall_ms=send_ms) is None
+    assert proc.unacked == 1
+    dup = proc.on_record(0, 11, send_ms, value, 11, wall_ms=send_ms)
+    assert dup is not None and dup.reason == "duplicate"
+
+
+def test_a_dead_lettered_record_read_again_is_not_dead_lettered_again() -> None:
+    net = Network.uniform(["a", "b"])
+    proc: StreamProcessor[int] = StreamProcessor(net, Settings())
+    dead = proc.on_record(0, 0, 10_050, b"\x00\x00\x00\x00\x01garbage", 0, wall_ms=10_100)
+    assert dead is not None and dead.reason == "undecodable"  # acked once it is on Kafka
+    assert proc.on_record(0, 0, 10_050, b"\x00\x00\x00\x00\x01garbage", 1, wall_ms=10_200) is None
+    assert proc.ackable() == [1] and proc.redelivered == 1
+
+
+def test_the_assembler_acks_records_read_again_with_their_original() -> None:
+    from processors.assembler import RangePublisher
+
+    net = Network.uniform(["a", "b"])
+    pub: RangePublisher[int] = RangePublisher(net, Settings())
+    pub.ranges.assign([0], wall_ms=0)
+    records = _one_frame_records(net, 10)
+    for offset, (send_ms, value) in enumerate(records):
+        assert pub.on_record(0, offset, send_ms, value, offset, wall_ms=send_ms) == (None, None)
+    for offset in range(5, 10):
+        send_ms, value = records[offset]
+        dead, ack = pub.on_record(0, offset, send_ms, value, 100 + offset, wall_ms=send_ms)
+        assert dead is None and ack is None, dead  # acked with the original, once delivered
+    assert pub.redelivered == 5 and pub.next_offsets == {0: 10}
+    assert pub.ranges.unacked == 10 and pub.ranges.open_frames == 10
+    (block,) = pub.ranges.due(records[-1][0] + 60_000)
+    assert sorted(block.ticks.tolist()) == list(range(100, 110))
+    assert sorted(pub.ranges.delivered(block)) == [*range(10), *range(105, 110)]
+    # Read again after the block was delivered: acked at once.
+    send_ms, value = records[7]
+    assert pub.on_record(0, 7, send_ms, value, 207, wall_ms=80_000) == (None, 207)
+    assert pub.redelivered == 6
