@@ -34,7 +34,12 @@ import numpy as np
 
 from benchmarks.accuracy import CACHE, RESULTS, Net, generate
 
-SUITE = (("campus-100", "campus", 100), ("branching-60", "branching", 60))
+SUITE = (
+    ("campus-100", "campus", 100),
+    ("branching-60", "branching", 60),
+    ("corridor-40", "corridor", 40),
+    ("plaza-30", "plaza", 30),
+)
 TARGETS = {"precision": 0.90, "recall": 0.80, "median_time_rel_error": 0.20}
 
 
@@ -254,8 +259,12 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(6.2 * len(results), 4.2), squeeze=False)
-    for ax, r in zip(axes.ravel(), results, strict=True):
+    cols = min(2, len(results))
+    rows = -(-len(results) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 4.2 * rows), squeeze=False)
+    for ax in axes.ravel()[len(results) :]:
+        ax.set_visible(False)
+    for ax, r in zip(axes.ravel(), results, strict=False):
         for who, style in (("camtopo", "-"), ("baseline", "--")):
             curve = r[who]["curve"]
             t = [c["t_s"] / 60 for c in curve]
