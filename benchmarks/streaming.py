@@ -93,6 +93,10 @@ class Sample:
     phase_s: dict[str, float] = field(default_factory=dict)  # "worker phase": seconds so far
     engine_mb: float = 0
     redis_mb: float = 0
+    # Redis AOF rewrites so far (each forks a child that dumps every row: CPU outside the
+    # `redis` column), and the last one's duration: to tell its stalls from ours
+    aof_rewrites: float = 0
+    aof_last_rewrite_s: float = 0
     lag: float = 0
     clock_lag_s: float = 0
     range_s_sum: float = 0
@@ -159,6 +163,7 @@ def _sample(
         for lab, v in m.get("camtopo_frames_total", []):
             frames[lab["verdict"]] = frames.get(lab["verdict"], 0) + v
     slowest = min(counting, key=lambda m: _one(m, "camtopo_frames_counted_total"))
+    persistence = rc.info("persistence")
     tail = max(counting, key=lambda m: _one(m, "camtopo_range_processing_seconds_sum"))
     return Sample(
         t=t,
@@ -190,6 +195,8 @@ def _sample(
         },
         engine_mb=sum(_one(m, "camtopo_engine_bytes") for m in counting) / 2**20,
         redis_mb=int(rc.info("memory")["used_memory"]) / 2**20,
+        aof_rewrites=float(persistence.get("aof_rewrites", 0)),
+        aof_last_rewrite_s=float(persistence.get("aof_last_rewrite_time_sec", 0)),
         lag=sum(_one(m, "camtopo_consumer_lag_records") for m in taking),
         clock_lag_s=max(_one(m, "camtopo_processor_clock_lag_seconds") for m in taking),
         range_s_sum=_one(tail, "camtopo_range_processing_seconds_sum"),
@@ -360,7 +367,7 @@ def summarise(n: int, samples: list[Sample], args: argparse.Namespace) -> dict:
     total_frames = lambda s: sum(s.frames.values())  # noqa: E731
     late = lambda s: s.frames.get("late", 0) + s.frames.get("closed", 0)  # noqa: E731
     frames_in = total_frames(b) - total_frames(a)
-    per_minute, p99_per_minute, crowd_per_minute = [], [], []
+    per_minute, p99_per_minute, crowd_per_minute, aof_per_minute = [], [], [], []
     for k in range(int(samples[-1].t // 60) + 1):
         inside = [s for s in samples if k * 60 <= s.t < (k + 1) * 60 + 1e-9]
         if len(inside) >= 2:
@@ -370,9 +377,11 @@ def summarise(n: int, samples: list[Sample], args: argparse.Namespace) -> dict:
             p99_per_minute.append(worst(q.delay_buckets, p.delay_buckets, 0.99))
             frames = q.counted - p.counted
             crowd_per_minute.append((q.occupied - p.occupied) / frames if frames else 0.0)
+            aof_per_minute.append(q.aof_rewrites - p.aof_rewrites)
     return {
         "cameras": n,
         "workers": "single" if args.counters == 0 else f"{args.assemblers}+{args.counters}",
+        "redis_config": args.redis_config,
         "expected_frames_per_s": n * 10,
         "frames_in_per_s": frames_in / span,
         "frames_counted_per_s": (b.counted - a.counted) / span,
@@ -382,6 +391,7 @@ def summarise(n: int, samples: list[Sample], args: argparse.Namespace) -> dict:
         "delay_p99_per_minute": p99_per_minute,
         # occupied windows per frame counted: a crowd surge shows here (and in the work)
         "occupied_per_frame_per_minute": crowd_per_minute,
+        "aof_rewrites_per_minute": aof_per_minute,
         "deferred_ranges": b.deferred - a.deferred,
         "delay_p50_s": worst(b.delay_buckets, a.delay_buckets, 0.5),
         "delay_p99_s": worst(b.delay_buckets, a.delay_buckets, 0.99),
@@ -450,6 +460,12 @@ def plot(results: list[dict], path: Path) -> None:
                 worst(b["delay_buckets"], a["delay_buckets"], q) for a, b in itertools.pairwise(ss)
             ]
             ax4.plot(t[1:], delays, style, label=f"p{round(q * 100)}, {what}")
+        # Redis AOF rewrites (a forked child dumps every row) started in these intervals
+        rewrites = [b["t"] / 60 for a, b in itertools.pairwise(ss)
+                    if b.get("aof_rewrites", 0) > a.get("aof_rewrites", 0)]  # fmt: skip
+        for k, x in enumerate(rewrites):
+            ax4.axvline(x, color="tab:red", lw=0.5, alpha=0.5,
+                        label="Redis AOF rewrite" if k == 0 else None)  # fmt: skip
         crowd = [
             (b.get("occupied", 0) - a.get("occupied", 0)) / (b["counted"] - a["counted"])
             if b["counted"] > a["counted"] else float("nan")
@@ -509,6 +525,11 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--replot", action="store_true", help="redraw streaming<tag>.png only")
+    ap.add_argument(
+        "--redis-config", action="append", default=[], metavar="NAME=VALUE",
+        help="CONFIG SET on the benchmark's Redis before the run (e.g. "
+        "auto-aof-rewrite-percentage=400); repeatable",
+    )  # fmt: skip
     args = ap.parse_args()
     if args.produce:
         return produce(args)
@@ -523,6 +544,11 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="camtopo-bench-"))
     kafka = KafkaCluster(data_dir=workdir / "kafka").start()
     redis_server = RedisServer(data_dir=workdir / "redis").start()
+    for item in args.redis_config:
+        import redis
+
+        name, _, value = item.partition("=")
+        redis.Redis(port=redis_server.port).config_set(name, value)
     results = []
     try:
         for n in args.cameras:

@@ -4,7 +4,8 @@
 #   infra/redis.sh start|stop|status [--port 6379] [--dir DIR] [--timeout SECONDS]
 #
 # Environment defaults: CAMTOPO_REDIS_PORT, CAMTOPO_REDIS_DATA, CAMTOPO_REDIS_APPENDFSYNC
-# (everysec). The append-only file, redis.log and redis.pid live in DIR. See docs/infra.md.
+# (everysec), CAMTOPO_REDIS_AOF_REWRITE_PERCENTAGE (400). The append-only file, redis.log and
+# redis.pid live in DIR. See docs/infra.md.
 set -euo pipefail
 
 INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,6 +28,7 @@ shift
 port="${CAMTOPO_REDIS_PORT:-6379}"
 dir="${CAMTOPO_REDIS_DATA:-$REPO_DIR/.stack/redis}"
 appendfsync="${CAMTOPO_REDIS_APPENDFSYNC:-everysec}"
+rewrite_pct="${CAMTOPO_REDIS_AOF_REWRITE_PERCENTAGE:-400}"
 timeout=30
 while (($#)); do
     case "$1" in
@@ -40,6 +42,7 @@ done
 [[ "$port" =~ ^[0-9]+$ ]] || die "--port must be a number, got '$port'"
 [[ "$timeout" =~ ^[0-9]+$ ]] || die "--timeout must be whole seconds, got '$timeout'"
 case "$appendfsync" in always | everysec | no) ;; *) die "CAMTOPO_REDIS_APPENDFSYNC must be always|everysec|no" ;; esac
+[[ "$rewrite_pct" =~ ^[0-9]+$ ]] || die "CAMTOPO_REDIS_AOF_REWRITE_PERCENTAGE must be a whole number, got '$rewrite_pct'"
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 PIDFILE="$dir/redis.pid"
@@ -76,10 +79,14 @@ start() {
     # acknowledged; RDB snapshots are off since the AOF is the persistence (and forks cost
     # on 2 cores). rdbcompression no: an AOF rewrite dumps the data in RDB form, and LZF on
     # our already run-length-coded rows took 4x the CPU for 10 % less disk
-    # (benchmarks/redis_rewrite.py).
+    # (benchmarks/redis_rewrite.py). auto-aof-rewrite-percentage 400 (Redis: 100): at 1,000
+    # cameras the checkpoints append ~1.2 GB a minute, so Redis forked a rewrite of its
+    # 2.8 GB every 2 minutes; a rewrite that met the leader's topology join set the
+    # detection delay's p99 (docs/streaming.md, round 7). The AOF grows to 5x before one.
     redis-server --bind "$HOST" --port "$port" --dir "$dir" \
         --daemonize yes --pidfile "$PIDFILE" --logfile "$LOGFILE" \
         --appendonly yes --appendfsync "$appendfsync" --save '' --rdbcompression no \
+        --auto-aof-rewrite-percentage "$rewrite_pct" \
         --protected-mode yes \
         || { print_tail; die "redis-server failed to start (log $LOGFILE)"; }
     local deadline=$((SECONDS + timeout))

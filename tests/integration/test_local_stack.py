@@ -189,6 +189,8 @@ def test_redis_keeps_acknowledged_writes_across_sigkill(redis_server: RedisServe
     client = redis.Redis.from_url(redis_server.url)
     assert client.config_get("appendonly") == {"appendonly": "yes"}
     assert client.config_get("rdbcompression") == {"rdbcompression": "no"}
+    rewrite = "auto-aof-rewrite-percentage"
+    assert client.config_get(rewrite) == {rewrite: "400"}  # rarer rewrites (docs/infra.md)
     prefix = f"test:{uuid.uuid4().hex}"
     counts = {f"w{i}": i * 3 + 1 for i in range(50)}
     client.hset(f"{prefix}:counts", mapping=counts)
