@@ -33,6 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from camtopo.core.grid import Network
+from camtopo.core.offsets import PartitionOffsets, next_offsets
 from camtopo.core.ranges import ClosedBatch, ProcessorClock, RangeAssembler, RangeGrid, Verdict
 from camtopo.core.ticks import DuplicateFrameError, LateFrameError
 from camtopo.core.topology import TopologyEstimator
@@ -91,8 +92,6 @@ class _Pending(Generic[E]):
     partition: int = field(compare=False)
     offset: int = field(compare=False)
     handle: E = field(compare=False)
-    # Handles of the same record read again after a rebalance: acked with ``handle``.
-    redelivered: list[E] = field(default_factory=list, compare=False)
 
 
 class StreamProcessor(Generic[E]):
@@ -114,8 +113,7 @@ class StreamProcessor(Generic[E]):
         self.replay_until_range = -1  # shards may hold ranges past the meta: replay one by one
         self._pending: list[_Pending[E]] = []
         self._ack_now: list[E] = []
-        self._next_offset: dict[int, int] = {}
-        self._pending_at: dict[tuple[int, int], _Pending[E]] = {}  # by (partition, offset)
+        self._offsets: dict[int, PartitionOffsets[E]] = {}
         self.redelivered = 0  # records read again after a rebalance (not judged again)
         self._ranges_since_topology = 0
         self._checkpoints = 0  # spread checkpoints so far: picks the slice of shards
@@ -155,14 +153,17 @@ class StreamProcessor(Generic[E]):
 
         Records with frames still to count are kept until :meth:`ackable` releases them. A
         record taken before (Faust re-reads from the committed offset after a rebalance) is
-        not judged again: see :meth:`_redelivered`.
+        not judged again, but acked with it (:meth:`PartitionOffsets.again`).
         """
-        if offset < self._next_offset.get(partition, 0):
-            self._redelivered(partition, offset, handle)
+        offsets = self._offsets.setdefault(partition, PartitionOffsets())
+        again = offsets.again(offset, handle)
+        if again is not None:
+            self.redelivered += 1
+            metrics.REDELIVERED.inc()
+            self._ack_now += again
             return None
         wall_ms = time.time() * 1000.0 if wall_ms is None else wall_ms
         metrics.RECORDS_IN.inc()
-        self._next_offset[partition] = offset + 1
         self.clock.observe(partition, record_ms, wall_ms)
         result = validate(value, record_ms, wall_ms, self.network, self.limits)
         if isinstance(result, ValidRecord) and self.assembler.is_duplicate(
@@ -184,26 +185,11 @@ class StreamProcessor(Generic[E]):
                 late += 1
         self._late.add(wall_ms, len(result.ticks), late)
         if max_kept is not None:
-            pending = _Pending(max_kept, partition, offset, handle)
-            heapq.heappush(self._pending, pending)
-            self._pending_at[(partition, offset)] = pending
+            heapq.heappush(self._pending, _Pending(max_kept, partition, offset, handle))
+            offsets.hold(offset)
         else:
             self._ack_now.append(handle)
         return None
-
-    def _redelivered(self, partition: int, offset: int, handle: E) -> None:
-        """A record this processor took before, read again: its frames are in the ranges or
-        counted, and it was judged (maybe dead-lettered) then. Not counted or dead-lettered
-        again; acked with the original record while that one waits for its frames to be
-        counted (acked now, it would let Kafka commit past frames Redis does not hold), else
-        at once (the original was released, or kept nothing)."""
-        self.redelivered += 1
-        metrics.REDELIVERED.inc()
-        pending = self._pending_at.get((partition, offset))
-        if pending is not None:
-            pending.redelivered.append(handle)
-        else:
-            self._ack_now.append(handle)
 
     # --- closing (event loop) -----------------------------------------------------------------
     def due_batch(
@@ -227,7 +213,7 @@ class StreamProcessor(Generic[E]):
 
     def resume_offsets(self, counted_until: int) -> dict[int, int]:
         """Per partition, the lowest offset of a record with frames at or after the tick."""
-        out = dict(self._next_offset)
+        out = self.next_offsets
         for p in self._pending:
             if p.max_tick >= counted_until and p.offset < out.get(p.partition, 1 << 62):
                 out[p.partition] = p.offset
@@ -360,9 +346,8 @@ class StreamProcessor(Generic[E]):
         if counted_until is not None:
             while self._pending and self._pending[0].max_tick < counted_until:
                 done = heapq.heappop(self._pending)
-                del self._pending_at[(done.partition, done.offset)]
                 out.append(done.handle)
-                out.extend(done.redelivered)
+                out.extend(self._offsets[done.partition].release(done.offset))
         metrics.UNACKED.set(len(self._pending))
         return out
 
@@ -370,7 +355,7 @@ class StreamProcessor(Generic[E]):
     def next_offsets(self) -> dict[int, int]:
         """Per partition, the offset after the last record taken by :meth:`on_record` (records
         read again after a rebalance do not move it back)."""
-        return self._next_offset
+        return next_offsets(self._offsets)
 
     @property
     def unacked(self) -> int:

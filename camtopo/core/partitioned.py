@@ -33,6 +33,7 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from camtopo.core.grid import Network
+from camtopo.core.offsets import PartitionOffsets, next_offsets
 from camtopo.core.ranges import ProcessorClock, RangeAssembler, RangeGrid, Verdict
 
 H = TypeVar("H")  # whatever the driver needs to acknowledge a record
@@ -78,8 +79,6 @@ class _Pending(Generic[H]):
     max_tick: int
     handle: H = field(compare=False)
     offset: int | None = field(default=None, compare=False)
-    # Handles of the same record read again after a rebalance: released with ``handle``.
-    redelivered: list[H] = field(default_factory=list, compare=False)
 
 
 @dataclass
@@ -87,8 +86,7 @@ class _Partition(Generic[H]):
     assembler: RangeAssembler
     clock: ProcessorClock
     pending: list[_Pending[H]] = field(default_factory=list)
-    next_offset: int | None = None  # after the last record taken (None: none yet)
-    pending_at: dict[int, _Pending[H]] = field(default_factory=dict)  # by record offset
+    offsets: PartitionOffsets[H] = field(default_factory=PartitionOffsets)
 
 
 class PartitionRanges(Generic[H]):
@@ -129,31 +127,19 @@ class PartitionRanges(Generic[H]):
 
     def redelivery(self, partition: int, offset: int, handle: H) -> list[H] | None:
         """None for a record not taken before: it is now (judge it, then :meth:`take` it with
-        its offset). Else the record was read again (Faust re-reads from the committed offset
-        after a rebalance) and the partition's state already holds it; it is not to be judged
-        or dead-lettered again. Returns the handles to ack now: none while the original's
-        frames wait for their block (the handle is released with it by :meth:`delivered`;
-        acked now, it would let Kafka commit past them), else ``[handle]``.
-
-        A partition whose state was dropped (revoked) starts afresh: its records are new.
-        """
-        part = self.parts[partition]
-        if part.next_offset is None or offset >= part.next_offset:
-            part.next_offset = offset + 1
-            return None
-        self.redelivered += 1
-        pending = part.pending_at.get(offset)
-        if pending is None:
-            return [handle]
-        pending.redelivered.append(handle)
-        return []
+        its offset). Else it was read again and the partition's state already holds it: the
+        handles to ack now (:meth:`PartitionOffsets.again`; a held original's copies come out
+        of :meth:`delivered` with it). A partition whose state was dropped (revoked) starts
+        afresh: its records are new."""
+        again = self.parts[partition].offsets.again(offset, handle)
+        if again is not None:
+            self.redelivered += 1
+        return again
 
     @property
     def next_offsets(self) -> dict[int, int]:
         """Per partition held, the offset after the last record taken."""
-        return {
-            p: part.next_offset for p, part in self.parts.items() if part.next_offset is not None
-        }
+        return next_offsets({p: part.offsets for p, part in self.parts.items()})
 
     def is_duplicate(self, partition: int, camera: int, ticks: Sequence[int]) -> bool:
         return self.parts[partition].assembler.is_duplicate(camera, ticks)
@@ -184,10 +170,9 @@ class PartitionRanges(Generic[H]):
             verdicts.append(verdict)
         if kept is None:
             return verdicts, handle
-        pending = _Pending(kept, handle, offset)
-        heapq.heappush(part.pending, pending)
+        heapq.heappush(part.pending, _Pending(kept, handle, offset))
         if offset is not None:
-            part.pending_at[offset] = pending
+            part.offsets.hold(offset)
         return verdicts, None
 
     def due(self, wall_ms: float, behind: Iterable[int] = ()) -> list[RangeBlock]:
@@ -229,10 +214,9 @@ class PartitionRanges(Generic[H]):
         out = []
         while part.pending and part.pending[0].max_tick < until:
             done = heapq.heappop(part.pending)
-            if done.offset is not None:
-                del part.pending_at[done.offset]
             out.append(done.handle)
-            out.extend(done.redelivered)
+            if done.offset is not None:
+                out.extend(part.offsets.release(done.offset))
         return out
 
     @property
