@@ -457,9 +457,10 @@ def _hand_over(
             z[k] = 0.0
             # Only slots old enough can be weak: younger ones are not scored (in the first
             # min_slot_age every slot is young, and scoring them was most of a round's cost).
-            if now - slot_born[s] >= min_age and wide[s] > 0:
+            old = now - slot_born[s] >= min_age
+            if old and wide[s] > 0:
                 z[k] = _best_band(hist, s, first, wide[s] * per_bin, band_frac, cum)[0]
-            weak[k] = now - slot_born[s] >= min_age and z[k] < release_z
+            weak[k] = old and z[k] < release_z
         out = np.flatnonzero(weak)
         if len(out) == 0:
             continue
