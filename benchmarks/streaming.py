@@ -544,11 +544,13 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="camtopo-bench-"))
     kafka = KafkaCluster(data_dir=workdir / "kafka").start()
     redis_server = RedisServer(data_dir=workdir / "redis").start()
-    for item in args.redis_config:
+    if args.redis_config:
         import redis
 
-        name, _, value = item.partition("=")
-        redis.Redis(port=redis_server.port).config_set(name, value)
+        admin = redis.Redis.from_url(redis_server.url)
+        for item in args.redis_config:
+            name, _, value = item.partition("=")
+            admin.config_set(name, value)
     results = []
     try:
         for n in args.cameras:
