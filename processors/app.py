@@ -15,6 +15,7 @@ import functools
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,8 @@ def create_app(
                 msg.partition, msg.offset, round(msg.timestamp * 1000), msg.value, event
             )
             if dead is not None:
-                await send_dead_letter(dead_letters, event, dead)
+                copies = functools.partial(proc.dead_letter_sent, msg.partition, msg.offset)
+                await send_dead_letter(dead_letters, event, dead, copies)
             for handle in proc.ackable():
                 handle.ack()
 
@@ -153,9 +155,13 @@ def create_app(
     return app, proc
 
 
-async def send_dead_letter(topic: Any, event: Any, dead: DeadLetter) -> None:
-    """The record's original key and bytes, with the reason, to the dead-letter topic; the
-    record is acked (may be committed) only once the dead letter is on Kafka."""
+async def send_dead_letter(
+    topic: Any, event: Any, dead: DeadLetter, copies: Callable[[], list[Any]], attempt: int = 0
+) -> None:
+    """The record's original key and bytes, with the reason, to the dead-letter topic. The
+    record, and its copies read again meanwhile (``copies()``), are acked only once the dead
+    letter is on Kafka; a failed send is retried with backoff (up to
+    ``DEAD_LETTER_MAX_BACKOFF_S`` apart), so no record is committed without its dead letter."""
     msg = event.message
     fut = await topic.send(
         key=msg.key,
@@ -166,14 +172,33 @@ async def send_dead_letter(topic: Any, event: Any, dead: DeadLetter) -> None:
             ("source", f"{msg.topic}/{msg.partition}/{msg.offset}".encode()),
         ],
     )
-    fut.add_done_callback(functools.partial(_ack_when_sent, event))
+    fut.add_done_callback(functools.partial(_when_sent, topic, event, dead, copies, attempt))
 
 
-def _ack_when_sent(event: Any, fut: Any) -> None:
+DEAD_LETTER_MAX_BACKOFF_S = 30.0
+
+
+def _when_sent(
+    topic: Any, event: Any, dead: DeadLetter, copies: Callable[[], list[Any]], attempt: int,
+    fut: Any,
+) -> None:  # fmt: skip
     if not fut.cancelled() and fut.exception() is None:
         event.ack()
-    else:  # left unacked: Kafka's committed offset stays before it, a restart retries it
-        log.error("dead letter for offset %s not delivered", event.message.offset)
+        for handle in copies():
+            handle.ack()
+        return
+    if fut.cancelled():  # the app is stopping: unacked, a restart dead-letters it again
+        return
+    delay = min(DEAD_LETTER_MAX_BACKOFF_S, 2.0**attempt)
+    log.error(
+        "dead letter for offset %s not delivered (%s); retrying in %.0f s",
+        event.message.offset, fut.exception(), delay,
+    )  # fmt: skip
+    metrics.DEAD_LETTER_RETRIES.inc()
+    asyncio.get_running_loop().call_later(
+        delay,
+        lambda: asyncio.ensure_future(send_dead_letter(topic, event, dead, copies, attempt + 1)),
+    )
 
 
 async def _publish(topic: Any, changes: list[dict[str, Any]]) -> None:

@@ -88,6 +88,7 @@ class RangePublisher(Generic[E]):
             result = duplicate(self.network, result)
         if isinstance(result, DeadLetter):
             metrics.DEAD_LETTERS.labels(result.reason).inc()
+            self.ranges.dead_lettered(partition, offset)
             return result, None
         verdicts, ack = self.ranges.take(
             partition,
@@ -126,7 +127,8 @@ def create_assembler_app(
                 msg.partition, msg.offset, round(msg.timestamp * 1000), msg.value, event
             )
             if dead is not None:
-                await send_dead_letter(dead_letters, event, dead)
+                copies = functools.partial(pub.ranges.dead_letter_sent, msg.partition, msg.offset)
+                await send_dead_letter(dead_letters, event, dead, copies)
             elif ack is not None:
                 ack.ack()
 

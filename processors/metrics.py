@@ -10,6 +10,10 @@ _DELAY = (1, 2, 3, 4, 5, 6, 6.5, 7, 7.5, 8, 8.5, 9, 9.5, 10, 11, 12, 15, 20, 30,
 _WORK = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
 RECORDS_IN = Counter("camtopo_records_in_total", "occupancy records consumed")
+DEAD_LETTER_RETRIES = Counter(
+    "camtopo_dead_letter_retries_total",
+    "dead letters Kafka did not take, sent again (the record stays unacked until one is taken)",
+)
 REDELIVERED = Counter(
     "camtopo_redelivered_records_total",
     "records read again after a rebalance (Faust re-reads from the committed offset): "

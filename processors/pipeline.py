@@ -172,6 +172,7 @@ class StreamProcessor(Generic[E]):
             result = duplicate(self.network, result)
         if isinstance(result, DeadLetter):
             metrics.DEAD_LETTERS.labels(result.reason).inc()
+            offsets.hold(offset)
             return result
         max_kept = None
         late = 0
@@ -190,6 +191,11 @@ class StreamProcessor(Generic[E]):
         else:
             self._ack_now.append(handle)
         return None
+
+    def dead_letter_sent(self, partition: int, offset: int) -> list[E]:
+        """The dead letter of the record at ``offset`` is on Kafka: the handles of its copies
+        read again meanwhile, to ack with it."""
+        return self._offsets[partition].release(offset)
 
     # --- closing (event loop) -----------------------------------------------------------------
     def due_batch(

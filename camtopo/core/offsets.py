@@ -37,12 +37,15 @@ class PartitionOffsets(Generic[H]):
         return []
 
     def hold(self, offset: int) -> None:
-        """The record at ``offset`` is kept until its frames are durable."""
+        """The record at ``offset`` is kept until its frames are durable, or its dead letter is
+        on Kafka (a copy acked before that would let Kafka commit past a record whose dead
+        letter may yet fail)."""
         self.copies[offset] = []
 
     def release(self, offset: int) -> list[H]:
-        """The record at ``offset`` is acked: the handles of its copies, to ack with it."""
-        return self.copies.pop(offset)
+        """The record at ``offset`` is acked: the handles of its copies, to ack with it (none
+        if this state was started afresh since it was held)."""
+        return self.copies.pop(offset, [])
 
 
 def next_offsets(parts: dict[int, PartitionOffsets[H]]) -> dict[int, int]:

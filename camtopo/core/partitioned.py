@@ -136,6 +136,15 @@ class PartitionRanges(Generic[H]):
             self.redelivered += 1
         return again
 
+    def dead_lettered(self, partition: int, offset: int) -> None:
+        """The record at ``offset`` went to the dead-letter topic: its copies wait for that."""
+        self.parts[partition].offsets.hold(offset)
+
+    def dead_letter_sent(self, partition: int, offset: int) -> list[H]:
+        """The dead letter of the record at ``offset`` is on Kafka: its copies, to ack with it."""
+        part = self.parts.get(partition)
+        return [] if part is None else part.offsets.release(offset)  # revoked: replayed
+
     @property
     def next_offsets(self) -> dict[int, int]:
         """Per partition held, the offset after the last record taken."""

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from confluent_kafka import Consumer, Producer
 from camtopo.core.grid import Network
 from camtopo.core.ranges import RangeGrid
 from camtopo.core.topology import TopologyEstimator
+from camtopo.localstack import free_port
 from camtopo.settings import Settings
 from camtopo.simulation import Simulation
 from processors.trace import Record, encode_frames, simulated_records
@@ -47,16 +48,17 @@ def _env(settings: Settings) -> dict[str, str]:
 
 
 class Processor:
-    def __init__(self, stack: Stack, log: Path) -> None:
+    def __init__(self, stack: Stack, log: Path, settings: Settings | None = None) -> None:
         self.stack = stack
         self.log = log
+        self.settings = settings or stack.settings
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "camtopo.cli", "process", "--network",
              str(self.stack.network_path)],
-            env=_env(self.stack.settings), cwd=REPO,
+            env=_env(self.settings), cwd=REPO,
             stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
         )  # fmt: skip
 
@@ -272,6 +274,56 @@ def _metric(port: int, name: str, **labels: str) -> float:
         for s in fam.samples
         if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
     )
+
+
+def _wait_metric(
+    proc: Processor, what: str, check: Callable[[], bool], timeout: float = 90
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc.check_alive()
+        try:
+            if check():
+                return
+        except OSError:  # metrics endpoint not up yet
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"{what} not seen in {timeout:.0f} s:\n{proc.log.read_text()[-3000:]}")
+
+
+def test_a_rebalance_mid_stream_reads_records_again_without_dead_letters_or_loss(
+    stack: Stack, processor: Processor, tmp_path: Path
+) -> None:
+    """Two workers in the group share the partitions, then one leaves: after each rebalance
+    Faust seeks every partition a worker keeps back to its committed offset. The records read
+    again are acked with their originals, never dead-lettered as duplicates, and the counts
+    equal the offline estimator's."""
+    sim, records = _trace(20, 120, seed=9)
+    sim.network.save(stack.network_path)
+    _produce(stack.kafka.bootstrap, stack.topic, records)
+    port, second_port = stack.settings.processor_metrics_port, free_port()
+    second = Processor(
+        stack, tmp_path / "second.log", stack.settings.model_copy(
+            update={"processor_metrics_port": second_port}),
+    )  # fmt: skip
+    # Started together, so that the catch-up cannot end before the group is shared (a lone
+    # worker counts 120 s of 20 cameras in seconds).
+    processor.start()
+    second.start()
+    owned = "camtopo_owned_partitions"
+    try:
+        _wait_metric(second, "the second worker owning partitions",
+                     lambda: _metric(second_port, owned) > 0)  # fmt: skip
+        _wait_metric(processor, "the first worker taking records of part of the partitions",
+                     lambda: 0 < _metric(port, owned) < 4
+                     and _metric(port, "camtopo_records_in_total") > 0)  # fmt: skip
+    finally:
+        second.stop()
+    _wait_metric(processor, "all partitions back", lambda: _metric(port, owned) == 4)
+    _wait_for_range(stack, processor, sim.network, _last_range(stack.settings, records))
+    assert _metric(port, "camtopo_dead_letters_total") == 0
+    assert _metric(port, "camtopo_redelivered_records_total") > 0, "nothing was read again"
+    _assert_stream_equals_offline(stack, sim.network, records, processor)
 
 
 def _dead_letters(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> list:

@@ -252,13 +252,72 @@ def test_records_read_again_after_a_rebalance_are_acked_not_dead_lettered() -> N
     assert dup is not None and dup.reason == "duplicate"
 
 
-def test_a_dead_lettered_record_read_again_is_not_dead_lettered_again() -> None:
+def test_a_dead_lettered_record_read_again_waits_for_its_dead_letter() -> None:
     net = Network.uniform(["a", "b"])
     proc: StreamProcessor[int] = StreamProcessor(net, Settings())
-    dead = proc.on_record(0, 0, 10_050, b"\x00\x00\x00\x00\x01garbage", 0, wall_ms=10_100)
+    garbage = b"\x00\x00\x00\x00\x01garbage"
+    dead = proc.on_record(0, 0, 10_050, garbage, 0, wall_ms=10_100)
     assert dead is not None and dead.reason == "undecodable"  # acked once it is on Kafka
-    assert proc.on_record(0, 0, 10_050, b"\x00\x00\x00\x00\x01garbage", 1, wall_ms=10_200) is None
-    assert proc.ackable() == [1] and proc.redelivered == 1
+    # Read again while the dead letter is still on its way: not judged again, and not acked
+    # either (that would let Kafka commit past a record whose dead letter may still fail).
+    assert proc.on_record(0, 0, 10_050, garbage, 1, wall_ms=10_200) is None
+    assert proc.ackable() == [] and proc.redelivered == 1
+    assert proc.dead_letter_sent(0, 0) == [1]
+    # Read again after the dead letter was taken: acked at once.
+    assert proc.on_record(0, 0, 10_050, garbage, 2, wall_ms=10_300) is None
+    assert proc.ackable() == [2]
+
+
+def test_a_failed_dead_letter_is_sent_again_and_acked_only_once_taken() -> None:
+    import asyncio
+
+    from prometheus_client import REGISTRY
+
+    from processors import app
+    from processors.validate import DeadLetter
+
+    class Topic:
+        """Kafka refuses the first ``fail`` sends (as aiokafka's future does after its
+        delivery timeout), then takes them."""
+
+        def __init__(self, fail: int) -> None:
+            self.fail = fail
+            self.sent: list[dict[str, object]] = []
+
+        async def send(self, **kwargs: object) -> asyncio.Future[None]:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.sent.append(kwargs)
+            if len(self.sent) <= self.fail:
+                fut.set_exception(ConnectionError("broker unreachable"))
+            else:
+                fut.set_result(None)
+            return fut
+
+    class Handle:
+        def __init__(self) -> None:
+            self.acked = 0
+
+        def ack(self) -> None:
+            self.acked += 1
+
+    async def scenario() -> tuple[Topic, Handle, Handle]:
+        topic, copy = Topic(fail=2), Handle()
+        event = Handle()
+        event.message = SimpleNamespace(  # type: ignore[attr-defined]
+            key=b"cam", value=b"bad", topic="occupancy", partition=3, offset=41
+        )
+        dead = DeadLetter("undecodable", "not Avro")
+        await app.send_dead_letter(topic, event, dead, lambda: [copy])
+        await asyncio.sleep(0.05)
+        assert event.acked == 0 and copy.acked == 0 and len(topic.sent) == 1
+        await asyncio.sleep(3.2)  # retries after 1 s and 2 s more
+        return topic, event, copy
+
+    before = REGISTRY.get_sample_value("camtopo_dead_letter_retries_total") or 0
+    topic, event, copy = asyncio.run(scenario())
+    assert len(topic.sent) == 3 and event.acked == 1 and copy.acked == 1
+    assert dict(topic.sent[-1]["headers"])["source"] == b"occupancy/3/41"  # type: ignore[call-overload]
+    assert REGISTRY.get_sample_value("camtopo_dead_letter_retries_total") == before + 2
 
 
 def test_the_assembler_acks_records_read_again_with_their_original() -> None:
@@ -283,3 +342,21 @@ def test_the_assembler_acks_records_read_again_with_their_original() -> None:
     send_ms, value = records[7]
     assert pub.on_record(0, 7, send_ms, value, 207, wall_ms=80_000) == (None, 207)
     assert pub.redelivered == 6
+
+
+def test_the_assembler_acks_a_dead_lettered_records_copies_once_its_dead_letter_is_taken() -> None:
+    from processors.assembler import RangePublisher
+
+    net = Network.uniform(["a", "b"])
+    pub: RangePublisher[int] = RangePublisher(net, Settings())
+    pub.ranges.assign([0, 1], wall_ms=0)
+    garbage = b"\x00\x00\x00\x00\x01garbage"
+    dead, ack = pub.on_record(0, 4, 10_050, garbage, 4, wall_ms=10_100)
+    assert dead is not None and dead.reason == "undecodable" and ack is None
+    assert pub.on_record(0, 4, 10_050, garbage, 104, wall_ms=10_200) == (None, None)
+    assert pub.ranges.dead_letter_sent(0, 4) == [104]
+    assert pub.on_record(0, 4, 10_050, garbage, 204, wall_ms=10_300) == (None, 204)
+    # Partition 1 revoked while its dead letter was on the way: nothing of it is left to ack.
+    assert pub.on_record(1, 0, 10_050, garbage, 0, wall_ms=10_100)[0] is not None
+    pub.ranges.assign([0], wall_ms=10_400)
+    assert pub.ranges.dead_letter_sent(1, 0) == []
