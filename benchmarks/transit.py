@@ -296,11 +296,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--snapshot-every", type=float, default=300.0, metavar="S")
     p.add_argument("--min-walks", type=int, default=10, help="walkers per hour: detectable")
     p.add_argument("--hours", type=float, default=1.0, help="simulated hours per network")
-    p.add_argument("--stem", help="results file name (default transit[-ONLY])")
+    p.add_argument(
+        "--seed", type=int, default=1, help="simulation seed (1 chose the settings; 2 holds out)"
+    )
+    p.add_argument("--stem", help="results file name (default transit[-ONLY][-seedN])")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     suite = tuple(
-        Net(name, scenario, cameras, 3600.0 * args.hours)
+        Net(name, scenario, cameras, 3600.0 * args.hours, seed=args.seed)
         for name, scenario, cameras in SUITE
         if not args.only or name in args.only
     )
@@ -321,11 +324,17 @@ def main(argv: list[str] | None = None) -> int:
         "settings": Settings().model_dump(exclude={"api_token", "redis_url", "kafka_bootstrap"}),
         "min_walks_per_hour": args.min_walks,
         "hours": args.hours,
+        "seed": args.seed,
         "wall_s": time.perf_counter() - started,
         "networks": results,
     }
     stem = args.stem or "-".join(
-        ["transit", *(args.only or []), *([f"{args.hours:g}h"] if args.hours != 1 else [])]
+        [
+            "transit",
+            *(args.only or []),
+            *([f"{args.hours:g}h"] if args.hours != 1 else []),
+            *([f"seed{args.seed}"] if args.seed != 1 else []),
+        ]
     )
     (RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=1, default=str))
     plot(results, RESULTS / f"{stem}.png")
