@@ -21,7 +21,6 @@ acks them with the original record instead of judging them again (they would all
 
 from __future__ import annotations
 
-import heapq
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -86,14 +85,6 @@ class Applied:
     changes: list[dict[str, Any]] = field(default_factory=list)
 
 
-@dataclass(order=True)
-class _Pending(Generic[E]):
-    max_tick: int
-    partition: int = field(compare=False)
-    offset: int = field(compare=False)
-    handle: E = field(compare=False)
-
-
 class StreamProcessor(Generic[E]):
     def __init__(
         self,
@@ -111,7 +102,6 @@ class StreamProcessor(Generic[E]):
         self.assembler = RangeAssembler(self.grid)
         self.limits = Limits.from_settings(settings)
         self.replay_until_range = -1  # shards may hold ranges past the meta: replay one by one
-        self._pending: list[_Pending[E]] = []
         self._ack_now: list[E] = []
         self._offsets: dict[int, PartitionOffsets[E]] = {}
         self.redelivered = 0  # records read again after a rebalance (not judged again)
@@ -172,7 +162,7 @@ class StreamProcessor(Generic[E]):
             result = duplicate(self.network, result)
         if isinstance(result, DeadLetter):
             metrics.DEAD_LETTERS.labels(result.reason).inc()
-            offsets.hold(offset)
+            offsets.dead_lettered(offset)
             return result
         max_kept = None
         late = 0
@@ -186,8 +176,7 @@ class StreamProcessor(Generic[E]):
                 late += 1
         self._late.add(wall_ms, len(result.ticks), late)
         if max_kept is not None:
-            heapq.heappush(self._pending, _Pending(max_kept, partition, offset, handle))
-            offsets.hold(offset)
+            offsets.keep(max_kept, offset, handle)
         else:
             self._ack_now.append(handle)
         return None
@@ -195,7 +184,7 @@ class StreamProcessor(Generic[E]):
     def dead_letter_sent(self, partition: int, offset: int) -> list[E]:
         """The dead letter of the record at ``offset`` is on Kafka: the handles of its copies
         read again meanwhile, to ack with it."""
-        return self._offsets[partition].release(offset)
+        return self._offsets[partition].sent(offset)
 
     # --- closing (event loop) -----------------------------------------------------------------
     def due_batch(
@@ -220,9 +209,10 @@ class StreamProcessor(Generic[E]):
     def resume_offsets(self, counted_until: int) -> dict[int, int]:
         """Per partition, the lowest offset of a record with frames at or after the tick."""
         out = self.next_offsets
-        for p in self._pending:
-            if p.max_tick >= counted_until and p.offset < out.get(p.partition, 1 << 62):
-                out[p.partition] = p.offset
+        for partition, offsets in self._offsets.items():
+            lowest = offsets.lowest_kept_offset(counted_until)
+            if lowest is not None:
+                out[partition] = min(lowest, out.get(partition, lowest))
         return out
 
     # --- counting (executor thread) -----------------------------------------------------------
@@ -350,11 +340,9 @@ class StreamProcessor(Generic[E]):
         out = self._ack_now
         self._ack_now = []
         if counted_until is not None:
-            while self._pending and self._pending[0].max_tick < counted_until:
-                done = heapq.heappop(self._pending)
-                out.append(done.handle)
-                out.extend(self._offsets[done.partition].release(done.offset))
-        metrics.UNACKED.set(len(self._pending))
+            for offsets in self._offsets.values():
+                out.extend(offsets.release_before(counted_until))
+        metrics.UNACKED.set(self.unacked)
         return out
 
     @property
@@ -365,7 +353,7 @@ class StreamProcessor(Generic[E]):
 
     @property
     def unacked(self) -> int:
-        return len(self._pending)
+        return sum(len(offsets.kept) for offsets in self._offsets.values())
 
 
 __all__: Sequence[str] = ("Applied", "CountStore", "StreamProcessor")

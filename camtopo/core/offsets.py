@@ -1,32 +1,46 @@
-"""Records read again, told by their offset (pure; the single worker and the assemblers share it).
+"""The records of one partition a worker holds unacked, and those read again (pure; the single
+worker and the assemblers share it).
+
+A record whose frames are kept is acked only once they are durable (counted and checkpointed,
+or on the ranges topic), and a dead-lettered one once its dead letter is on Kafka: acked
+earlier, Kafka could commit past frames or a dead letter that may yet be lost.
 
 After every rebalance Faust seeks each assigned partition back to its committed offset, also for
 a worker that keeps the partition and the state built from it, so records already taken come
 again. They are not bad input: not to be judged (so not dead-lettered as duplicates) or counted
-again, but acked with their original record, so Kafka never commits past frames still waiting.
+again, but acked with their original record.
 """
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 H = TypeVar("H")  # a record's handle, acked by the caller
 
 
+@dataclass(order=True)
+class _Held(Generic[H]):
+    max_tick: int  # its newest kept frame
+    offset: int | None = field(compare=False)
+    handle: H = field(compare=False)
+
+
 @dataclass
 class PartitionOffsets(Generic[H]):
-    """One partition's offsets: the next one not yet taken, and for each record held (its
-    frames not yet durable) the handles of its copies read again."""
+    """One partition's offsets: the next one not yet taken, the records whose frames are kept
+    (by their newest frame's tick), and for each record held the handles of its copies read
+    again."""
 
     next_offset: int | None = None  # after the last record taken (None: none yet)
     copies: dict[int, list[H]] = field(default_factory=dict)  # offset of a held original
+    kept: list[_Held[H]] = field(default_factory=list)  # heap, oldest newest-frame first
 
     def again(self, offset: int, handle: H) -> list[H] | None:
         """None for a record not taken before (it is now: judge it). Else the handles to ack
-        now: none while the original is held (the copy is released with it by
-        :meth:`release`; acked now, it would let Kafka commit past its frames), else
-        ``[handle]`` (the original was released, kept nothing, or was dead-lettered)."""
+        now: none while the original is held (the copy is released with it), else
+        ``[handle]`` (the original was released or kept nothing)."""
         if self.next_offset is None or offset >= self.next_offset:
             self.next_offset = offset + 1
             return None
@@ -36,15 +50,37 @@ class PartitionOffsets(Generic[H]):
         held.append(handle)
         return []
 
-    def hold(self, offset: int) -> None:
-        """The record at ``offset`` is kept until its frames are durable, or its dead letter is
-        on Kafka (a copy acked before that would let Kafka commit past a record whose dead
-        letter may yet fail)."""
+    def keep(self, max_tick: int, offset: int | None, handle: H) -> None:
+        """The record keeps frames up to ``max_tick``: acked by :meth:`release_before` once
+        every frame before a tick past it is durable. (``offset`` None: not told apart when
+        read again.)"""
+        heapq.heappush(self.kept, _Held(max_tick, offset, handle))
+        if offset is not None:
+            self.copies[offset] = []
+
+    def release_before(self, tick: int) -> list[H]:
+        """Frames before ``tick`` are durable: the handles of the records kept for them, with
+        their copies."""
+        out = []
+        while self.kept and self.kept[0].max_tick < tick:
+            done = heapq.heappop(self.kept)
+            out.append(done.handle)
+            if done.offset is not None:
+                out.extend(self.copies.pop(done.offset, []))
+        return out
+
+    def lowest_kept_offset(self, from_tick: int) -> int | None:
+        """The lowest offset of a record keeping frames at or after ``from_tick``."""
+        offsets = [h.offset for h in self.kept if h.max_tick >= from_tick and h.offset is not None]
+        return min(offsets, default=None)
+
+    def dead_lettered(self, offset: int) -> None:
+        """The record went to the dead-letter topic: its copies wait for :meth:`sent`."""
         self.copies[offset] = []
 
-    def release(self, offset: int) -> list[H]:
-        """The record at ``offset`` is acked: the handles of its copies, to ack with it (none
-        if this state was started afresh since it was held)."""
+    def sent(self, offset: int) -> list[H]:
+        """Its dead letter is on Kafka: the handles of its copies, to ack with it (none if
+        this state was started afresh since)."""
         return self.copies.pop(offset, [])
 
 

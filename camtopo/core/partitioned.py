@@ -25,7 +25,6 @@ read again by their offset, so they are acked with their original instead of jud
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
@@ -74,18 +73,10 @@ class RangeBlock:
         return int(self.ticks.size)
 
 
-@dataclass(order=True)
-class _Pending(Generic[H]):
-    max_tick: int
-    handle: H = field(compare=False)
-    offset: int | None = field(default=None, compare=False)
-
-
 @dataclass
 class _Partition(Generic[H]):
     assembler: RangeAssembler
     clock: ProcessorClock
-    pending: list[_Pending[H]] = field(default_factory=list)
     offsets: PartitionOffsets[H] = field(default_factory=PartitionOffsets)
 
 
@@ -138,12 +129,12 @@ class PartitionRanges(Generic[H]):
 
     def dead_lettered(self, partition: int, offset: int) -> None:
         """The record at ``offset`` went to the dead-letter topic: its copies wait for that."""
-        self.parts[partition].offsets.hold(offset)
+        self.parts[partition].offsets.dead_lettered(offset)
 
     def dead_letter_sent(self, partition: int, offset: int) -> list[H]:
         """The dead letter of the record at ``offset`` is on Kafka: its copies, to ack with it."""
         part = self.parts.get(partition)
-        return [] if part is None else part.offsets.release(offset)  # revoked: replayed
+        return [] if part is None else part.offsets.sent(offset)  # revoked: replayed
 
     @property
     def next_offsets(self) -> dict[int, int]:
@@ -179,9 +170,7 @@ class PartitionRanges(Generic[H]):
             verdicts.append(verdict)
         if kept is None:
             return verdicts, handle
-        heapq.heappush(part.pending, _Pending(kept, handle, offset))
-        if offset is not None:
-            part.offsets.hold(offset)
+        part.offsets.keep(kept, offset, handle)
         return verdicts, None
 
     def due(self, wall_ms: float, behind: Iterable[int] = ()) -> list[RangeBlock]:
@@ -219,18 +208,11 @@ class PartitionRanges(Generic[H]):
         part = self.parts.get(block.partition)
         if part is None:  # revoked meanwhile: its new owner replays and republishes
             return []
-        until = self.grid.first_tick(block.range_id + 1)
-        out = []
-        while part.pending and part.pending[0].max_tick < until:
-            done = heapq.heappop(part.pending)
-            out.append(done.handle)
-            if done.offset is not None:
-                out.extend(part.offsets.release(done.offset))
-        return out
+        return part.offsets.release_before(self.grid.first_tick(block.range_id + 1))
 
     @property
     def unacked(self) -> int:
-        return sum(len(part.pending) for part in self.parts.values())
+        return sum(len(part.offsets.kept) for part in self.parts.values())
 
     @property
     def open_frames(self) -> int:
