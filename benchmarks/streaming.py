@@ -358,25 +358,35 @@ def worst(later: dict, earlier: dict, q: float) -> float:
     return max((v for v in values if not math.isnan(v)), default=float("nan"))
 
 
+def late_share(before: dict, after: dict, empty: float = 0.0) -> float:
+    """Frames judged late or closed (dropped) among the frames with data in between, from two
+    samples' ``frames`` counters by verdict."""
+    frames = sum(after.values()) - sum(before.values())
+    dropped = lambda f: f.get("late", 0) + f.get("closed", 0)  # noqa: E731
+    return (dropped(after) - dropped(before)) / frames if frames else empty
+
+
+def crowd(occupied: float, counted: float, empty: float = 0.0) -> float:
+    """Occupied windows per frame counted between two samples (differences): a crowd surge
+    shows here, and in the counting work."""
+    return occupied / counted if counted else empty
+
+
 def summarise(n: int, samples: list[Sample], args: argparse.Namespace) -> dict:
     if len(samples) < 3:
         return {"cameras": n, "error": "too few samples"}
     warm = [s for s in samples if s.t >= args.warmup] or samples
     a, b = warm[0], warm[-1]
     span = max(b.t - a.t, 1e-9)
-    total_frames = lambda s: sum(s.frames.values())  # noqa: E731
-    late = lambda s: s.frames.get("late", 0) + s.frames.get("closed", 0)  # noqa: E731
-    frames_in = total_frames(b) - total_frames(a)
+    frames_in = sum(b.frames.values()) - sum(a.frames.values())
     per_minute, p99_per_minute, crowd_per_minute, aof_per_minute = [], [], [], []
     for k in range(int(samples[-1].t // 60) + 1):
         inside = [s for s in samples if k * 60 <= s.t < (k + 1) * 60 + 1e-9]
         if len(inside) >= 2:
             p, q = inside[0], inside[-1]
-            f = total_frames(q) - total_frames(p)
-            per_minute.append((late(q) - late(p)) / f if f else 0.0)
+            per_minute.append(late_share(p.frames, q.frames))
             p99_per_minute.append(worst(q.delay_buckets, p.delay_buckets, 0.99))
-            frames = q.counted - p.counted
-            crowd_per_minute.append((q.occupied - p.occupied) / frames if frames else 0.0)
+            crowd_per_minute.append(crowd(q.occupied - p.occupied, q.counted - p.counted))
             aof_per_minute.append(q.aof_rewrites - p.aof_rewrites)
     return {
         "cameras": n,
@@ -386,7 +396,7 @@ def summarise(n: int, samples: list[Sample], args: argparse.Namespace) -> dict:
         "frames_in_per_s": frames_in / span,
         "frames_counted_per_s": (b.counted - a.counted) / span,
         "records_in_per_s": (b.records_in - a.records_in) / span,
-        "late_fraction": (late(b) - late(a)) / frames_in if frames_in else float("nan"),
+        "late_fraction": late_share(a.frames, b.frames, empty=float("nan")),
         "late_per_minute": per_minute,
         "delay_p99_per_minute": p99_per_minute,
         # occupied windows per frame counted: a crowd surge shows here (and in the work)
@@ -441,13 +451,7 @@ def plot(results: list[dict], path: Path) -> None:
         ss = r["samples"]
         t = [s["t"] / 60 for s in ss]
         # late fraction over each sampling interval (finer than per minute, same quantity)
-        lf = []
-        for p, q in itertools.pairwise(ss):
-            f = sum(q["frames"].values()) - sum(p["frames"].values())
-            lt = (q["frames"].get("late", 0) + q["frames"].get("closed", 0)) - (
-                p["frames"].get("late", 0) + p["frames"].get("closed", 0)
-            )
-            lf.append(100 * lt / f if f else 0)
+        lf = [100 * late_share(p["frames"], q["frames"]) for p, q in itertools.pairwise(ss)]
         what = f"{r['cameras']} cameras, {r.get('workers', 'single')}"
         ax1.plot(t[1:], lf, label=what)
         ax2.plot(t, [s["rss_mb"] for s in ss], label=f"workers' RSS, {what}")
@@ -466,12 +470,12 @@ def plot(results: list[dict], path: Path) -> None:
         for k, x in enumerate(rewrites):
             ax4.axvline(x, color="tab:red", lw=0.5, alpha=0.5,
                         label="Redis AOF rewrite" if k == 0 else None)  # fmt: skip
-        crowd = [
-            (b.get("occupied", 0) - a.get("occupied", 0)) / (b["counted"] - a["counted"])
-            if b["counted"] > a["counted"] else float("nan")
+        per_frame = [
+            crowd(b.get("occupied", 0) - a.get("occupied", 0), b["counted"] - a["counted"],
+                  empty=float("nan"))
             for a, b in itertools.pairwise(ss)
         ]  # fmt: skip
-        ax5.plot(t[1:], crowd, label=what)
+        ax5.plot(t[1:], per_frame, label=what)
     ax1.set_ylabel("late data (%)")
     ax1.set_title("Late data and memory over time (cf. paper Figure 5)")
     ax1.legend()
