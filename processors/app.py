@@ -186,19 +186,28 @@ def _when_sent(
         event.ack()
         for handle in copies():
             handle.ack()
-        return
-    if fut.cancelled():  # the app is stopping: unacked, a restart dead-letters it again
-        return
+    elif not fut.cancelled():  # cancelled: the app is stopping; unacked, a restart redoes it
+        _send_later(topic, event, dead, copies, attempt, fut.exception())
+
+
+def _send_later(
+    topic: Any, event: Any, dead: DeadLetter, copies: Callable[[], list[Any]], attempt: int,
+    error: BaseException | None,
+) -> None:  # fmt: skip
     delay = min(DEAD_LETTER_MAX_BACKOFF_S, 2.0**attempt)
     log.error(
         "dead letter for offset %s not delivered (%s); retrying in %.0f s",
-        event.message.offset, fut.exception(), delay,
+        event.message.offset, error, delay,
     )  # fmt: skip
     metrics.DEAD_LETTER_RETRIES.inc()
-    asyncio.get_running_loop().call_later(
-        delay,
-        lambda: asyncio.ensure_future(send_dead_letter(topic, event, dead, copies, attempt + 1)),
-    )
+
+    async def again() -> None:
+        try:
+            await send_dead_letter(topic, event, dead, copies, attempt + 1)
+        except Exception as exc:  # the producer refused it outright: later, as for a failure
+            _send_later(topic, event, dead, copies, attempt + 1, exc)
+
+    asyncio.get_running_loop().call_later(delay, lambda: asyncio.ensure_future(again()))
 
 
 async def _publish(topic: Any, changes: list[dict[str, Any]]) -> None:

@@ -277,17 +277,18 @@ def test_a_failed_dead_letter_is_sent_again_and_acked_only_once_taken() -> None:
     from processors.validate import DeadLetter
 
     class Topic:
-        """Kafka refuses the first ``fail`` sends (as aiokafka's future does after its
-        delivery timeout), then takes them."""
+        """The first send fails once on its way (as aiokafka's future does after its delivery
+        timeout), the second is refused outright (producer not running), the third is taken."""
 
-        def __init__(self, fail: int) -> None:
-            self.fail = fail
+        def __init__(self) -> None:
             self.sent: list[dict[str, object]] = []
 
         async def send(self, **kwargs: object) -> asyncio.Future[None]:
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self.sent.append(kwargs)
-            if len(self.sent) <= self.fail:
+            if len(self.sent) == 2:
+                raise RuntimeError("producer not started")
+            if len(self.sent) == 1:
                 fut.set_exception(ConnectionError("broker unreachable"))
             else:
                 fut.set_result(None)
@@ -301,7 +302,7 @@ def test_a_failed_dead_letter_is_sent_again_and_acked_only_once_taken() -> None:
             self.acked += 1
 
     async def scenario() -> tuple[Topic, Handle, Handle]:
-        topic, copy = Topic(fail=2), Handle()
+        topic, copy = Topic(), Handle()
         event = Handle()
         event.message = SimpleNamespace(  # type: ignore[attr-defined]
             key=b"cam", value=b"bad", topic="occupancy", partition=3, offset=41
