@@ -24,6 +24,7 @@ from confluent_kafka import Consumer, Producer
 
 from camtopo.core.grid import Network
 from camtopo.core.ranges import RangeGrid
+from camtopo.core.ticks import tick_of
 from camtopo.core.topology import TopologyEstimator
 from camtopo.localstack import free_port
 from camtopo.settings import Settings
@@ -117,12 +118,12 @@ def _offline(network: Network, settings: Settings, records: list[Record]) -> Top
 
 def _last_range(settings: Settings, records: list[Record]) -> int:
     grid = RangeGrid.from_settings(settings)
-    return max(grid.range_of(round(t / settings.tick_ms)) for r in records for t, _ in r.frames)
+    return max(grid.range_of(tick_of(t, settings.tick_ms)) for r in records for t, _ in r.frames)
 
 
 def _first_range(settings: Settings, records: list[Record]) -> int:
     grid = RangeGrid.from_settings(settings)
-    return grid.range_of(round(records[0].frames[0][0] / settings.tick_ms))
+    return grid.range_of(tick_of(records[0].frames[0][0], settings.tick_ms))
 
 
 def _wait_for_range(stack: Stack, proc: Processor, network: Network, range_id: int,

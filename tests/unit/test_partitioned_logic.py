@@ -18,6 +18,7 @@ from camtopo.core.partitioned import (
     owned_windows,
 )
 from camtopo.core.ranges import RangeGrid
+from camtopo.core.ticks import tick_of
 from camtopo.core.topology import TopologyEstimator
 from camtopo.settings import Settings
 from camtopo.simulation import Simulation
@@ -50,7 +51,7 @@ def _assemble(
     for pos, n in enumerate(order):
         rec = records[n]
         cam = sim.network.camera_index(rec.camera)
-        ticks = [round(t / tick_ms) for t, _ in rec.frames]
+        ticks = [tick_of(t, tick_ms) for t, _ in rec.frames]
         windows = [np.asarray(o, dtype=np.int64) for _, o in rec.frames]
         ranges.take(_partition(rec), cam, ticks, windows, rec.send_ms, rec.send_ms, n)
         # Partitions with records still to read are never idle (the broker says so).
@@ -96,7 +97,7 @@ def test_whole_ranges_hold_every_frame_once_in_any_partition_interleaving() -> N
     for rec in records:
         cam = sim.network.camera_index(rec.camera)
         for t, occ in rec.frames:
-            tick = round(t / settings.tick_ms)
+            tick = tick_of(t, settings.tick_ms)
             expected.setdefault(tick // grid.ticks_per_range, set()).add((cam, tick, occ))
     assert collected[True] == expected
     # Each partition's clock is its own: reading one far ahead of the others changes nothing.
