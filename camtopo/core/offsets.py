@@ -23,7 +23,7 @@ H = TypeVar("H")  # a record's handle, acked by the caller
 @dataclass(order=True)
 class _Held(Generic[H]):
     max_tick: int  # its newest kept frame
-    offset: int | None = field(compare=False)
+    offset: int = field(compare=False)
     handle: H = field(compare=False)
 
 
@@ -50,13 +50,11 @@ class PartitionOffsets(Generic[H]):
         held.append(handle)
         return []
 
-    def keep(self, max_tick: int, offset: int | None, handle: H) -> None:
+    def keep(self, max_tick: int, offset: int, handle: H) -> None:
         """The record keeps frames up to ``max_tick``: acked by :meth:`release_before` once
-        every frame before a tick past it is durable. (``offset`` None: not told apart when
-        read again.)"""
+        every frame before a tick past it is durable."""
         heapq.heappush(self.kept, _Held(max_tick, offset, handle))
-        if offset is not None:
-            self.copies[offset] = []
+        self.copies[offset] = []
 
     def release_before(self, tick: int) -> list[H]:
         """Frames before ``tick`` are durable: the handles of the records kept for them, with
@@ -65,14 +63,12 @@ class PartitionOffsets(Generic[H]):
         while self.kept and self.kept[0].max_tick < tick:
             done = heapq.heappop(self.kept)
             out.append(done.handle)
-            if done.offset is not None:
-                out.extend(self.copies.pop(done.offset, []))
+            out.extend(self.copies.pop(done.offset, []))
         return out
 
     def lowest_kept_offset(self, from_tick: int) -> int | None:
         """The lowest offset of a record keeping frames at or after ``from_tick``."""
-        offsets = [h.offset for h in self.kept if h.max_tick >= from_tick and h.offset is not None]
-        return min(offsets, default=None)
+        return min((h.offset for h in self.kept if h.max_tick >= from_tick), default=None)
 
     def dead_lettered(self, offset: int) -> None:
         """The record went to the dead-letter topic: its copies wait for :meth:`sent`."""

@@ -153,11 +153,11 @@ class PartitionRanges(Generic[H]):
         record_ms: int,
         wall_ms: float,
         handle: H,
-        offset: int | None = None,
+        offset: int,
     ) -> tuple[list[Verdict], H | None]:
         """Judge and keep a record's frames. Returns the verdicts, and the handle when the
         record kept no frame (ack it now); else it is released by :meth:`delivered`.
-        ``offset``: the record's, so that its redelivery is released with it."""
+        ``offset``: the record's, so that a copy read again is released with it."""
         part = self.parts[partition]
         part.clock.observe(partition, record_ms, wall_ms)
         verdicts = []

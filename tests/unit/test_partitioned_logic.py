@@ -53,7 +53,7 @@ def _assemble(
         cam = sim.network.camera_index(rec.camera)
         ticks = [tick_of(t, tick_ms) for t, _ in rec.frames]
         windows = [np.asarray(o, dtype=np.int64) for _, o in rec.frames]
-        ranges.take(_partition(rec), cam, ticks, windows, rec.send_ms, rec.send_ms, n)
+        ranges.take(_partition(rec), cam, ticks, windows, rec.send_ms, rec.send_ms, n, n)
         # Partitions with records still to read are never idle (the broker says so).
         behind = [p for p, last in last_of.items() if last > pos]
         for block in ranges.due(rec.send_ms, behind):
@@ -129,7 +129,7 @@ def test_a_partition_that_sends_nothing_closes_empty_ranges_once_idle() -> None:
     grid = RangeGrid.from_settings(settings)
     ranges: PartitionRanges[int] = PartitionRanges(grid, 5000.0)
     ranges.assign([0, 1], wall_ms=100_000)
-    ranges.take(0, 0, [1000], [np.array([1])], 100_100, 100_100, 7)
+    ranges.take(0, 0, [1000], [np.array([1])], 100_100, 100_100, 7, 0)
     assert [b.partition for b in ranges.due(100_200)] == []  # partition 1 not idle yet
     blocks = ranges.due(108_000)
     assert {b.partition for b in blocks} == {0, 1}
@@ -141,7 +141,7 @@ def test_a_taken_over_partition_resumes_after_what_was_published() -> None:
     grid = RangeGrid(ticks_per_range=20, tick_ms=100, late_ms=5000, tolerance=5)
     ranges: PartitionRanges[int] = PartitionRanges(grid, 5000.0, published={0: 9})
     ranges.assign([0], wall_ms=0)
-    verdicts, ack = ranges.take(0, 1, [190, 200], [np.array([1]), np.array([2])], 9000, 9000, 1)
+    verdicts, ack = ranges.take(0, 1, [190, 200], [np.array([1]), np.array([2])], 9000, 9000, 1, 0)
     assert [v.value for v in verdicts] == ["closed", "accepted"]
     assert ack is None  # tick 200 is kept: acked once its block is delivered
     (block,) = ranges.due(30_000)
