@@ -12,6 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from camtopo.errors import CamtopoError
+
 COMMANDS = (
     "camtopo.simulation.command",  # simulate
     "camtopo.estimate",  # estimate
@@ -49,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, CamtopoError) as exc:
         # Bad input and missing files end with one clear line, not a traceback.
         print(f"camtopo {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -103,8 +103,29 @@ class Settings(BaseSettings):
     idle_partition_seconds: float = Field(
         5.0, gt=0, description="a partition silent this long stops holding the clock back"
     )
+    broker_silence_seconds: float = Field(
+        3.0,
+        gt=0,
+        description="a partition the broker has not answered a fetch for this long (Faust "
+        "fetches wait 1.5 s) counts as unreachable, not idle: its ranges stay open while "
+        "producers buffer. Keep it below idle_partition_seconds",
+    )
+    broker_outage_hold_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="ranges wait this long at most for an unreachable partition (librdkafka "
+        "producers give up buffered records after message.timeout.ms, 300 s); then wall time "
+        "closes them again and what comes later is counted as closed",
+    )
     max_future_seconds: float = Field(
-        60.0, gt=0, description="frames stamped this far after their record (or now) are refused"
+        60.0, gt=0, description="frames stamped this far after their record are refused"
+    )
+    max_clock_lead_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="a record or frame stamped more than this ahead of the processor's wall "
+        "clock is a dead letter (`ahead_of_clock`) and moves no clock; a checkpoint that far "
+        "ahead is refused at start. Cameras must agree far better than this for padding anyway",
     )
     max_frame_age_seconds: float = Field(
         3600.0, gt=0, description="frames captured this long before their record are refused"

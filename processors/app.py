@@ -15,7 +15,6 @@ import functools
 import logging
 import tempfile
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,10 @@ import faust
 from camtopo.core.grid import Network
 from camtopo.settings import Settings
 from processors import metrics
+from processors.consumer_watch import ConsumerWatch
+from processors.consumer_watch import watch as watch_views
+from processors.dead_letters import send_dead_letter
 from processors.pipeline import CountStore, StreamProcessor
-from processors.validate import DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ def create_app(
         settings.topology_changes_topic, key_serializer="raw", value_serializer="raw"
     )
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exclusion")
+    watch = consumer_watch(settings)
 
     @app.agent(occupancy, name="count-occupancy")
     async def count(stream: faust.StreamT) -> None:
@@ -110,7 +112,9 @@ def create_app(
             assignment = app.consumer.assignment() if app.consumer else set()
             mine = [tp.partition for tp in assignment if tp.topic == settings.occupancy_topic]
             proc.clock.assign(mine, time.time() * 1000.0)
-            behind = _behind(app, assignment, proc.next_offsets)
+            behind, _ = watch.judge(
+                watch_views(app, assignment, proc.next_offsets), time.time() * 1000.0
+            )
             if not _owns_every_partition(mine, settings.occupancy_partitions):
                 # Counting needs every camera's frames of a tick; with part of the partitions
                 # (a second worker in the group, or a dead member not yet expired) the clock
@@ -155,61 +159,6 @@ def create_app(
     return app, proc
 
 
-async def send_dead_letter(
-    topic: Any, event: Any, dead: DeadLetter, copies: Callable[[], list[Any]], attempt: int = 0
-) -> None:
-    """The record's original key and bytes, with the reason, to the dead-letter topic. The
-    record, and its copies read again meanwhile (``copies()``), are acked only once the dead
-    letter is on Kafka; a failed send is retried with backoff (up to
-    ``DEAD_LETTER_MAX_BACKOFF_S`` apart), so no record is committed without its dead letter."""
-    msg = event.message
-    fut = await topic.send(
-        key=msg.key,
-        value=msg.value,
-        headers=[
-            ("reason", dead.reason.encode()),
-            ("detail", dead.detail.encode()[:1000]),
-            ("source", f"{msg.topic}/{msg.partition}/{msg.offset}".encode()),
-        ],
-    )
-    fut.add_done_callback(functools.partial(_when_sent, topic, event, dead, copies, attempt))
-
-
-DEAD_LETTER_MAX_BACKOFF_S = 30.0
-
-
-def _when_sent(
-    topic: Any, event: Any, dead: DeadLetter, copies: Callable[[], list[Any]], attempt: int,
-    fut: Any,
-) -> None:  # fmt: skip
-    if not fut.cancelled() and fut.exception() is None:
-        event.ack()
-        for handle in copies():
-            handle.ack()
-    elif not fut.cancelled():  # cancelled: the app is stopping; unacked, a restart redoes it
-        _send_later(topic, event, dead, copies, attempt, fut.exception())
-
-
-def _send_later(
-    topic: Any, event: Any, dead: DeadLetter, copies: Callable[[], list[Any]], attempt: int,
-    error: BaseException | None,
-) -> None:  # fmt: skip
-    delay = min(DEAD_LETTER_MAX_BACKOFF_S, 2.0**attempt)
-    log.error(
-        "dead letter for offset %s not delivered (%s); retrying in %.0f s",
-        event.message.offset, error, delay,
-    )  # fmt: skip
-    metrics.DEAD_LETTER_RETRIES.inc()
-
-    async def again() -> None:
-        try:
-            await send_dead_letter(topic, event, dead, copies, attempt + 1)
-        except Exception as exc:  # the producer refused it outright: later, as for a failure
-            _send_later(topic, event, dead, copies, attempt + 1, exc)
-
-    asyncio.get_running_loop().call_later(delay, lambda: asyncio.ensure_future(again()))
-
-
 async def _publish(topic: Any, changes: list[dict[str, Any]]) -> None:
     from topology_store.store import change_records
 
@@ -223,33 +172,7 @@ def _owns_every_partition(mine: list[int], n_partitions: int) -> bool:
     return bool(mine) and set(mine) >= set(range(n_partitions))
 
 
-def _behind(app: faust.App, assignment: Any, seen: dict[int, int]) -> list[int]:
-    """Partitions with records on the broker not yet read (sets the consumer-lag gauge)."""
-    consumer = app.consumer
-    lag = 0
-    behind = []
-    try:
-        for tp in assignment:
-            high = consumer.highwater(tp)
-            if high is None:
-                # No fetch answered for it yet (just assigned, a restart): it may well hold
-                # a backlog, so it must not count as idle and let the others close ranges.
-                behind.append(tp.partition)
-                continue
-            # The position is what the *processor* has taken (records Faust fetched but still
-            # holds in the stream buffer are not seen yet: counting that partition idle then
-            # would close ranges before its frames arrive). Nothing taken since the start means
-            # the committed offset (faust has no public getter); none either: the earliest.
-            position = seen.get(tp.partition)
-            if position is None:
-                position = consumer._committed_offset.get(tp)
-            if position is None:
-                position = 0
-            waiting = max(0, high - position)
-            lag += waiting
-            if waiting:
-                behind.append(tp.partition)
-    except Exception:  # an internal API: without it, idleness falls back to silence alone
-        return behind
-    metrics.CONSUMER_LAG.set(lag)
-    return behind
+def consumer_watch(settings: Settings) -> ConsumerWatch:
+    return ConsumerWatch(
+        settings.broker_silence_seconds * 1000.0, settings.broker_outage_hold_seconds * 1000.0
+    )

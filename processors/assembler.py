@@ -21,11 +21,14 @@ import faust
 
 from camtopo.core.grid import Network
 from camtopo.core.partitioned import PartitionRanges, RangeBlock
-from camtopo.core.ranges import RangeGrid, Verdict
+from camtopo.core.ranges import RangeGrid
 from camtopo.settings import Settings
 from processors import metrics
-from processors.app import _behind, occupancy_app, send_dead_letter
+from processors.app import consumer_watch, occupancy_app
 from processors.blocks import encode_block
+from processors.consumer_watch import watch as watch_views
+from processors.dead_letters import send_dead_letter
+from processors.metrics import LOST
 from processors.validate import DeadLetter, Limits, ValidRecord, duplicate, validate
 
 log = logging.getLogger(__name__)
@@ -102,7 +105,7 @@ class RangePublisher(Generic[E]):
         )
         for verdict in verdicts:
             metrics.FRAMES.labels(verdict.value).inc()
-        self._late.add(wall_ms, len(verdicts), sum(v is Verdict.LATE for v in verdicts))
+        self._late.add(wall_ms, len(verdicts), sum(v in LOST for v in verdicts))
         return None, ack
 
 
@@ -117,6 +120,8 @@ def create_assembler_app(
         value_serializer="raw",
         partitions=settings.occupancy_partitions,
     )
+
+    watch = consumer_watch(settings)
 
     @app.agent(occupancy, name="assemble-ranges")
     async def assemble(stream: faust.StreamT) -> None:
@@ -151,7 +156,7 @@ def create_assembler_app(
             now = time.time() * 1000.0
             pub.ranges.assign(mine, now)
             metrics.OWNED_PARTITIONS.set(len(mine))
-            behind = _behind(app, assignment, pub.next_offsets)
+            behind, _ = watch.judge(watch_views(app, assignment, pub.next_offsets), now)
             for block in pub.ranges.due(now, behind):
                 fut = await ranges_topic.send(
                     key=str(block.range_id).encode(),

@@ -216,6 +216,7 @@ class RowCounter:
         metrics.RANGE_SECONDS.observe(seconds)
         metrics.RANGES_CLOSED.inc(whole.range_id - whole.first_range + 1)
         metrics.LAST_RANGE.set(whole.range_id)
+        metrics.COUNTED_THROUGH.set(self.grid.end_ms(whole.range_id) / 1000.0)
         metrics.FRAMES_COUNTED.inc(ticks.size - rejected)
         metrics.OCCUPIED_COUNTED.inc(est.observations - occupied)
         metrics.ENGINE_BYTES.set(getattr(est.counts, "nbytes", 0))

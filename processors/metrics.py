@@ -5,11 +5,17 @@ from __future__ import annotations
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
+from camtopo.core.ranges import Verdict
+
 # Detection delay is bounded below by Td + Tr (7 s with the paper's values): fine buckets there.
 _DELAY = (1, 2, 3, 4, 5, 6, 6.5, 7, 7.5, 8, 8.5, 9, 9.5, 10, 11, 12, 15, 20, 30, 60, 120, 300)
 _WORK = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
 RECORDS_IN = Counter("camtopo_records_in_total", "occupancy records consumed")
+DEAD_LETTERS_TRUNCATED = Counter(
+    "camtopo_dead_letters_truncated_total",
+    "dead letters sent with the original's first bytes only (too large for Kafka as they were)",
+)
 DEAD_LETTER_RETRIES = Counter(
     "camtopo_dead_letter_retries_total",
     "dead letters Kafka did not take, sent again (the record stays unacked until one is taken)",
@@ -54,9 +60,21 @@ OPEN_FRAMES = Gauge("camtopo_open_range_frames", "frames waiting in open ranges"
 UNACKED = Gauge("camtopo_unacked_records", "records whose frames are not yet checkpointed")
 ENGINE_BYTES = Gauge("camtopo_engine_bytes", "memory held by the exclusion engine's arrays")
 LATE_FRACTION = Gauge(
-    "camtopo_late_fraction_last_minute", "late / all frames received in the last full minute"
+    "camtopo_late_fraction_last_minute",
+    "frames dropped (late or closed) / all frames received in the last full minute",
 )
-CONSUMER_LAG = Gauge("camtopo_consumer_lag_records", "high watermark minus next offset to read")
+CONSUMER_LAG = Gauge(
+    "camtopo_consumer_lag_records",
+    "high watermark minus the group's committed offset, summed over the assigned partitions",
+)
+UNCONFIRMED_PARTITIONS = Gauge(
+    "camtopo_unconfirmed_partitions",
+    "assigned partitions with no fetch answer from the broker lately (their ranges stay open)",
+)
+COUNTED_THROUGH = Gauge(
+    "camtopo_counted_through_timestamp_seconds",
+    "event time (Unix s) at which the last counted range ends",
+)
 OWNED_PARTITIONS = Gauge(
     "camtopo_owned_partitions", "occupancy partitions assigned (ranges close only with all)"
 )
@@ -98,8 +116,14 @@ BLOCKS_PUBLISHED = Counter(
 )
 
 
+# Frames dropped: sent after their range's cutoff, or come after the clock closed their range
+# (a clock run ahead, a broker outage closed as idle). Replayed ticks are not lost.
+LOST = (Verdict.LATE, Verdict.CLOSED)
+
+
 class LateMinute:
-    """Feeds LATE_FRACTION: late / all frames of the last full wall-clock minute."""
+    """Feeds LATE_FRACTION: lost (:data:`LOST`) / all frames of the last full wall-clock
+    minute."""
 
     def __init__(self) -> None:
         self._minute = (0, 0, 0)  # (wall minute, frames, late)

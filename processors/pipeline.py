@@ -38,6 +38,7 @@ from camtopo.core.ticks import DuplicateFrameError, LateFrameError
 from camtopo.core.topology import TopologyEstimator
 from camtopo.settings import Settings
 from processors import metrics
+from processors.metrics import LOST
 from processors.validate import DeadLetter, Limits, ValidRecord, duplicate, validate
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,6 @@ class StreamProcessor(Generic[E]):
             return None
         wall_ms = time.time() * 1000.0 if wall_ms is None else wall_ms
         metrics.RECORDS_IN.inc()
-        self.clock.observe(partition, record_ms, wall_ms)
         result = validate(value, record_ms, wall_ms, self.network, self.limits)
         if isinstance(result, ValidRecord) and self.assembler.is_duplicate(
             result.camera, result.ticks.tolist()
@@ -164,6 +164,8 @@ class StreamProcessor(Generic[E]):
             metrics.DEAD_LETTERS.labels(result.reason).inc()
             offsets.dead_lettered(offset)
             return result
+        # Only a record found valid moves the clock: a refused one may carry any timestamp.
+        self.clock.observe(partition, record_ms, wall_ms)
         max_kept = None
         late = 0
         for tick, windows in zip(result.ticks.tolist(), result.windows, strict=True):
@@ -172,7 +174,7 @@ class StreamProcessor(Generic[E]):
             if verdict in (Verdict.ACCEPTED, Verdict.HELD, Verdict.CONTEXT):
                 self.assembler.add(result.camera, tick, windows, verdict)
                 max_kept = tick if max_kept is None else max(max_kept, tick)
-            elif verdict is Verdict.LATE:
+            elif verdict in LOST:
                 late += 1
         self._late.add(wall_ms, len(result.ticks), late)
         if max_kept is not None:
@@ -258,6 +260,7 @@ class StreamProcessor(Generic[E]):
         metrics.RANGE_SECONDS.observe(seconds)
         metrics.RANGES_CLOSED.inc(max(1, len(batch.ranges)))
         metrics.LAST_RANGE.set(batch.range_id)
+        metrics.COUNTED_THROUGH.set(self.grid.end_ms(batch.range_id) / 1000.0)
         metrics.FRAMES_COUNTED.inc(len(batch) - rejected)
         metrics.OCCUPIED_COUNTED.inc(est.observations - occupied)
         metrics.ENGINE_BYTES.set(getattr(est.counts, "nbytes", 0))

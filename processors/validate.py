@@ -5,8 +5,10 @@ with its original bytes and one of the :data:`REASONS`, so nothing is lost silen
 partly bad record never leaves half its frames counted.
 
 Time checks compare the frames' capture times with the record's own Kafka timestamp (the
-producer's send time), not with the processor's wall clock, so a replay decides the same way.
-Only the record timestamp itself is checked against the wall clock, for the future.
+producer's send time), so a replay decides the same way; and both with the processor's wall
+clock, for the future only: a record or frame stamped ahead of real time (a skewed or forged
+producer) would otherwise hold ranges open for frames that do not exist yet, or claim the
+(camera, tick) of a real frame to come. Such a record moves no clock (it is refused before).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ REASONS = (
     "grid_mismatch",  # the record's grid is not the camera's grid in network.json
     "window_outside_grid",  # an occupied window index outside the camera's grid
     "bad_windows",  # occupied windows not sorted and unique
-    "future_timestamp",  # record or frame time too far ahead
+    "ahead_of_clock",  # record or frame stamped ahead of the processor's wall clock
+    "future_timestamp",  # a frame stamped too long after its record was sent
     "past_timestamp",  # a frame captured too long before the record was sent
     "duplicate",  # a frame for a (camera, tick) already received
 )
@@ -52,8 +55,9 @@ class ValidRecord:
 @dataclass(frozen=True)
 class Limits:
     tick_ms: float
-    max_future_ms: float  # frame after its record's send time, or record after the wall clock
+    max_future_ms: float  # frame after its record's send time
     max_age_ms: float  # frame before its record's send time
+    max_lead_ms: float  # record or frame after the processor's wall clock
 
     @classmethod
     def from_settings(cls, settings: Any) -> Limits:
@@ -61,6 +65,7 @@ class Limits:
             settings.tick_ms,
             settings.max_future_seconds * 1000.0,
             settings.max_frame_age_seconds * 1000.0,
+            settings.max_clock_lead_seconds * 1000.0,
         )
 
 
@@ -96,11 +101,11 @@ def validate(
             f"camera {camera_id!r} sent a {g['cols']}x{g['rows']} grid; network.json has "
             f"{grid.cols}x{grid.rows}",
         )
-    if record_ms > wall_ms + limits.max_future_ms:
+    if record_ms > wall_ms + limits.max_lead_ms:
         return DeadLetter(
-            "future_timestamp",
+            "ahead_of_clock",
             f"record of {camera_id!r} is stamped {(record_ms - wall_ms) / 1000:.1f} s ahead of "
-            "the processor's clock",
+            "the processor's wall clock",
         )
     ticks: list[int] = []
     windows: list[np.ndarray] = []
@@ -115,6 +120,12 @@ def validate(
             return DeadLetter(
                 "future_timestamp",
                 f"{where} is {(t - record_ms) / 1000:.1f} s after its record was sent",
+            )
+        if t > wall_ms + limits.max_lead_ms:
+            return DeadLetter(
+                "ahead_of_clock",
+                f"{where} is stamped {(t - wall_ms) / 1000:.1f} s ahead of the processor's "
+                "wall clock",
             )
         if t < record_ms - limits.max_age_ms:
             return DeadLetter(

@@ -60,3 +60,39 @@ def register(subparsers: Any) -> None:
         help="first fill the store with a random N-camera run (no Kafka needed)",
     )
     parser.set_defaults(func=run)
+
+    store = subparsers.add_parser(
+        "store",
+        help="inspect or repair the topology store in Redis",
+        description=(
+            "show: the stored checkpoint, as /health reports it. rewind: bring every stored "
+            "range and tick that lies ahead of this machine's clock back to the last range the "
+            "clock has closed, keeping the counts (after a forged or skewed timestamp carried "
+            "a processor clock ahead; stop every processor first). Redis and the range "
+            "settings come from CAMTOPO_* settings."
+        ),
+    )
+    store.add_argument("action", choices=("show", "rewind"))
+    store.add_argument("--network", required=True, help="network.json of the stored cameras")
+    store.set_defaults(func=run_store)
+
+
+def run_store(args: argparse.Namespace) -> int:
+    import json
+
+    from camtopo.core.grid import Network
+    from camtopo.settings import get_settings
+    from topology_store.store import TopologyStore
+
+    settings = get_settings()
+    store = TopologyStore(settings.redis_url, Network.load(args.network), settings)
+    try:
+        if args.action == "rewind":
+            moved = store.rewind()
+            for key, old in moved.items():
+                print(f"{key}: {old} -> rewound")
+            print(f"rewound {len(moved)} stored marks" if moved else "nothing lies ahead")
+        print(json.dumps(store.health(), indent=2))
+    finally:
+        store.close()
+    return 0

@@ -42,7 +42,9 @@ from camtopo.core.engine import FastExclusion
 from camtopo.core.evidence import WindowEdges, c_prime, camera_edges
 from camtopo.core.grid import Network, NetworkError
 from camtopo.core.partitioned import owned_windows, window_shards
+from camtopo.core.ranges import RangeGrid
 from camtopo.core.topology import merge_transit
+from camtopo.errors import CamtopoError
 from camtopo.settings import Settings
 from topology_store import metrics
 from topology_store.blobs import BlobError, Row, decode_row, encode_rows
@@ -58,8 +60,15 @@ _HALF_VERSION = b"\x02"
 NO_RANGE = -1
 
 
-class StoreError(RuntimeError):
+class StoreError(CamtopoError):
     """The store cannot do what was asked (wrong engine, network mismatch, failed publish)."""
+
+
+class CheckpointAhead(StoreError):
+    """The store holds a range that ends in this machine's future: a forged or skewed timestamp
+    once carried a processor clock there (before records ahead of the wall clock were refused).
+    Counting on would drop every real frame as closed; ``camtopo store rewind`` is the way back
+    (docs/operations.md, "Checkpoint ahead of the clock")."""
 
 
 class LeaseLost(StoreError):
@@ -154,6 +163,7 @@ def parse_checkpoint(meta: Mapping[str, str]) -> dict[str, Any]:
     last_tick = meta.get("last_tick", "")
     return {
         "range_id": int(meta.get("range_id", NO_RANGE)),
+        "range_end_ms": int(meta["range_end_ms"]) if "range_end_ms" in meta else None,
         "resume_offsets": {
             int(k): int(v) for k, v in json.loads(meta.get("offsets", "{}")).items()
         },
@@ -245,6 +255,7 @@ class TopologyStore:
         )
         self._cache = _Cache()
         self._window_shard = window_shards(network, settings.redis_shards)
+        self.grid = RangeGrid.from_settings(settings)
 
     @classmethod
     def from_redis(
@@ -410,7 +421,7 @@ class TopologyStore:
                 durable = min(durable, self._cache.transit_synced)
             if durable > self._cache.meta_range:
                 totals = self._cache.totals[durable]
-                meta = {"range_id": durable, **totals, "saved_ms": int(time.time() * 1000)}
+                meta = {**self._meta_times(durable), **totals}
                 t0 = time.perf_counter()
                 self.redis.hset(self.keys.checkpoint, mapping=meta)  # type: ignore[arg-type]
                 metrics.REDIS_WRITE_SECONDS.labels("meta").observe(time.perf_counter() - t0)
@@ -518,6 +529,7 @@ class TopologyStore:
                 int(raw_range) if raw_range is not None else NO_RANGE,
                 int(tick) if tick not in ("", "None") else None,
             )
+            self.refuse_if_ahead(out[shard][0], self.keys.range(shard))
             self._import_shard(counts, shard)
         if 0 in shards:
             self._load_transit(estimator)
@@ -592,9 +604,63 @@ class TopologyStore:
         holds. Returns it. (Leaves the cache of this worker's shard ranges alone: a counting
         worker's leader calls this from its topology thread.)"""
         range_id = min(self._read_shard_ranges().values(), default=NO_RANGE)
-        meta = {"range_id": range_id, **totals, "saved_ms": int(time.time() * 1000)}
+        meta = {**self._meta_times(range_id), **totals}
         self.redis.hset(self.keys.checkpoint, mapping=meta)  # type: ignore[arg-type]
         return range_id
+
+    def _meta_times(self, range_id: int) -> dict[str, int]:
+        """The meta's range id, its event-time end (health compares it with the clock) and
+        when it was saved."""
+        return {
+            "range_id": range_id,
+            "range_end_ms": int(self.grid.end_ms(range_id)),
+            "saved_ms": int(time.time() * 1000),
+        }
+
+    def refuse_if_ahead(self, range_id: int, where: str, now_ms: float | None = None) -> None:
+        """Raise :class:`CheckpointAhead` if ``range_id`` ends past the clock's allowed lead."""
+        now_ms = time.time() * 1000.0 if now_ms is None else now_ms
+        lead_s = (self.grid.end_ms(range_id) - now_ms) / 1000.0
+        if range_id > NO_RANGE and lead_s > self.settings.max_clock_lead_seconds:
+            raise CheckpointAhead(
+                f"{where} holds range {range_id}, which ends {lead_s:,.0f} s after this "
+                "machine's clock. A forged or skewed timestamp carried a processor clock there; "
+                "counting on would drop every real frame as closed. Check this machine's clock, "
+                "then run `camtopo store rewind --network NETWORK.json` (keeps the counts; see "
+                "docs/operations.md, 'Checkpoint ahead of the clock')"
+            )
+
+    def rewind(self, now_ms: float | None = None) -> dict[str, int]:
+        """Bring every stored range, tick and transit mark that lies ahead of the clock back
+        to the last range the clock has closed; the counts stay. Returns what was moved
+        (key -> old range or tick). Run with every processor stopped."""
+        now_ms = time.time() * 1000.0 if now_ms is None else now_ms
+        to_range = self.grid.last_closed(now_ms)
+        to_tick = self.grid.first_tick(to_range + 1)
+        moved: dict[str, int] = {}
+
+        def lower(key: str, field: str | None, limit: int) -> None:
+            raw = self.redis.hget(key, field) if field else self.redis.get(key)
+            text = raw.decode() if raw is not None else ""
+            if text.lstrip("-").isdigit() and int(text) > limit:
+                moved[f"{key} {field}" if field else key] = int(text)
+                if field:
+                    self.redis.hset(key, field, limit)
+                else:
+                    self.redis.set(key, limit)
+
+        for shard in range(self.settings.redis_shards):
+            lower(self.keys.range(shard), None, to_range)
+            lower(self.keys.tick(shard), None, to_tick)
+        lower(self.keys.transit, "range_id", to_range)
+        lower(self.keys.transit, "through", to_tick)
+        lower(self.keys.checkpoint, "last_tick", to_tick)
+        raw = self.redis.hget(self.keys.checkpoint, "range_id")
+        if raw is not None and int(raw) > to_range:
+            moved[f"{self.keys.checkpoint} range_id"] = int(raw)
+            self.redis.hset(self.keys.checkpoint, mapping=self._meta_times(to_range))  # type: ignore[arg-type]
+        self._cache = _Cache()
+        return moved
 
     def _save_transit(self, estimator: Any, range_id: int) -> int:
         blob = _npz(estimator.transit.state())
@@ -640,6 +706,8 @@ class TopologyStore:
             {k.decode(): v.decode() for k, v in self.redis.hgetall(self.keys.checkpoint).items()}
         )
         ranges = self.shard_ranges()
+        self.refuse_if_ahead(max(ranges.values(), default=NO_RANGE), "a shard")
+        self.refuse_if_ahead(meta.get("range_id", NO_RANGE), self.keys.checkpoint)
         n_rows = sum(self._import_shard(counts, s) for s in range(self.settings.redis_shards))
         if not meta and n_rows == 0:
             return None
@@ -798,11 +866,20 @@ class TopologyStore:
         return health_doc(meta, view)
 
 
+# A counted range ending this far after the wall clock means a clock once ran ahead.
+HEALTH_MAX_LEAD_S = 60.0
+
+
 def health_doc(meta: Mapping[str, Any], view: TopologyView) -> dict[str, Any]:
     now_ms = int(time.time() * 1000)
     saved = meta.get("saved_ms")
+    status = "ok" if meta else "empty"
+    ends = [t for t in (meta.get("range_end_ms"), view.range_end_ms) if t is not None]
+    lead_s = (max(ends) - now_ms) / 1000 if ends else None
+    if lead_s is not None and lead_s > HEALTH_MAX_LEAD_S:
+        status = "clock_ahead"  # see CheckpointAhead: nothing real is counted any more
     return {
-        "status": "ok" if meta else "empty",
+        "status": status,
         "redis": True,
         "cameras": len(view.cameras),
         "edges": len(view.edges),
@@ -810,6 +887,8 @@ def health_doc(meta: Mapping[str, Any], view: TopologyView) -> dict[str, Any]:
             "range_id": meta.get("range_id"),
             "saved_ms": saved,
             "age_s": round((now_ms - saved) / 1000, 3) if saved else None,
+            "range_end_ms": meta.get("range_end_ms"),
+            "lead_s": round(lead_s, 3) if lead_s is not None else None,
         },
         "topology": {"range_end_ms": view.range_end_ms, "updated_ms": view.updated_ms},
     }

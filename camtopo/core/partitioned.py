@@ -189,7 +189,7 @@ class PartitionRanges(Generic[H]):
             if a.closed_through is None and not a.open_ranges and idle:
                 # An idle partition with no history: close empty ranges from now on, so the
                 # counting workers need not wait for cameras that send nothing.
-                a.restart_at(self.grid.last_closed(clock) - 1)
+                a.restart_at(self.grid.last_closed(clock) - 1, counted=False)
             before = a.closed_through
             batch = a.close(clock)
             if batch is None:

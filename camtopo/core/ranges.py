@@ -111,22 +111,32 @@ class ProcessorClock:
             self.last_seen.setdefault(p, wall_ms)
 
     def observe(self, partition: int, record_ms: int, wall_ms: float) -> int:
-        """A record on ``partition``; returns the partition's clock *before* it (for lateness)."""
-        before = self.high.get(partition, record_ms)
-        if record_ms > self.high.get(partition, -(2**62)):
-            self.high[partition] = record_ms
+        """A *validated* record on ``partition``; returns the partition's clock *before* it.
+
+        The record's timestamp counts at most up to ``wall_ms``: a record stamped ahead of the
+        processor's wall clock (a skewed or forged producer) cannot carry the clock, and so the
+        closing of every range, ahead of real time. A replay (wall time long past) is unchanged.
+        """
+        stamp = min(record_ms, math.floor(wall_ms))
+        before = self.high.get(partition, stamp)
+        if stamp > self.high.get(partition, -(2**62)):
+            self.high[partition] = stamp
         self.last_seen[partition] = wall_ms
         return before
 
     def now(self, wall_ms: float, behind: Iterable[int] = ()) -> float | None:
         """The processor clock in ms, or None while no partition has given a timestamp.
 
-        ``behind``: partitions known to have records waiting (a catch-up after a restart);
-        they are never idle, however long the consumer takes to fetch them.
+        ``behind``: partitions known to have records waiting (a catch-up after a restart), or
+        whose broker has not answered a fetch lately (an outage: producers are buffering). They
+        are never idle, and their idleness starts again once they are no longer behind, so the
+        end of an outage does not close at once every range it spanned.
         """
+        waiting = set(behind)
+        for p in waiting & self.last_seen.keys():
+            self.last_seen[p] = max(self.last_seen[p], wall_ms)
         if not self.high:
             return None
-        waiting = set(behind)
         active = [
             p for p, seen in self.last_seen.items() if wall_ms - seen < self.idle_ms or p in waiting
         ]
@@ -150,7 +160,8 @@ class Verdict(Enum):
     ACCEPTED = "accepted"  # into an open range
     HELD = "held"  # closed range, tick still held for padding: counted with the next batch
     LATE = "late"  # sent after its range's close time
-    CLOSED = "closed"  # its range is closed and its tick already counted (or a replay of one)
+    CLOSED = "closed"  # its range closed, and its tick was counted, before it came: lost
+    REPLAYED = "replayed"  # after a restart: a tick a previous run counted (Kafka replays it)
     CONTEXT = "context"  # after a restart: a counted tick the next block's padding reads
 
 
@@ -188,12 +199,15 @@ class RangeAssembler:
         # reads them; their replayed frames go to the buffer as context only.
         self.context_window: tuple[int, int] | None = None
         self._context: list[tuple[int, int, np.ndarray]] = []
+        self.replayed_until: int | None = None  # ticks below were counted by a previous run
 
-    def restart_at(self, closed_through: int) -> None:
-        """Resume after ranges <= ``closed_through`` were counted (by a previous run)."""
+    def restart_at(self, closed_through: int, counted: bool = True) -> None:
+        """Resume after ranges <= ``closed_through`` were counted (by a previous run; not
+        ``counted``: closed empty, so frames that come for them are lost, not replayed)."""
         self.closed_through = closed_through
         held = self.grid.held_from(closed_through)
         self.context_window = (held - self.grid.tolerance, held)
+        self.replayed_until = held if counted else None
 
     @property
     def held_from(self) -> int | None:
@@ -229,6 +243,8 @@ class RangeAssembler:
             cw = self.context_window
             if cw is not None and cw[0] <= tick < cw[1]:
                 return Verdict.CONTEXT
+            if self.replayed_until is not None and tick < self.replayed_until:
+                return Verdict.REPLAYED
             return Verdict.CLOSED
         return Verdict.ACCEPTED
 

@@ -203,3 +203,29 @@ def test_update_topology_stores_graph_and_logs_changes(redis_server) -> None:
     win = again.window_overlaps(a, b)["windows"][0]
     ev = again.pair_evidence(f"{a}:{win['a']}", f"{b}:{win['b']}")
     assert ev["adjacent"] and ev["o_ab"] == win["o_ab"] and ev["p_ba"] == win["p_ba"]
+
+
+def test_a_checkpoint_ahead_of_the_clock_is_refused_and_rewind_brings_it_back(
+    redis_server,
+) -> None:
+    # The probe: a forged timestamp 30 days ahead carried the processor clock, and so the
+    # checkpoint, there; every restart then dropped all real frames as closed.
+    from topology_store.store import CheckpointAhead
+
+    net = synthetic.make_network(6, seed=2)
+    est = synthetic.run(net, SETTINGS, 600)
+    store = fresh_store(redis_server.url, net)
+    now_range = store.grid.last_closed(time.time() * 1000)
+    ahead = now_range + 30 * 86_400 // 2  # 30 days of 2 s ranges
+    store.checkpoint(est, ahead, {0: 10})
+    assert store.health()["status"] == "clock_ahead"
+    with pytest.raises(CheckpointAhead, match="camtopo store rewind"):
+        reopen(redis_server.url, net, store).load_into(TopologyEstimator(net.network, SETTINGS))
+    moved = reopen(redis_server.url, net, store).rewind()
+    assert moved and all(old >= ahead for key, old in moved.items() if key.endswith(":range"))
+    twin = TopologyEstimator(net.network, SETTINGS)
+    cp = reopen(redis_server.url, net, store).load_into(twin)
+    assert cp is not None and now_range <= cp.range_id < ahead
+    assert cp.resume_offsets == {0: 10}
+    same_counts(est, twin)  # the counts stay
+    assert store.health()["status"] == "ok"

@@ -142,7 +142,7 @@ def test_a_taken_over_partition_resumes_after_what_was_published() -> None:
     ranges: PartitionRanges[int] = PartitionRanges(grid, 5000.0, published={0: 9})
     ranges.assign([0], wall_ms=0)
     verdicts, ack = ranges.take(0, 1, [190, 200], [np.array([1]), np.array([2])], 9000, 9000, 1, 0)
-    assert [v.value for v in verdicts] == ["closed", "accepted"]
+    assert [v.value for v in verdicts] == ["replayed", "accepted"]
     assert ack is None  # tick 200 is kept: acked once its block is delivered
     (block,) = ranges.due(30_000)
     assert block.first_range == 10 and block.ticks.tolist() == [200]

@@ -32,32 +32,60 @@ def test_lateness_is_decided_by_the_records_own_timestamp() -> None:
 
 def test_clock_is_the_lowest_partition_and_waits_for_silent_ones() -> None:
     clock = ProcessorClock(idle_ms=5000)
-    clock.assign([0, 1], wall_ms=0)
-    clock.observe(0, 10_000, wall_ms=100)
-    assert clock.now(200) is None  # partition 1 has not spoken and is not idle yet
-    clock.observe(1, 4_000, wall_ms=300)
-    assert clock.now(400) == 4_000
-    clock.observe(1, 12_000, wall_ms=500)
-    assert clock.now(600) == 10_000
+    clock.assign([0, 1], wall_ms=20_000)
+    clock.observe(0, 10_000, wall_ms=20_100)
+    assert clock.now(20_200) is None  # partition 1 has not spoken and is not idle yet
+    clock.observe(1, 4_000, wall_ms=20_300)
+    assert clock.now(20_400) == 4_000
+    clock.observe(1, 12_000, wall_ms=20_500)
+    assert clock.now(20_600) == 10_000
 
 
 def test_an_idle_partition_stops_holding_the_clock_back() -> None:
     clock = ProcessorClock(idle_ms=5000)
+    clock.assign([0, 1], wall_ms=50_000)
+    clock.observe(0, 1_000, wall_ms=50_000)
+    clock.observe(1, 50_000, wall_ms=50_000)
+    for wall in range(51_000, 59_000, 1000):
+        clock.observe(1, wall, wall_ms=wall)
+    assert clock.now(58_000) == 58_000  # partition 0 idle since 50 s
+
+
+def test_a_record_stamped_ahead_of_wall_time_cannot_carry_the_clock() -> None:
+    # A forged (or badly skewed) timestamp 30 days ahead on every partition: the clock stays
+    # at the wall clock, so no range closes before its time.
+    clock = ProcessorClock(idle_ms=5000)
+    clock.assign([0, 1], wall_ms=10_000)
+    for p in (0, 1):
+        clock.observe(p, 10_000 + 30 * 86_400_000, wall_ms=10_000)
+    assert clock.now(10_100) == 10_000
+    clock.observe(0, 10_200, wall_ms=10_300)
+    clock.observe(1, 10_250, wall_ms=10_300)
+    assert clock.now(10_400) == 10_200
+
+
+def test_a_partition_behind_is_not_idle_and_starts_its_idleness_again() -> None:
+    # A broker outage: no record, and no fetch answer, from 1 s to 21 s. While the partitions
+    # are reported behind the clock stays; afterwards they need idle_ms of silence again
+    # before wall time moves it, so frames the producers buffered still find their ranges open.
+    clock = ProcessorClock(idle_ms=5000)
     clock.assign([0, 1], wall_ms=0)
-    clock.observe(0, 1_000, wall_ms=0)
-    clock.observe(1, 50_000, wall_ms=0)
-    for wall in range(1000, 9000, 1000):
-        clock.observe(1, 50_000 + wall, wall_ms=wall)
-    assert clock.now(8000) == 58_000  # partition 0 idle since 0
+    clock.observe(0, 1_000, wall_ms=1_000)
+    clock.observe(1, 1_000, wall_ms=1_000)
+    for wall in range(2_000, 21_000, 1_000):
+        assert clock.now(wall, behind=[0, 1]) == 1_000
+    assert clock.now(23_000) == 1_000  # the broker answers again: 2 s of silence, not 22
+    # Idle 5 s: wall time moves it by the silence since the outage, not over the outage.
+    assert clock.now(26_500) == 1_000 + 6_500
 
 
 def test_all_idle_advances_with_wall_time_and_never_goes_back() -> None:
     clock = ProcessorClock(idle_ms=1000)
-    clock.observe(0, 20_000, wall_ms=0)
-    assert clock.now(500) == 20_000
-    assert clock.now(3000) == 23_000
-    clock.observe(0, 21_000, wall_ms=3100)  # an old-stamped record does not turn it back
-    assert clock.now(3200) == 23_000
+    clock.observe(0, 20_000, wall_ms=20_000)
+    assert clock.now(20_500) == 20_000
+    assert clock.now(23_000) == 23_000
+    clock.observe(0, 21_000, wall_ms=23_100)  # an old-stamped record does not turn it back
+    assert clock.now(23_200) == 23_000
 
 
 def _frame(asm: RangeAssembler, cam: int, tick: int, sent: float) -> Verdict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zlib
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,11 @@ def _rows(est: TopologyEstimator) -> list[tuple[bytes, ...]]:
     return out
 
 
-def _run(sim: Simulation, n_ticks: int, settings: Settings) -> tuple[StreamProcessor, list]:
+def _run(
+    sim: Simulation, n_ticks: int, settings: Settings, forged: dict[int, list[Any]] | None = None
+) -> tuple[StreamProcessor, list]:
+    """Feed a simulated stream; ``forged``: record index -> (partition, Kafka timestamp,
+    value, reason) records sent just before it, each dead-lettered with that reason."""
     proc: StreamProcessor[int] = StreamProcessor(sim.network, settings)
     offsets = [0] * PARTITIONS
     records = list(simulated_records(sim, n_ticks, frames_per_record=5, send_delay_ms=300))
@@ -34,6 +39,10 @@ def _run(sim: Simulation, n_ticks: int, settings: Settings) -> tuple[StreamProce
     for n, rec in enumerate(records):
         part = zlib.crc32(rec.camera.encode()) % PARTITIONS
         wall = rec.send_ms  # replayed at the pace it was sent
+        for p, stamp, value, reason in (forged or {}).get(n, []):
+            dead = proc.on_record(p, offsets[p], stamp, value, -1, wall_ms=wall)
+            assert dead is not None and dead.reason == reason, dead
+            offsets[p] += 1
         assert proc.on_record(part, offsets[part], rec.send_ms, rec.value, n, wall_ms=wall) is None
         offsets[part] += 1
         batch = proc.due_batch(wall_ms=wall)
@@ -62,6 +71,32 @@ def test_streaming_counts_equal_the_offline_estimator() -> None:
     mine, theirs = proc.estimator.topology(), offline.topology()
     assert np.array_equal(mine.window_edges.i, theirs.window_edges.i)
     assert np.array_equal(mine.window_edges.j, theirs.window_edges.j)
+
+
+def _offline_rows(sim: Simulation, settings: Settings, records: list, frontier: int) -> list:
+    offline = TopologyEstimator(sim.network, settings)
+    for rec in records:
+        cam = sim.network.camera_index(rec.camera)
+        for t, occ in rec.frames:
+            offline.add_frame(cam, t, list(occ))
+    offline.advance(frontier)
+    return _rows(offline)
+
+
+def test_records_stamped_ahead_of_wall_time_are_dead_letters_and_move_no_clock() -> None:
+    # The probe: a record per partition stamped 30 days (or 50 s, valid otherwise) ahead moved
+    # the processor clock there; every later frame was dropped as closed.
+    settings = Settings()
+    sim = Simulation.from_name("campus", 12, seed=3)
+    day30 = 30 * 86_400_000
+    forged: dict[int, list[Any]] = {}
+    for p in range(PARTITIONS):
+        forged.setdefault(40, []).append((p, day30, b"garbage", "undecodable"))
+        ahead = encode_frames(sim.network, 0, [(50_000, 0, [3])])
+        forged.setdefault(80, []).append((p, 50_000, ahead, "ahead_of_clock"))
+    proc, records = _run(sim, 600, settings, forged)
+    frontier = proc.grid.first_tick(proc.assembler.closed_through + 1)
+    assert _rows(proc.estimator) == _offline_rows(sim, settings, records, frontier)
 
 
 def test_bad_records_are_dead_lettered_with_a_reason() -> None:
@@ -273,7 +308,7 @@ def test_a_failed_dead_letter_is_sent_again_and_acked_only_once_taken() -> None:
 
     from prometheus_client import REGISTRY
 
-    from processors import app
+    from processors import dead_letters
     from processors.validate import DeadLetter
 
     class Topic:
@@ -308,7 +343,7 @@ def test_a_failed_dead_letter_is_sent_again_and_acked_only_once_taken() -> None:
             key=b"cam", value=b"bad", topic="occupancy", partition=3, offset=41
         )
         dead = DeadLetter("undecodable", "not Avro")
-        await app.send_dead_letter(topic, event, dead, lambda: [copy])
+        await dead_letters.send_dead_letter(topic, event, dead, lambda: [copy])
         await asyncio.sleep(0.05)
         assert event.acked == 0 and copy.acked == 0 and len(topic.sent) == 1
         await asyncio.sleep(3.2)  # retries after 1 s and 2 s more
@@ -361,3 +396,78 @@ def test_the_assembler_acks_a_dead_lettered_records_copies_once_its_dead_letter_
     assert pub.on_record(1, 0, 10_050, garbage, 0, wall_ms=10_100)[0] is not None
     pub.ranges.assign([0], wall_ms=10_400)
     assert pub.ranges.dead_letter_sent(1, 0) == []
+
+
+def test_the_assembler_refuses_a_record_ahead_of_wall_time_and_keeps_its_clock() -> None:
+    from processors.assembler import RangePublisher
+
+    net = Network.uniform(["a", "b"])
+    pub: RangePublisher[int] = RangePublisher(net, Settings())
+    pub.ranges.assign([0], wall_ms=10_000)
+    records = _one_frame_records(net, 3)
+    send_ms, value = records[0]
+    assert pub.on_record(0, 0, send_ms, value, 0, wall_ms=send_ms) == (None, None)
+    ahead = encode_frames(net, 1, [(send_ms + 50_000, 0, [1])])
+    dead, _ = pub.on_record(0, 1, send_ms + 50_000, ahead, 1, wall_ms=send_ms)
+    assert dead is not None and dead.reason == "ahead_of_clock"
+    assert pub.ranges.parts[0].clock.now(send_ms + 100) == send_ms
+
+
+def test_a_dead_letter_too_large_for_kafka_is_sent_truncated_and_the_record_acked() -> None:
+    # The probe: a ~1 MB record's dead letter exceeded the producer's limit, the agent crashed,
+    # the record was never acked and every restart crashed on it again.
+    import asyncio
+    import hashlib
+
+    from processors import dead_letters
+    from processors.validate import DeadLetter
+
+    class RecordTooLargeError(Exception):
+        pass
+
+    class Topic:
+        """Refuses (as the producer does, or the broker on its future) any value over
+        ``limit`` bytes."""
+
+        def __init__(self, limit: int, on_future: bool) -> None:
+            self.limit, self.on_future = limit, on_future
+            self.sent: list[dict[str, object]] = []
+
+        async def send(self, **kwargs: object) -> asyncio.Future[None]:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.sent.append(kwargs)
+            if len(kwargs["value"]) > self.limit:  # type: ignore[arg-type]
+                if not self.on_future:
+                    raise RecordTooLargeError("message is too large")
+                fut.set_exception(RecordTooLargeError("the broker refused it"))
+            else:
+                fut.set_result(None)
+            return fut
+
+    class Event:
+        def __init__(self, value: bytes) -> None:
+            self.acked = 0
+            self.message = SimpleNamespace(
+                key=b"cam", value=value, topic="occupancy", partition=2, offset=7
+            )
+
+        def ack(self) -> None:
+            self.acked += 1
+
+    async def scenario(size: int, limit: int, on_future: bool) -> tuple[Topic, Event]:
+        topic, event = Topic(limit, on_future), Event(bytes(range(256)) * (size // 256))
+        dead = DeadLetter("undecodable", "not Avro")
+        await dead_letters.send_dead_letter(topic, event, dead, lambda: [])
+        await asyncio.sleep(0.1)
+        return topic, event
+
+    for size, limit, on_future in ((1 << 20, 1_000_000, False), (500_000, 100_000, True)):
+        topic, event = asyncio.run(scenario(size, limit, on_future))
+        assert event.acked == 1, (size, limit)
+        headers = dict(topic.sent[-1]["headers"])  # type: ignore[call-overload]
+        value = event.message.value
+        assert topic.sent[-1]["value"] == value[: dead_letters.TRUNCATED_BYTES]
+        assert headers["truncated"] == b"true" and headers["reason"] == b"undecodable"
+        assert headers["original_size"] == str(len(value)).encode()
+        assert headers["original_sha256"] == hashlib.sha256(value).hexdigest().encode()
+        assert headers["source"] == b"occupancy/2/7"
