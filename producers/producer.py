@@ -71,6 +71,9 @@ class OccupancyPublisher:
             "queue.buffering.max.messages": s.producer_queue_messages,
             "linger.ms": s.producer_linger_ms,
             "compression.type": s.producer_compression,
+            # After a broker outage, deliver what was buffered within ~1 s (librdkafka backs
+            # off up to 10 s), well inside the processor's idle_partition_seconds.
+            "reconnect.backoff.max.ms": 1000,
             "error_cb": self._error,
         }
         if stats_interval_ms:

@@ -29,6 +29,7 @@ from camtopo.core.topology import TopologyEstimator
 from camtopo.localstack import free_port
 from camtopo.settings import Settings
 from camtopo.simulation import Simulation
+from processors import dead_letters
 from processors.trace import Record, encode_frames, simulated_records
 from tests.integration.conftest import Stack
 from topology_store.store import TopologyStore
@@ -100,7 +101,9 @@ def _trace(n_cameras: int, seconds: int, seed: int) -> tuple[Simulation, list[Re
 
 
 def _produce(bootstrap: str, topic: str, records: list[Record]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "message.max.bytes": 1 << 20}
+    )
     for rec in records:
         producer.produce(topic, rec.value, rec.camera.encode(), timestamp=rec.send_ms)
         producer.poll(0)
@@ -355,19 +358,60 @@ def test_bad_input_goes_to_dead_letters_and_counting_goes_on(
         encode_frames(net, 0, [(t, 0, [500])]): "window_outside_grid",
         encode_frames(net, 1, [(t + 600_000, 0, [3])]): "future_timestamp",
         encode_frames(net, 1, [(t - 86_400_000, 0, [3])]): "past_timestamp",
+        # ~1 MB: its dead letter as it is would pass Faust's producer limit (the poison pill)
+        b"\x07" + bytes(range(256)) * 3900: "undecodable",
     }
     mixed = list(records)
     for n, value in enumerate(bad):
         mixed.insert(len(mixed) // 2 + n, Record("bad", value, t, ()))
+    # A valid record stamped 50 min ahead, on every partition (the forged clock): refused,
+    # it moves no clock, and every real frame after it is still counted.
+    ahead = encode_frames(net, 2, [(t, 0, [4])])
+    for n in range(stack.settings.occupancy_partitions):
+        mixed.insert(len(mixed) // 3, Record(f"cam-{n}", ahead, t + 3_000_000, ()))
     _produce(stack.kafka.bootstrap, stack.topic, mixed)
     processor.start()
     _wait_for_range(stack, processor, net, _last_range(stack.settings, records))
-    got = _dead_letters(stack.kafka.bootstrap, stack.dead_letters, len(bad))
-    reasons = {m.value(): dict(m.headers())["reason"].decode() for m in got}
-    assert reasons == bad
+    got = _dead_letters(stack.kafka.bootstrap, stack.dead_letters, len(bad) + 4)
+    headers = [dict(m.headers()) for m in got]
+    reasons = {m.value(): h["reason"].decode() for m, h in zip(got, headers, strict=True)}
+    truncated = dead_letters.TRUNCATED_BYTES
+    assert reasons == {
+        **{v[:truncated] if len(v) > truncated else v: r for v, r in bad.items()},
+        ahead: "ahead_of_clock",
+    }
+    (big,) = [h for h in headers if h.get("truncated") == b"true"]
+    assert big["original_size"] == str(3900 * 256 + 1).encode()
     # each dead letter says where its record came from
-    assert all(stack.topic.encode() in dict(m.headers())["source"] for m in got)
+    assert all(stack.topic.encode() in h["source"] for h in headers)
+    # Nothing holds a partition: everything is committed, and the processor's gauge says so.
+    port = stack.settings.processor_metrics_port
+    deadline = time.monotonic() + 60
+    while _committed_lag(stack) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert _committed_lag(stack) == 0
+    assert _metric(port, "camtopo_consumer_lag_records") == 0
+    dropped = {v: _metric(port, "camtopo_frames_total", verdict=v) for v in ("late", "closed")}
+    assert dropped == {"late": 0, "closed": 0}
     _assert_stream_equals_offline(stack, net, records, processor)
+
+
+def _committed_lag(stack: Stack) -> int:
+    """High watermark minus the processor group's committed offset, over the partitions."""
+    from confluent_kafka import TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": stack.kafka.bootstrap, "group.id": stack.settings.processor_group}
+    )
+    try:
+        parts = [TopicPartition(stack.topic, p) for p in range(stack.settings.occupancy_partitions)]
+        lag = 0
+        for tp in consumer.committed(parts, timeout=10):
+            high = consumer.get_watermark_offsets(tp, timeout=10)[1]
+            lag += high - (tp.offset if tp.offset >= 0 else 0)
+        return lag
+    finally:
+        consumer.close()
 
 
 def _produce_live(bootstrap: str, topic: str, records: list[Record]) -> None:
