@@ -1,8 +1,8 @@
 """Avro wire format of the project's Kafka records and container files.
 
 Kafka values use the Confluent framing: one magic byte 0, a 4-byte big-endian schema id, then
-the Avro binary body. The schema id is the version number of a file ``schemas/NAME.vN.avsc``;
-there is no registry server, the ``schemas/`` folder is the registry.
+the Avro binary body. The schema id is the version number of a file
+``camtopo/schemas/NAME.vN.avsc``; there is no registry server, that folder is the registry.
 """
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ import io
 import json
 import struct
 from functools import cache
-from pathlib import Path
+from importlib.resources import files
 from typing import Any
 
 import fastavro
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+# Package data (pyproject's package-data), read through importlib.resources: an installed wheel
+# has them as well as a checkout, wherever it is installed.
+SCHEMA_DIR = files("camtopo") / "schemas"
 MAGIC = 0
 OCCUPANCY = "occupancy"
 TOPOLOGY_CHANGE = "topology_change"
@@ -37,9 +39,9 @@ class UnknownSchemaVersion(UndecodableRecord):
 def schema(name: str, version: int | None = None) -> Any:
     version = version or CURRENT[name]
     path = SCHEMA_DIR / f"{name}.v{version}.avsc"
-    if not path.exists():
+    if not path.is_file():
         raise UnknownSchemaVersion(f"no schema {name} version {version} ({path.name})")
-    return fastavro.parse_schema(json.loads(path.read_text()))
+    return fastavro.parse_schema(json.loads(path.read_text(encoding="utf-8")))
 
 
 def encode(name: str, record: dict[str, Any]) -> bytes:
