@@ -200,6 +200,9 @@ class RangeAssembler:
         self.context_window: tuple[int, int] | None = None
         self._context: list[tuple[int, int, np.ndarray]] = []
         self.replayed_until: int | None = None  # ticks below were counted by a previous run
+        # camera -> newest tick stored: a camera's records come in order (one key, one
+        # partition), so a tick at or before it is a record sent again, whatever its range.
+        self._newest: dict[int, int] = {}
 
     def restart_at(self, closed_through: int, counted: bool = True) -> None:
         """Resume after ranges <= ``closed_through`` were counted (by a previous run; not
@@ -220,10 +223,12 @@ class RangeAssembler:
         return (camera << 32) | (tick % self.grid.ticks_per_range)
 
     def is_duplicate(self, camera: int, ticks: Iterable[int]) -> bool:
-        """Would any of these frames repeat a (camera, tick) already accepted or held?"""
+        """Would any of these frames repeat a (camera, tick) already stored, or go back behind
+        the camera's newest one (a record sent again after its range was counted)?"""
         local: set[tuple[int, int]] = set()
+        newest = self._newest.get(camera)
         for tick in ticks:
-            if (camera, tick) in local:
+            if (camera, tick) in local or (newest is not None and tick <= newest):
                 return True
             local.add((camera, tick))
             seen = self._seen.get(self.grid.range_of(tick))
@@ -262,6 +267,8 @@ class RangeAssembler:
         else:
             raise ValueError(f"a {verdict.value} frame is not stored")
         self._seen.setdefault(k, set()).add(self._key(camera, tick))
+        if tick > self._newest.get(camera, tick - 1):
+            self._newest[camera] = tick
 
     @property
     def open_ranges(self) -> list[int]:

@@ -471,3 +471,18 @@ def test_a_dead_letter_too_large_for_kafka_is_sent_truncated_and_the_record_acke
         assert headers["original_size"] == str(len(value)).encode()
         assert headers["original_sha256"] == hashlib.sha256(value).hexdigest().encode()
         assert headers["source"] == b"occupancy/2/7"
+
+
+def test_a_record_sent_again_after_its_range_was_counted_is_a_duplicate_not_a_loss() -> None:
+    # The probe: a replayed old record was counted as late (now: closed, a loss in the late
+    # fraction) instead of dead-lettered as a duplicate.
+    net = Network.uniform(["a", "b"])
+    proc: StreamProcessor[int] = StreamProcessor(net, Settings())
+    records = _one_frame_records(net, 10)
+    for offset, (send_ms, value) in enumerate(records):
+        assert proc.on_record(0, offset, send_ms, value, offset, wall_ms=send_ms) is None
+    batch = proc.due_batch(wall_ms=records[-1][0] + 60_000)
+    assert batch is not None and len(batch) == 10
+    send_ms, value = records[3]
+    dead = proc.on_record(0, 10, records[-1][0] + 61_000, value, 10, wall_ms=send_ms + 61_000)
+    assert dead is not None and dead.reason == "duplicate"
