@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 _JSON = {"application/json": {"schema": {"type": "object"}}}
+# A change-log id, as the service checks it (each part an unsigned 64-bit integer).
+_STREAM_ID = {"type": "string", "pattern": "^[0-9]{1,20}(-[0-9]{1,20})?$"}
 
 
 def _op(summary: str, description: str = "", params: list[dict[str, Any]] | None = None,
@@ -13,7 +15,7 @@ def _op(summary: str, description: str = "", params: list[dict[str, Any]] | None
         "summary": summary,
         "responses": {
             "200": {"description": "OK", "content": content or _JSON},
-            "404": {"description": "unknown camera or window", "content": _JSON},
+            "404": {"description": "unknown camera", "content": _JSON},
             "503": {"description": "Redis unavailable or no topology saved yet", "content": _JSON},
         },
     }
@@ -21,6 +23,10 @@ def _op(summary: str, description: str = "", params: list[dict[str, Any]] | None
         op["description"] = description
     if params:
         op["parameters"] = params
+        op["responses"]["400"] = {
+            "description": "bad parameter: `error` says what is wrong, `parameter` names it",
+            "content": _JSON,
+        }
     if secured:
         op["responses"]["401"] = {"description": "missing or wrong bearer token"}
     else:
@@ -28,14 +34,23 @@ def _op(summary: str, description: str = "", params: list[dict[str, Any]] | None
     return op
 
 
+def _param(where: str, name: str, example: str | int, required: bool = True,
+           schema: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    return {"name": name, "in": where, "required": required,
+            "schema": schema or {"type": "string"}, "example": example}  # fmt: skip
+
+
 def _path_param(name: str, example: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"},
-            "example": example}  # fmt: skip
+    return _param("path", name, example, schema={"type": "string", "maxLength": 200})
 
 
-def _query_param(name: str, example: str, required: bool = True) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": required, "schema": {"type": "string"},
-            "example": example}  # fmt: skip
+def _window_param(name: str, example: str) -> dict[str, Any]:
+    schema = {
+        "type": "string",
+        "pattern": "^(.{1,200}:)?[0-9]{1,9}$",
+        "description": "`camera:index` (index within the camera's grid) or a global index",
+    }
+    return _param("query", name, example, schema=schema)
 
 
 def openapi_document(token_required: bool) -> dict[str, Any]:
@@ -81,7 +96,7 @@ def openapi_document(token_required: bool) -> dict[str, Any]:
                     "Evidence for one window pair from the stored counts",
                     "O (opportunities), P (co-occupied), E = O - P (exclusions) and C' both "
                     "ways; `adjacent` when C' > C* both ways.",
-                    [_query_param("a", "cam007:17"), _query_param("b", "cam008:52")],
+                    [_window_param("a", "cam007:17"), _window_param("b", "cam008:52")],
                 )
             },
             "/api/graph": {"get": _op("The camera graph as JSON")},
@@ -102,8 +117,14 @@ def openapi_document(token_required: bool) -> dict[str, Any]:
                 "get": _op(
                     "Topology-change log after a stream id",
                     params=[
-                        _query_param("after", "0-0", False),
-                        _query_param("limit", "100", False),
+                        _param("query", "after", "0-0", False, _STREAM_ID),
+                        _param(
+                            "query",
+                            "limit",
+                            100,
+                            False,
+                            {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                        ),
                     ],
                 )
             },
@@ -112,6 +133,7 @@ def openapi_document(token_required: bool) -> dict[str, Any]:
                     "Server-sent events, one `change` event per topology change",
                     "Send Last-Event-ID to replay what was missed. Token may be passed as "
                     "`access_token` query parameter (EventSource cannot send headers).",
+                    [_param("header", "Last-Event-ID", "1700000000000-0", False, _STREAM_ID)],
                     content={"text/event-stream": {"schema": {"type": "string"}}},
                 )
             },

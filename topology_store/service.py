@@ -13,10 +13,12 @@ import contextlib
 import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -29,13 +31,7 @@ from topology_store.blobs import BlobError, Row, decode_row
 from topology_store.graph import TopologyView, UnknownCamera
 from topology_store.keys import Keys
 from topology_store.openapi import openapi_document
-from topology_store.store import (
-    health_doc,
-    pair_evidence,
-    parse_checkpoint,
-    parse_view,
-    window_index,
-)
+from topology_store.store import health_doc, pair_evidence, parse_checkpoint, parse_view
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -48,6 +44,114 @@ class NotReady(Exception):
 
 def _text(raw: dict[bytes, bytes]) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+# --- request parameters -----------------------------------------------------------------------
+# Every number or id a client sends is checked here, once, before it reaches int(), the network
+# or Redis: a bad value is the client's mistake, answered 400 naming the parameter -- never a
+# 500 (int() refusing "²" or 5,000 digits) nor a 503 (Redis refusing a malformed stream id).
+
+MAX_DIGITS = 9  # window indices and limits: more than any network has, and cheap for int()
+MAX_ID_CHARS = 200  # camera ids; only bounds what an error message echoes
+_U64 = 2**64 - 1  # each half of a Redis stream id is an unsigned 64-bit integer
+# [0-9], not \d: \d matches every Unicode digit.
+_STREAM_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
+
+
+class BadParameter(Exception):
+    """A request parameter the client got wrong: answered 400 with the parameter named."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"parameter {name!r} {problem}")
+        self.name = name
+
+
+class StreamId(NamedTuple):
+    """A change-log (Redis stream) id, ``ms-seq``."""
+
+    ms: int
+    seq: int
+
+    def __str__(self) -> str:
+        return f"{self.ms}-{self.seq}"
+
+
+LAST_STREAM_ID = StreamId(_U64, _U64)
+
+
+@dataclass(frozen=True)
+class WindowRef:
+    """A window as the client named it: ``camera:index``, or a global index (camera None)."""
+
+    camera: str | None
+    index: int
+
+
+def _show(raw: str) -> str:
+    """The client's value for an error message: quoted, escaped and cut short."""
+    return repr(raw) if len(raw) <= 40 else f"{raw[:40]!r}... ({len(raw)} characters)"
+
+
+def parse_digits(name: str, raw: str) -> int:
+    """A whole number of ASCII digits. ``str.isdigit`` alone is not enough: it accepts "²",
+    which int() refuses, and "١", which int() reads as 1."""
+    if not (0 < len(raw) <= MAX_DIGITS and raw.isascii() and raw.isdigit()):
+        raise BadParameter(
+            name, f"must be a whole number of at most {MAX_DIGITS} digits 0-9, got {_show(raw)}"
+        )
+    return int(raw)
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    value = parse_digits(name, raw)
+    if not low <= value <= high:
+        raise BadParameter(name, f"must be in {low}..{high}, got {value}")
+    return value
+
+
+def parse_stream_id(name: str, raw: str) -> StreamId:
+    """``ms-seq`` or ``ms`` (seq 0), each part an unsigned 64-bit integer, as Redis takes it."""
+    match = _STREAM_ID.fullmatch(raw)
+    if match is None or int(match[1]) > _U64 or int(match[2] or 0) > _U64:
+        raise BadParameter(name, f"must be a change id like 1700000000000-0, got {_show(raw)}")
+    return StreamId(int(match[1]), int(match[2] or 0))
+
+
+def camera_param(request: web.Request, name: str) -> str:
+    """A camera id from the path; whether the network has it is the view's 404."""
+    camera = request.match_info[name]
+    if not 0 < len(camera) <= MAX_ID_CHARS:
+        raise BadParameter(name, f"must be a camera id of 1..{MAX_ID_CHARS} characters")
+    return camera
+
+
+def window_param(request: web.Request, name: str) -> WindowRef:
+    """The syntax of a window query parameter (``cam007:17`` or a global index); no Redis, so
+    a malformed window is a 400 even while Redis is down."""
+    raw = request.query.get(name)
+    if raw is None:
+        raise BadParameter(name, "is required (e.g. cam007:17)")
+    camera, colon, number = raw.rpartition(":")
+    if colon and not 0 < len(camera) <= MAX_ID_CHARS:
+        raise BadParameter(name, f"must be 'camera:index' or a global index, got {_show(raw)}")
+    return WindowRef(camera if colon else None, parse_digits(name, number))
+
+
+def resolve_window(network: Network, name: str, ref: WindowRef) -> int:
+    """The global window of ``ref``: an index outside the network is a 400, an unknown camera
+    a 404 (as on the camera routes)."""
+    if ref.camera is None:
+        if ref.index >= network.n_windows:
+            raise BadParameter(name, f"global window must be in 0..{network.n_windows - 1}")
+        return ref.index
+    camera = network.camera_index(ref.camera)
+    size = network.grids[camera].n_windows
+    if ref.index >= size:
+        raise BadParameter(name, f"window of camera {ref.camera!r} must be in 0..{size - 1}")
+    return network.global_window(camera, ref.index)
 
 
 class QueryState:
@@ -105,6 +209,15 @@ class QueryState:
 
     async def current(self) -> TopologyView:
         return self.view if self.view is not None else await self.refresh()
+
+    async def changes_after(
+        self, after: StreamId, count: int | None = None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Change-log entries after ``after``, oldest first."""
+        if after == LAST_STREAM_ID:  # nothing follows it, and Redis refuses it as "(" start
+            return []
+        entries = await self.redis.xrange(self.keys.changes, min=f"({after}", count=count)
+        return [(eid.decode(), json.loads(fields[b"event"])) for eid, fields in entries]
 
     async def row(self, window: int) -> Row | None:
         network = await self.ensure_network()
@@ -180,9 +293,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
-    route = (
-        request.match_info.route.resource.canonical if request.match_info.route.resource else "?"
-    )
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource else "?"
     started = time.perf_counter()
     status = 500
     try:
@@ -192,6 +304,9 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as exc:
         status = exc.status
         raise
+    except BadParameter as exc:
+        status = 400
+        return web.json_response({"error": str(exc), "parameter": exc.name}, status=400)
     except (UnknownCamera, NetworkError) as exc:
         status = 404
         return _json_error(404, str(exc))
@@ -202,8 +317,14 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
         status = 500
         return _json_error(500, f"corrupt stored row: {exc}")
     except aioredis.RedisError as exc:
+        # The error names Redis's host and port: for the log, not for whoever asked.
+        log.warning("%s %s: Redis unavailable: %s", request.method, route, exc)
         status = 503
-        return _json_error(503, f"Redis unavailable: {exc}")
+        return _json_error(503, "Redis unavailable")
+    except Exception:
+        log.exception("%s %s failed", request.method, route)
+        status = 500
+        return _json_error(500, "internal error")
     finally:
         if route != "/api/stream":
             metrics.HTTP_SECONDS.labels(route).observe(time.perf_counter() - started)
@@ -220,7 +341,11 @@ def bearer_auth(token: str | None) -> Any:
         supplied = given[7:] if given.startswith("Bearer ") else None
         # EventSource cannot send headers, so the viewer's stream passes the token as a query.
         supplied = supplied or request.query.get("access_token")
-        if supplied is None or not hmac.compare_digest(supplied.encode(), token.encode()):
+        # aiohttp keeps header bytes that are not UTF-8 as lone surrogates; surrogateescape
+        # turns them back into those bytes (a plain encode() raised, a 500) so they just differ.
+        if supplied is None or not hmac.compare_digest(
+            supplied.encode("utf-8", "surrogateescape"), token.encode()
+        ):
             return web.json_response(
                 {"error": "missing or wrong bearer token"},
                 status=401,
@@ -242,7 +367,9 @@ async def healthz(request: web.Request) -> web.Response:
     try:
         await _state(request).redis.ping()
     except aioredis.RedisError as exc:
-        return web.json_response({"status": "down", "redis": str(exc)}, status=503)
+        # Open endpoint: the error's host and port go to the log only.
+        log.warning("healthz: Redis unavailable: %s", exc)
+        return web.json_response({"status": "down", "redis": "unavailable"}, status=503)
     return web.json_response({"status": "ok"})
 
 
@@ -278,23 +405,26 @@ async def cameras(request: web.Request) -> web.Response:
 
 
 async def neighbours(request: web.Request) -> web.Response:
+    camera = camera_param(request, "camera")
     view = await _state(request).current()
-    return web.json_response(view.neighbours(request.match_info["camera"]))
+    return web.json_response(view.neighbours(camera))
 
 
 async def overlaps(request: web.Request) -> web.Response:
+    a, b = camera_param(request, "a"), camera_param(request, "b")
     view = await _state(request).current()
-    return web.json_response(view.window_overlaps(request.match_info["a"], request.match_info["b"]))
+    return web.json_response(view.window_overlaps(a, b))
 
 
 async def evidence(request: web.Request) -> web.Response:
     state = _state(request)
+    ref_a, ref_b = window_param(request, "a"), window_param(request, "b")
     network = await state.ensure_network()
-    try:
-        a, b = request.query["a"], request.query["b"]
-    except KeyError as exc:
-        return _json_error(400, f"query parameter {exc.args[0]!r} is required (e.g. cam007:17)")
-    i, j = window_index(network, a), window_index(network, b)
+    i, j = resolve_window(network, "a", ref_a), resolve_window(network, "b", ref_b)
+    if network.window_camera[i] == network.window_camera[j]:
+        raise BadParameter(
+            "b", "is in the same camera as 'a'; exclusion counts only pairs of different cameras"
+        )
     row_i, row_j = await asyncio.gather(state.row(i), state.row(j))
     return web.json_response(pair_evidence(network, i, j, row_i, row_j, state.settings))
 
@@ -318,19 +448,19 @@ async def partitions(request: web.Request) -> web.Response:
 
 async def changes(request: web.Request) -> web.Response:
     state = _state(request)
-    after = request.query.get("after", "0-0")
-    try:
-        limit = min(max(int(request.query.get("limit", "100")), 1), 1000)
-    except ValueError:
-        return _json_error(400, "limit must be an integer")
-    entries = await state.redis.xrange(state.keys.changes, min=f"({after}", count=limit)
-    out = [{"id": eid.decode(), **json.loads(f[b"event"])} for eid, f in entries]
-    return web.json_response({"changes": out, "last": out[-1]["id"] if out else after})
+    after = parse_stream_id("after", request.query.get("after", "0-0"))
+    limit = query_int(request, "limit", 100, 1, 1000)
+    out = [{"id": eid, **event} for eid, event in await state.changes_after(after, limit)]
+    return web.json_response({"changes": out, "last": out[-1]["id"] if out else str(after)})
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
     """Server-sent events: one ``change`` event per topology change, ids from the change log."""
     state = _state(request)
+    # Checked, and the missed changes read, before the response starts: once the 200 is sent,
+    # a bad id or a Redis failure can only end the stream, not be told to the client.
+    last_id = request.headers.get("Last-Event-ID", "")
+    after = parse_stream_id("Last-Event-ID", last_id) if last_id else None
     queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
     response = web.StreamResponse(
         headers={
@@ -339,18 +469,17 @@ async def stream(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
-    await response.prepare(request)
-    # Replay what a reconnecting viewer missed, then go live.
-    after = request.headers.get("Last-Event-ID")
+    # Subscribed before the replay is read, so no change between the two is missed.
     state.subscribers.add(queue)
     metrics.SSE_CLIENTS.inc()
     try:
-        if after:
-            for eid, fields in await state.redis.xrange(state.keys.changes, min=f"({after}"):
-                payload = json.dumps(json.loads(fields[b"event"]))
-                await response.write(
-                    f"id: {eid.decode()}\nevent: change\ndata: {payload}\n\n".encode()
-                )
+        missed = await state.changes_after(after) if after is not None else []
+        await response.prepare(request)
+        # Replay what a reconnecting viewer missed, then go live.
+        for eid, event in missed:
+            await response.write(
+                f"id: {eid}\nevent: change\ndata: {json.dumps(event)}\n\n".encode()
+            )
         await response.write(b": connected\n\n")
         while True:
             try:

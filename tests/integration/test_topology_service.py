@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
@@ -106,14 +108,148 @@ def test_bad_requests_get_clear_errors(filled) -> None:
     async def check(client: TestClient) -> None:
         r = await client.get("/api/cameras/nope/neighbours")
         assert r.status == 404 and "nope" in (await r.json())["error"]
+        r = await client.get("/api/overlaps/cam000/nope")
+        assert r.status == 404 and "nope" in (await r.json())["error"]
+        r = await client.get("/api/evidence", params={"a": "nope:1", "b": "cam000:1"})
+        assert r.status == 404 and "nope" in (await r.json())["error"]
         r = await client.get("/api/evidence", params={"a": "cam000:1"})
         assert r.status == 400 and "'b'" in (await r.json())["error"]
         r = await client.get("/api/evidence", params={"a": "cam000:1", "b": "cam001:999"})
-        assert r.status == 404 and "999" in (await r.json())["error"]
+        assert r.status == 400 and "0..107" in (await r.json())["error"]
         r = await client.get("/api/evidence", params={"a": "cam000:1", "b": "cam000:2"})
-        assert r.status == 404 and "same camera" in (await r.json())["error"]
+        assert r.status == 400 and "same camera" in (await r.json())["error"]
 
     serve(store, check)
+
+
+U64 = 2**64 - 1
+# (path, headers, the parameter the 400 must name). Every one of these was a 500, a 503
+# "Redis unavailable: Invalid stream ID" or a 200 before the parameters were checked.
+BAD_PARAMETERS: list[tuple[str, dict[str, str], str]] = [
+    ("/api/changes?after=abc", {}, "after"),
+    ("/api/changes?after=-", {}, "after"),
+    ("/api/changes?after=1-2-3", {}, "after"),
+    (f"/api/changes?after={U64 + 1}", {}, "after"),
+    ("/api/changes?after=%C2%B2", {}, "after"),  # "²"
+    ("/api/changes?limit=%C2%B2", {}, "limit"),
+    ("/api/changes?limit=-5", {}, "limit"),
+    ("/api/changes?limit=0", {}, "limit"),
+    ("/api/changes?limit=1001", {}, "limit"),
+    ("/api/changes?limit=" + "9" * 5000, {}, "limit"),
+    ("/api/evidence?a=%C2%B2&b=1", {}, "a"),  # isdigit() but not int()
+    ("/api/evidence?a=" + "9" * 5000 + "&b=1", {}, "a"),  # int() refuses > 4300 digits
+    ("/api/evidence?a=cam000:%C2%B2&b=cam001:1", {}, "a"),
+    ("/api/evidence?a=cam000:%D9%A1&b=cam001:1", {}, "a"),  # "١": int() reads it as 1
+    ("/api/evidence?a=cam000:-1&b=cam001:1", {}, "a"),
+    ("/api/evidence?a=:1&b=cam001:1", {}, "a"),
+    ("/api/evidence?a=cam000:1&b=cam001:", {}, "b"),
+    ("/api/evidence?a=cam000:1&b=99999", {}, "b"),  # global window beyond the network
+    ("/api/cameras/" + "c" * 300 + "/neighbours", {}, "camera"),
+    ("/api/stream", {"Last-Event-ID": "bogus"}, "Last-Event-ID"),
+    ("/api/stream", {"Last-Event-ID": f"{U64}-{U64 + 1}"}, "Last-Event-ID"),
+]
+
+
+def test_every_bad_parameter_is_a_400_naming_it(filled) -> None:
+    store, _ = filled
+
+    async def check(client: TestClient) -> None:
+        wrong = []  # every case checked, so a failure lists them all
+        for path, headers, name in BAD_PARAMETERS:
+            r = await client.get(path, headers=headers)
+            if (r.status, r.content_type) != (400, "application/json"):
+                wrong.append((path[:60], headers, r.status))
+                r.close()  # may be an event stream that never ends
+                continue
+            body = await r.json()
+            error = str(body.get("error"))
+            # Named, and short: the 5,000 digits are not echoed back.
+            if body.get("parameter") != name or repr(name) not in error or len(error) > 300:
+                wrong.append((path[:60], headers, body))
+        assert wrong == []
+        # The largest id is valid (nothing follows it), though Redis refuses "(" before it.
+        r = await client.get(f"/api/changes?after={U64}-{U64}")
+        assert r.status == 200 and (await r.json())["changes"] == []
+
+    serve(store, check)
+
+
+def test_change_stream_replays_after_last_event_id(filled) -> None:
+    store, _ = filled
+
+    async def check(client: TestClient) -> None:
+        log = await (await client.get("/api/changes", params={"limit": "1000"})).json()
+        ids = [c["id"] for c in log["changes"]]
+        assert len(ids) >= 3
+        resp = await client.get("/api/stream", headers={"Last-Event-ID": ids[0]})
+        assert resp.status == 200
+        replayed = []
+        while not (line := await asyncio.wait_for(resp.content.readline(), 10)).startswith(
+            b": connected"
+        ):
+            if line.startswith(b"id: "):
+                replayed.append(line[4:].decode().strip())
+        assert replayed == ids[1:]
+        resp.close()
+
+    serve(store, check)
+
+
+def test_a_non_utf8_authorization_header_is_a_401_without_a_traceback(filled, caplog) -> None:
+    store, _ = filled
+
+    async def check(client: TestClient) -> None:
+        # aiohttp's client cannot send bytes that are not UTF-8 in a header: a raw request.
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(
+            b"GET /api/graph HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Authorization: Bearer \xff\xfe\x80s3cret\r\n\r\n"
+        )
+        await writer.drain()
+        head, _, body = (await asyncio.wait_for(reader.read(), 10)).partition(b"\r\n\r\n")
+        writer.close()
+        assert head.startswith(b"HTTP/1.1 401 "), head
+        assert b"application/json" in head and b"bearer token" in body
+
+    with caplog.at_level(logging.INFO):
+        serve(store, check, api_token="s3cret")
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
+
+
+def test_an_outage_shows_no_redis_address_only_the_log_does(filled, caplog) -> None:
+    store, _ = filled
+    with socket.socket() as s:  # a port nothing listens on: Redis is "down"
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = f"redis://127.0.0.1:{port}/0"
+
+    async def check(client: TestClient) -> None:
+        for path, headers in [
+            ("/healthz", {}),
+            ("/health", {}),
+            ("/api/cameras", {}),
+            ("/api/graph", {}),
+            ("/api/changes", {}),
+            ("/api/evidence?a=cam000:1&b=cam001:1", {}),
+            ("/api/stream", {"Last-Event-ID": "0-0"}),
+        ]:
+            r = await client.get(path, headers=headers)
+            text = await r.text()
+            assert r.status == 503 and r.content_type == "application/json", path
+            assert "127.0.0.1" not in text and str(port) not in text, (path, text)
+        # A client's mistake is still a 400, not a 503, while Redis is down.
+        for path in ("/api/changes?after=abc", "/api/evidence?a=%C2%B2&b=1"):
+            assert (await client.get(path)).status == 400, path
+
+    async def main() -> None:
+        app = create_app(store.settings, redis_url=down, prefix=store.keys.prefix, refresh_s=0.2)
+        async with TestClient(TestServer(app)) as client:
+            await check(client)
+
+    with caplog.at_level(logging.WARNING, logger="topology_store.service"):
+        asyncio.run(main())
+    # Where the operator looks instead: the service's log names the address.
+    assert any(f"127.0.0.1:{port}" in r.getMessage() for r in caplog.records)
 
 
 def test_token_is_required_when_configured(filled) -> None:

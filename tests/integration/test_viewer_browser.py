@@ -1,8 +1,11 @@
 """The live viewer end to end in headless Chromium (Debian's package, driven by Playwright):
-tiles load, a click shows the camera's neighbours, a new change arrives live."""
+tiles load, a click shows the camera's neighbours, a new change arrives live; camera ids are
+shown as text, never run as markup."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
 import socket
@@ -10,11 +13,14 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.request import urlopen
 
 import pytest
 
+from camtopo.core.grid import Network
+from camtopo.localstack import RedisServer
 from camtopo.settings import Settings
 from topology_store import synthetic
 from topology_store.store import TopologyStore
@@ -33,13 +39,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def service(redis_server):
+def serve_network(
+    redis_server: RedisServer, net: synthetic.SyntheticNetwork
+) -> Iterator[tuple[str, TopologyStore, synthetic.SyntheticNetwork]]:
+    """The query service in its own process over ``net``'s estimated topology."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} missing: apt-get install -y chromium", pytrace=False)
     prefix = f"v{uuid.uuid4().hex[:6]}"
     settings = Settings(redis_shards=8)
-    net = synthetic.make_network(24, seed=3)
     est = synthetic.run(net, settings, 3000)
     store = TopologyStore(redis_server.url, net.network, settings, prefix=prefix)
     store.checkpoint(est, 0, {})
@@ -66,6 +73,27 @@ def service(redis_server):
     except subprocess.TimeoutExpired:
         proc.kill()
         raise
+
+
+@pytest.fixture
+def service(redis_server):
+    yield from serve_network(redis_server, synthetic.make_network(24, seed=3))
+
+
+# Markup as a camera id: the viewer must show it, not parse it (and not run its onerror).
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture
+def hostile_service(redis_server):
+    net = synthetic.make_network(6, seed=3)
+    names = [HOSTILE, *net.network.cameras[1:]]  # cam000 overlaps cam001 (a corridor)
+    renamed = dataclasses.replace(
+        net,
+        network=Network(tuple(names), net.network.grids, net.network.fps),
+        links={tuple(names[net.network.camera_index(c)] for c in link) for link in net.links},
+    )
+    yield from serve_network(redis_server, renamed)
 
 
 def test_viewer_shows_tiles_neighbours_on_click_and_live_changes(service) -> None:
@@ -106,3 +134,42 @@ def test_viewer_shows_tiles_neighbours_on_click_and_live_changes(service) -> Non
         browser.close()
     assert errors == []
     assert shutil.disk_usage(ARTIFACTS).free > 0
+
+
+def test_viewer_shows_camera_ids_as_text_not_markup(hostile_service) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url, store, _ = hostile_service
+    neighbour = next(n["camera"] for n in store.neighbours(HOSTILE)["neighbours"])
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        errors: list[str] = []
+        dialogs: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(url)
+        page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+
+        # The hostile camera selected: its id is the panel's heading, as text.
+        page.locator(f"g.tile[data-camera={json.dumps(HOSTILE)}]").dispatch_event("click")
+        page.wait_for_selector("#neighbours tr[data-neighbour]", timeout=10_000)
+        assert page.locator("#details h2").inner_text() == HOSTILE
+        assert page.locator("#details img").count() == 0
+
+        # Its neighbour selected: the hostile id is a row of the neighbour table, as text.
+        page.locator(f"g.tile[data-camera={json.dumps(neighbour)}]").dispatch_event("click")
+        row = page.locator(f"#neighbours tr[data-neighbour={json.dumps(HOSTILE)}]")
+        row.wait_for(timeout=10_000)
+        assert row.locator("td").first.inner_text() == HOSTILE
+        assert page.locator("#details img").count() == 0
+
+        # A click on that row selects the hostile camera again (the row keeps the raw id).
+        row.dispatch_event("click")
+        page.wait_for_function(
+            f"document.querySelector('#details h2').textContent === {json.dumps(HOSTILE)}",
+            timeout=10_000,
+        )
+        page.wait_for_timeout(300)  # an injected <img src=x> would have failed and alerted by now
+        browser.close()
+    assert dialogs == [] and errors == []

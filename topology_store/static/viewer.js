@@ -189,23 +189,34 @@
   }
 
   // --- selection -------------------------------------------------------------------------------
+  // The panel is built from elements and text nodes, never innerHTML: camera ids and error
+  // messages come from the network description and the server, and may hold markup.
+  function el(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    node.append(...children); // strings become text nodes
+    return node;
+  }
+  const hint = (text, attrs = {}) => el("p", { class: "hint", ...attrs }, text);
+
   function clearSelection() {
     selected = null;
     for (const n of nodes.values()) n.el.classList.remove("selected", "neighbour", "dim");
     for (const e of edges.values()) e.el.classList.remove("hot", "dim");
-    details.innerHTML = '<h2>Camera</h2><p class="hint">Click a camera tile to see its handover candidates.</p>';
+    details.replaceChildren(el("h2", {}, "Camera"),
+      hint("Click a camera tile to see its handover candidates."));
   }
 
   function fmt(x, digits = 3) { return x === null || x === undefined ? "—" : Number(x).toFixed(digits); }
 
   async function select(id) {
     selected = id;
-    details.innerHTML = `<h2>${id}</h2><p class="hint">loading…</p>`;
+    details.replaceChildren(el("h2", {}, id), hint("loading…"));
     let data;
     try {
       data = await getJSON(`/api/cameras/${encodeURIComponent(id)}/neighbours`);
     } catch (err) {
-      details.innerHTML = `<h2>${id}</h2><p class="hint">${err.message}</p>`;
+      details.replaceChildren(el("h2", {}, id), hint(err.message));
       return;
     }
     if (selected !== id) return;
@@ -220,19 +231,24 @@
       e.el.classList.toggle("hot", hot);
       e.el.classList.toggle("dim", !hot);
     }
-    const rows = data.neighbours.map((n) => `<tr data-neighbour="${n.camera}">
-      <td>${n.camera}</td><td>${n.kind}</td><td class="num">${fmt(n.weight)}</td>
-      <td class="num">${fmt(n.c_out, 2)} / ${fmt(n.c_in, 2)}</td><td class="num">${n.support}</td>
-      <td class="num">${n.transit_s === null ? "—" : fmt(n.transit_s, 1) + " s"}</td></tr>`).join("");
-    details.innerHTML = `<h2>${id}</h2>
-      <div class="ruleout" id="ruleout">Handover: search <b>${data.searched}</b> of ${data.of} other cameras —
-        rules out <b>${(100 * data.rules_out).toFixed(1)}%</b> of the network.</div>
-      ${data.neighbours.length ? `<table class="nb" id="neighbours"><thead><tr><th>camera</th><th>kind</th>
-        <th>weight</th><th>C′ out/in</th><th>pairs</th><th>transit</th></tr></thead><tbody>${rows}</tbody></table>`
-        : '<p class="hint" id="neighbours">No neighbours found yet.</p>'}`;
-    for (const tr of details.querySelectorAll("tr[data-neighbour]")) {
-      tr.addEventListener("click", () => select(tr.dataset.neighbour));
-    }
+    const num = (text) => el("td", { class: "num" }, text);
+    const rows = data.neighbours.map((n) => {
+      const tr = el("tr", {}, el("td", {}, n.camera), el("td", {}, n.kind), num(fmt(n.weight)),
+        num(`${fmt(n.c_out, 2)} / ${fmt(n.c_in, 2)}`), num(String(n.support)),
+        num(n.transit_s === null ? "—" : `${fmt(n.transit_s, 1)} s`));
+      tr.dataset.neighbour = n.camera;
+      tr.addEventListener("click", () => select(n.camera));
+      return tr;
+    });
+    const ruleout = el("div", { class: "ruleout", id: "ruleout" },
+      "Handover: search ", el("b", {}, String(data.searched)), ` of ${data.of} other cameras — rules out `,
+      el("b", {}, `${(100 * data.rules_out).toFixed(1)}%`), " of the network.");
+    const heads = ["camera", "kind", "weight", "C′ out/in", "pairs", "transit"];
+    const list = rows.length
+      ? el("table", { class: "nb", id: "neighbours" },
+        el("thead", {}, el("tr", {}, ...heads.map((h) => el("th", {}, h)))), el("tbody", {}, ...rows))
+      : hint("No neighbours found yet.", { id: "neighbours" });
+    details.replaceChildren(el("h2", {}, id), ruleout, list);
   }
 
   // --- data ------------------------------------------------------------------------------------
