@@ -514,6 +514,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"redis  up: {redis.url}  (data and log in {redis.data_dir})")
             kafka.start()
             print(f"kafka  up: {kafka.bootstrap}  (data and logs in {kafka.data_dir})")
+            # Every topic, with the configured partition counts, before any client can use
+            # one: the broker does not auto-create them (infra/kafka.sh), and a topic created
+            # with the wrong count is refused here rather than by a worker counting nothing.
+            from camtopo.settings import get_settings
+            from processors.topics import ensure_topics
+
+            settings = get_settings().model_copy(update={"kafka_bootstrap": kafka.bootstrap})
+            topics = ensure_topics(settings)
+            print("topics ok: " + ", ".join(f"{name} ({n})" for name, n in topics.items()))
             elapsed = time.monotonic() - started
             print(f"stack ready in {elapsed:.1f}s; stop with `camtopo stack down`")
             return 0

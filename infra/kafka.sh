@@ -110,6 +110,11 @@ inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 log.dirs=$dir/data
 num.partitions=1
+# camtopo creates its topics with their configured partition counts (processors/topics.py, at
+# camtopo stack up, process and produce); a client's first request must not create one
+# with num.partitions=1 instead (the processor would own 1 of its 8 occupancy partitions and
+# count nothing). Tests create their topics explicitly.
+auto.create.topics.enable=false
 default.replication.factor=$replication
 min.insync.replicas=$min_isr
 offsets.topic.replication.factor=$replication

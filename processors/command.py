@@ -40,11 +40,16 @@ def run(args: argparse.Namespace) -> int:
 
     from camtopo.core.grid import Network
     from camtopo.settings import get_settings
+    from processors.topics import ensure_topics
     from topology_store.store import TopologyStore
 
     settings = get_settings()
     network = Network.load(args.network)
     logging.basicConfig(level=args.loglevel.upper())
+    # Before anything reads Kafka: a topic the broker auto-created (1 partition) would leave
+    # this worker owning part of the partitions it waits for, counting nothing. A wrong count
+    # stops here with what to do (TopicMismatch, one line from the command line).
+    ensure_topics(settings, "single" if args.role == "single" else "all")
     if settings.processor_metrics_port:
         start_http_server(settings.processor_metrics_port, addr=settings.http_host)
     if args.role == "count":
@@ -54,9 +59,8 @@ def run(args: argparse.Namespace) -> int:
         return run_counter(network, settings, store)
     if args.role == "assemble":
         from processors.assembler import create_assembler_app
-        from processors.topics import ensure_topics, read_published
+        from processors.topics import read_published
 
-        ensure_topics(settings)
         app, _ = create_assembler_app(network, settings, read_published(settings))
         print(
             f"camtopo process --role assemble: {network.n_cameras} cameras; consuming "

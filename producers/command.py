@@ -121,12 +121,19 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from camtopo.settings import get_settings
+    from processors.topics import ensure_topics
     from producers.producer import OccupancyPublisher, ProducerLoop
 
     s = get_settings()
     fpr = args.frames_per_record or s.producer_frames_per_record
     if fpr <= 0:
         raise ValueError(f"--frames-per-record must be positive, got {fpr}")
+    # Before the first record (and before the capture clock starts): a producer started ahead
+    # of the processor must not let the broker auto-create the topic with 1 partition.
+    target = {"kafka_bootstrap": args.bootstrap or s.kafka_bootstrap}
+    if args.topic:
+        target["occupancy_topic"] = args.topic
+    ensure_topics(s.model_copy(update=target), "occupancy")
     start_ms = args.start_ms if args.start_ms is not None else int(time.time() * 1000)
     feeds, hook = build_feeds(args, s, start_ms)
     publisher = OccupancyPublisher(
