@@ -107,6 +107,7 @@ def create_app(
     @app.task
     async def close_ranges() -> None:
         loop = asyncio.get_running_loop()
+        warned = time.monotonic()  # the first assignment may take a rebalance: no warning yet
         while not app.should_stop:
             await asyncio.sleep(0.2)
             assignment = app.consumer.assignment() if app.consumer else set()
@@ -120,6 +121,15 @@ def create_app(
                 # (a second worker in the group, or a dead member not yet expired) the clock
                 # would close ranges on a subset and drop the rest as closed. Wait instead.
                 metrics.OWNED_PARTITIONS.set(len(mine))
+                if time.monotonic() - warned > 60.0:
+                    warned = time.monotonic()
+                    log.warning(
+                        "waiting: this worker holds %d of the %d %s partitions (another "
+                        "--role single worker in group %s, or a dead one not yet expired); "
+                        "nothing is counted meanwhile",
+                        len(mine), settings.occupancy_partitions, settings.occupancy_topic,
+                        settings.processor_group,
+                    )  # fmt: skip
                 continue
             metrics.OWNED_PARTITIONS.set(len(mine))
             batch = proc.due_batch(behind=behind)
