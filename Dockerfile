@@ -1,5 +1,27 @@
 # The camtopo services (producers, processors, query service) for docker-compose.yml.
 # Kafka and Redis come from their own images there; infra/ scripts are for machines without Docker.
+
+# --- build: the wheel, as `make smoke-wheel` builds and tests it ---------------------------------
+FROM python:3.11-slim AS build
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /src
+
+# What the wheel is built from (no .venv, .stack or out/): pyproject.toml, the packages and
+# infra/, which camtopo/infra (a symlink) ships as package data. README.m[d]: the glob lets the
+# build go on before a README exists.
+COPY pyproject.toml README.m[d] ./
+COPY camtopo ./camtopo
+COPY producers ./producers
+COPY processors ./processors
+COPY topology_store ./topology_store
+COPY infra ./infra
+
+RUN pip wheel --no-deps -w /wheels .
+
+# --- the image: that wheel installed, nothing of the sources ------------------------------------
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -9,16 +31,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Sources only (no .venv, .stack or out/): the package and what it ships.
-# README.m[d]: the glob lets the build go on before a README exists.
-COPY pyproject.toml README.m[d] ./
-COPY camtopo ./camtopo
-COPY producers ./producers
-COPY processors ./processors
-COPY topology_store ./topology_store
-COPY schemas ./schemas
-
-RUN pip install . \
+COPY --from=build /wheels /tmp/wheels
+RUN pip install /tmp/wheels/camtopo-*.whl \
+    && rm -rf /tmp/wheels \
     && useradd --create-home --uid 10001 camtopo \
     && mkdir -p /data && chown camtopo /data
 

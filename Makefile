@@ -3,7 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN     = $(VENV)/bin
 
-.PHONY: setup python infra demo test test-fast lint bench clean
+.PHONY: setup python infra demo test test-fast smoke-wheel lint bench clean
 
 setup: python infra
 
@@ -21,10 +21,19 @@ infra:
 demo: setup
 	$(BIN)/camtopo demo
 
-# All tests: pure ones, then those against the real Kafka, Redis and Chromium.
+# All tests: lint, the installed wheel's smoke, then pytest (pure tests, then those against the
+# real Kafka, Redis and Chromium). The smoke runs before pytest so that pytest's summary stays
+# the last line (CI reads it).
 test: setup
 	$(BIN)/ruff check .
+	$(MAKE) --no-print-directory smoke-wheel
 	$(BIN)/python -m pytest -q
+
+# The package as users install it: build the wheel, install it into a fresh venv outside the
+# checkout, run simulate/estimate/score and stack up/process/serve/produce from there (~2 min).
+# The tests import camtopo from the checkout, where files outside the package are found anyway.
+smoke-wheel: setup
+	$(BIN)/python tests/packaging/wheel_smoke.py
 
 # Pure tests only (no services): seconds.
 test-fast: python

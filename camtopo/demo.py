@@ -142,13 +142,13 @@ def _start_prometheus(
     infra/prometheus/alerts.yml loaded; None (with a note) where it is not installed."""
     import shutil
 
-    from camtopo.localstack import free_port
+    from camtopo.localstack import INFRA_DIR, free_port
 
     binary = shutil.which("prometheus")
     if binary is None:
         print("prometheus is not installed (make setup installs it): no alerts in this demo")
         return None
-    rules = Path(__file__).resolve().parent.parent / "infra" / "prometheus" / "alerts.yml"
+    rules = INFRA_DIR / "prometheus" / "alerts.yml"  # package data, installed or not
     config = {
         "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
         "rule_files": [str(rules)],

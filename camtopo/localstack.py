@@ -20,16 +20,27 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit
 
+# infra/'s scripts and broker config are package data (pyproject.toml): camtopo/infra is a
+# symlink to the checkout's infra/ and a plain folder in an installed wheel, so one lookup serves
+# both. Resolved, so paths in messages and logs name the real files.
+INFRA_DIR = Path(str(files("camtopo") / "infra")).resolve()
 REPO_ROOT = Path(__file__).resolve().parent.parent
-INFRA_DIR = REPO_ROOT / "infra"
-STACK_DIR = REPO_ROOT / ".stack"
+CHECKOUT = INFRA_DIR == REPO_ROOT / "infra"  # False for an installed wheel
+# A checkout keeps stack data in its .stack/ (git-ignored); an installed package has no
+# repository, so `camtopo stack` uses .stack/ in the working directory, as its --help says.
+STACK_DIR = REPO_ROOT / ".stack" if CHECKOUT else Path(".stack")
 LOOPBACK = "127.0.0.1"
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
-SETUP_HINT = "run `make setup` (or `infra/setup.sh` as root) once first"
+SETUP_HINT = (
+    "run `make setup` (or `infra/setup.sh` as root) once first"
+    if CHECKOUT
+    else f"run `bash {INFRA_DIR / 'setup.sh'}` as root once first"
+)
 # kafka.sh puts each node's controller listener this far above its broker port by default.
 CONTROLLER_PORT_OFFSET = 100
 
@@ -70,7 +81,7 @@ def check_kafka_setup() -> None:
     """Raise SetupMissing, naming what is missing, unless a Kafka broker can be started."""
     script = INFRA_DIR / "kafka.sh"
     if not script.is_file():
-        raise SetupMissing(f"{script} not found; camtopo must run from a source checkout")
+        raise SetupMissing(f"{script} not found; camtopo's infra/ files are missing")
     libs = kafka_libs_dir()
     if not (libs / ".complete").is_file():
         raise SetupMissing(f"no Kafka {kafka_version()} broker jars in {libs}; {SETUP_HINT}")
@@ -82,7 +93,7 @@ def check_redis_setup() -> None:
     """Raise SetupMissing, naming what is missing, unless redis-server can be started."""
     script = INFRA_DIR / "redis.sh"
     if not script.is_file():
-        raise SetupMissing(f"{script} not found; camtopo must run from a source checkout")
+        raise SetupMissing(f"{script} not found; camtopo's infra/ files are missing")
     for program in ("redis-server", "redis-cli"):
         if not _which(program):
             raise SetupMissing(f"{program} not found on PATH; {SETUP_HINT}")

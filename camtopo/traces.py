@@ -79,7 +79,7 @@ def read_jsonl(path: Path, progress: Progress | None = None) -> Iterator[FrameLi
 
 
 def read_avro(path: Path, progress: Progress | None = None) -> Iterator[FrameLine | TraceError]:
-    """Frames of an Avro container file of ``schemas/occupancy.v1.avsc`` records.
+    """Frames of an Avro container file of ``camtopo/schemas/occupancy.v1.avsc`` records.
 
     MISSING / ERROR / END frames carry no data: they yield nothing, which is what missing
     data means to the estimator (no opportunities).
