@@ -5,7 +5,11 @@ is "roughly" time-ordered, so a tick is taken as complete once the trace has mov
 ``reorder`` ms past it. A frame older than that is out of order beyond repair, and a frame
 far ahead of the trace is a broken clock; both are bad input, as are malformed lines, unknown
 cameras, windows outside the grid and duplicate frames. Bad input stops the run with the
-file and line, or with ``--skip-bad`` is counted by reason, skipped, and reported.
+file and line, or with ``--skip-bad`` is counted by reason, skipped, and reported. A trace
+with no frame to count stops too: an empty topology would read as "no links".
+
+A tick is one frame of the network's ``fps`` (network.json), whatever CAMTOPO_FPS says by
+default. The formats are described in docs/formats.md.
 """
 
 from __future__ import annotations
@@ -88,7 +92,7 @@ def estimate_trace(
     progress: bool = True,
 ) -> EstimateResult:
     """Run the estimator over a trace file (see module doc for the input rules)."""
-    settings = settings or get_settings()
+    settings = network_clock(settings or get_settings(), network)
     est = TopologyEstimator(network, settings, engine)
     report = InputReport()
     history: list[Snapshot] = []
@@ -132,14 +136,47 @@ def estimate_trace(
                 next_snapshot += snapshot_every_s
         if bar is not None and n % 4096 == 0:
             bar.update(position.bytes - bar.n)
-    est.finish()
     if bar is not None:
         bar.update(bar.total - bar.n)
         bar.close()
+    if not report.frames:
+        raise _no_frames(trace, report)
+    est.finish()
     topo = est.topology()
     if snapshot_every_s:
         history.append(snapshot(network, topo, topo.observed_ticks * settings.tick_ms / 1000))
     return EstimateResult(topo, report, history, time.perf_counter() - started, est)
+
+
+def network_clock(settings: Settings, network: Network) -> Settings:
+    """The settings with the network's frame rate: a tick is one of its cameras' frames.
+
+    CAMTOPO_FPS is the default for networks that do not say; network.json always says, so
+    a different rate set on purpose is a contradiction, not a choice.
+    """
+    if settings.fps == network.fps:
+        return settings
+    if "fps" in settings.model_fields_set:
+        raise NetworkError(
+            f"network.json's 'fps' is {network.fps} but CAMTOPO_FPS is {settings.fps}: a tick "
+            f"is one frame of the network; unset CAMTOPO_FPS or make them agree"
+        )
+    return settings.model_copy(update={"fps": network.fps})
+
+
+def _no_frames(trace: Path, report: InputReport) -> TraceError:
+    """An empty topology from no data would read as "no links"; say there was no data."""
+    skipped = sum(report.skipped.values())
+    why = (
+        f"all {skipped} were skipped as bad input ({_reasons(report)})"
+        if skipped
+        else "it is empty"
+    )
+    return TraceError(str(trace), "empty", f"no frames to estimate from: {why}")
+
+
+def _reasons(report: InputReport) -> str:
+    return ", ".join(f"{k}={v}" for k, v in report.skipped.items())
 
 
 def _accept(
@@ -154,6 +191,15 @@ def _accept(
         camera = network.camera_index(line.camera)
     except NetworkError as exc:
         raise TraceError(line.where, "unknown_camera", str(exc)) from None
+    grid = network.grids[camera]
+    if line.grid is not None and line.grid != (grid.cols, grid.rows):
+        # window numbers of another grid would land on the wrong windows, or off the grid
+        raise TraceError(
+            line.where,
+            "grid_mismatch",
+            f"camera {line.camera!r} sent a {line.grid[0]}x{line.grid[1]} grid; network.json "
+            f"has {grid.cols}x{grid.rows}",
+        )
     tick = est.tick_of(line.t_ms)
     if frontier is not None and tick > frontier + max_ahead_ticks:
         ahead = (tick - frontier) * est.settings.tick_ms / 1000
@@ -250,8 +296,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = get_settings()
     network = find_network(args.trace, args.network)
+    settings = network_clock(get_settings(), network)
     result = estimate_trace(
         args.trace,
         network,
@@ -272,7 +318,7 @@ def run(args: argparse.Namespace) -> int:
         f"-> {args.out}"
     )
     if rep.skipped:
-        print("skipped bad input: " + ", ".join(f"{k}={v}" for k, v in rep.skipped.items()))
+        print("skipped bad input: " + _reasons(rep))
         for reason, example in rep.examples.items():
             print(f"  e.g. {reason}: {example}")
     return 0

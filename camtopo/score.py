@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+TOPOLOGY_FORMAT = "camtopo-topology/1"  # what `camtopo estimate` and `baseline` write
+KINDS = ("overlap", "transit")
+_WINDOW = re.compile(r".+:\d+")  # the contract's window label, "cam007:17"
 
 
 @dataclass(frozen=True)
@@ -138,9 +143,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    result = score_topology(
-        json.loads(args.topology.read_text()), json.loads(args.truth.read_text())
-    )
+    result = score_topology(load_topology(args.topology), load_truth(args.truth))
     print(format_table(result))
     summary = {"observed_s": result["observed_s"], "final": result["final"],
                "time_to_final_s": result["time_to_final_s"]}  # fmt: skip
@@ -148,3 +151,90 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     return 0
+
+
+# --- the inputs, checked: a truth of {} scored 1.000 / 1.000 (nothing to find, nothing found) --
+class ScoreInputError(ValueError):
+    """topology.json or truth.json lacks what scoring needs; the message names file and field."""
+
+
+def load_truth(path: Path) -> dict[str, Any]:
+    """truth.json with the fields scoring reads checked (docs/formats.md)."""
+    truth = _object(_load(path), str(path))
+    for n, pair in enumerate(_list(truth, "window_overlaps", str(path))):
+        _window_pair(pair, f"{path}: window_overlaps[{n}]")
+    for n, link in enumerate(_list(truth, "camera_links", str(path))):
+        _link(link, f"{path}: camera_links[{n}]")
+    return truth
+
+
+def load_topology(path: Path) -> dict[str, Any]:
+    """topology.json with the fields scoring reads checked (docs/formats.md)."""
+    topology = _object(_load(path), str(path))
+    if topology.get("format") != TOPOLOGY_FORMAT:
+        found = repr(topology["format"]) if "format" in topology else "no 'format' field"
+        raise ScoreInputError(f"{path}: expected 'format': {TOPOLOGY_FORMAT!r}, found {found}")
+    for n, edge in enumerate(_list(topology, "window_edges", str(path))):
+        where = f"{path}: window_edges[{n}]"
+        _window_pair([_field(edge, "a", where), _field(edge, "b", where)], where)
+    for n, edge in enumerate(_list(topology, "camera_edges", str(path))):
+        _link(edge, f"{path}: camera_edges[{n}]")
+    history = _list(topology, "history", str(path)) if "history" in topology else []
+    for n, snap in enumerate(history):
+        _snapshot(snap, f"{path}: history[{n}]")
+    return topology
+
+
+def _snapshot(snap: Any, where: str) -> None:
+    if not isinstance(_field(snap, "t_s", where), int | float):
+        raise ScoreInputError(f"{where}: 't_s' must be a number")
+    for k, pair in enumerate(_list(snap, "window_pairs", where)):
+        _window_pair(pair, f"{where}.window_pairs[{k}]")
+    for k, link in enumerate(_list(snap, "camera_links", where)):
+        if not _strings(link, 2, 3):
+            raise ScoreInputError(f"{where}.camera_links[{k}]: expected [a, b] or [a, b, kind]")
+
+
+def _load(path: Path) -> Any:
+    try:
+        return json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ScoreInputError(f"{path}: not valid JSON: {exc}") from None
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ScoreInputError(f"{where}: expected a JSON object")
+    return value
+
+
+def _field(obj: Any, key: str, where: str) -> Any:
+    if key not in _object(obj, where):
+        raise ScoreInputError(f"{where}: missing field {key!r}")
+    return obj[key]
+
+
+def _list(obj: Any, key: str, where: str) -> list[Any]:
+    value = _field(obj, key, where)
+    if not isinstance(value, list):
+        raise ScoreInputError(f"{where}: {key!r} must be a list")
+    return value
+
+
+def _strings(value: Any, *lengths: int) -> bool:
+    return (
+        isinstance(value, list) and len(value) in lengths and all(isinstance(v, str) for v in value)
+    )
+
+
+def _window_pair(pair: Any, where: str) -> None:
+    if not _strings(pair, 2) or not all(_WINDOW.fullmatch(w) for w in pair):
+        raise ScoreInputError(f"{where}: expected two window labels 'camera:index', got {pair!r}")
+
+
+def _link(link: Any, where: str) -> None:
+    for key in ("a", "b"):
+        if not isinstance(_field(link, key, where), str):
+            raise ScoreInputError(f"{where}: {key!r} must be a camera id (a string)")
+    if _field(link, "kind", where) not in KINDS:
+        raise ScoreInputError(f"{where}: 'kind' must be one of {list(KINDS)}, got {link['kind']!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import fastavro
 import orjson
@@ -30,14 +31,70 @@ class FrameLine:
     t_ms: int
     occupied: list[int]
     where: str  # "file:line" or "file#record.frame"
+    grid: tuple[int, int] | None = None  # (cols, rows) an Avro record says it was cut with
 
 
-def _int_list(value: object) -> list[int] | None:
-    if not isinstance(value, list) or not all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
+def _whole(value: object) -> int | None:
+    """An integer, or None; ``1003.0`` counts, as JSON Schema's "integer" counts it."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def _windows(value: object) -> list[int] | None:
+    if not isinstance(value, list):
         return None
-    return value
+    windows = [_whole(v) for v in value]
+    return None if None in windows else cast(list[int], windows)
+
+
+def _frame(obj: object, where: str) -> FrameLine | TraceError:
+    """One line's object as a frame; the common, well-formed line takes the fast path."""
+    if type(obj) is dict:
+        camera, t_ms, windows = obj.get("camera"), obj.get("t_ms"), obj.get("occupied")
+        if (
+            type(camera) is str
+            and type(t_ms) is int
+            and type(windows) is list
+            and all(type(w) is int for w in windows)
+            and len(set(windows)) == len(windows)
+        ):
+            return FrameLine(camera, t_ms, sorted(windows), where)
+    return _checked_frame(obj, where)
+
+
+def _checked_frame(obj: object, where: str) -> FrameLine | TraceError:
+    """One line's object checked field by field: the error names the field that is wrong."""
+    if not isinstance(obj, dict):
+        return TraceError(where, "malformed", "a line must be a JSON object")
+    missing = [key for key in ("camera", "t_ms", "occupied") if key not in obj]
+    if missing:
+        fields = ", ".join(repr(key) for key in missing)
+        return TraceError(where, "malformed", f"missing field{'s' * (len(missing) > 1)} {fields}")
+    camera, t_ms, windows = obj["camera"], _whole(obj["t_ms"]), _windows(obj["occupied"])
+    if not isinstance(camera, str):
+        return TraceError(where, "malformed", f"'camera' must be a string, got {_shown(camera)}")
+    if t_ms is None:
+        return TraceError(
+            where, "malformed", f"'t_ms' must be an integer, got {_shown(obj['t_ms'])}"
+        )
+    if windows is None:
+        return TraceError(
+            where,
+            "malformed",
+            f"'occupied' must be a list of integers, got {_shown(obj['occupied'])}",
+        )
+    if len(set(windows)) != len(windows):
+        return TraceError(where, "malformed", f"'occupied' repeats a window: {windows}")
+    return FrameLine(camera, t_ms, sorted(windows), where)
+
+
+def _shown(value: object) -> str:
+    """A value for an error message, cut short."""
+    text = orjson.dumps(value, default=repr).decode()
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class Progress:
@@ -61,21 +118,7 @@ def read_jsonl(path: Path, progress: Progress | None = None) -> Iterator[FrameLi
             except orjson.JSONDecodeError as exc:
                 yield TraceError(where, "malformed", f"not valid JSON ({exc})")
                 continue
-            if not isinstance(obj, dict):
-                yield TraceError(where, "malformed", "a line must be a JSON object")
-                continue
-            camera, t_ms, occupied = obj.get("camera"), obj.get("t_ms"), obj.get("occupied")
-            windows = _int_list(occupied)
-            if not isinstance(camera, str):
-                yield TraceError(where, "malformed", "'camera' must be a string")
-            elif not isinstance(t_ms, int) or isinstance(t_ms, bool):
-                yield TraceError(where, "malformed", "'t_ms' must be an integer")
-            elif windows is None:
-                yield TraceError(where, "malformed", "'occupied' must be a list of integers")
-            elif len(set(windows)) != len(windows):
-                yield TraceError(where, "malformed", f"'occupied' repeats a window: {windows}")
-            else:
-                yield FrameLine(camera, t_ms, sorted(windows), where)
+            yield _frame(obj, where)
 
 
 def read_avro(path: Path, progress: Progress | None = None) -> Iterator[FrameLine | TraceError]:
@@ -92,11 +135,16 @@ def read_avro(path: Path, progress: Progress | None = None) -> Iterator[FrameLin
         for n, record in enumerate(reader):
             if progress is not None:
                 progress.bytes = fh.tell()
+            grid = (record["grid"]["cols"], record["grid"]["rows"])
             for k, frame in enumerate(record.get("frames", [])):
                 if frame.get("status") != "OK":
                     continue
                 yield FrameLine(
-                    record["camera"], frame["t_ms"], sorted(frame["occupied"]), f"{path}#{n}.{k}"
+                    record["camera"],
+                    frame["t_ms"],
+                    sorted(frame["occupied"]),
+                    f"{path}#{n}.{k}",
+                    grid,
                 )
 
 

@@ -9,6 +9,7 @@ by one integer.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -65,16 +66,14 @@ class Grid:
         return {"cols": self.cols, "rows": self.rows, "width": self.width, "height": self.height}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Grid:
-        try:
-            return cls(
-                cols=int(data["cols"]),
-                rows=int(data["rows"]),
-                width=int(data.get("width", 320)),
-                height=int(data.get("height", 240)),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise NetworkError(f"bad grid {data!r}: {exc}") from exc
+    def from_json(cls, data: object, where: str = "grid") -> Grid:
+        """A grid as network.json writes it; every field is required (``where`` names it)."""
+        fields = _object(data, f"{where!r}")
+        cols, rows, width, height = (
+            _positive_int(_field(fields, key, where), f"{where}.{key}")
+            for key in ("cols", "rows", "width", "height")
+        )
+        return cls(cols, rows, width, height)
 
 
 @dataclass(frozen=True)
@@ -192,25 +191,99 @@ class Network:
         return out
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Network:
-        try:
-            base = Grid.from_json(data.get("grid", {"cols": 12, "rows": 9}))
-            cameras = [str(c) for c in data["cameras"]]
-            overrides = data.get("camera_grids", {}) or {}
-            grids = tuple(Grid.from_json(overrides[c]) if c in overrides else base for c in cameras)
-            return cls(tuple(cameras), grids, int(data.get("fps", 10)))
-        except (KeyError, TypeError) as exc:
-            raise NetworkError(f"bad network description: missing or malformed {exc}") from exc
+    def from_json(cls, data: object) -> Network:
+        """The contract's network.json, checked field by field (docs/formats.md).
+
+        ``grid`` and ``fps`` are required: a default frame rate would time a 25 fps camera
+        wrong without a word, and a default grid would misread its window numbers.
+        """
+        fields = _object(data, "the network description")
+        cameras = _camera_ids(_field(fields, "cameras", hint="the camera ids"))
+        grid = Grid.from_json(_field(fields, "grid", hint="cols, rows, width and height"))
+        fps = _positive_int(_field(fields, "fps", hint="the cameras' frames per second"), "fps")
+        grids = _camera_grids(fields.get("camera_grids"), cameras)
+        _camera_fps(fields.get("camera_fps"), cameras, fps)
+        return cls(tuple(cameras), tuple(grids.get(c, grid) for c in cameras), fps)
 
     @classmethod
     def load(cls, path: str | Path) -> Network:
         path = Path(path)
         try:
-            return cls.from_json(json.loads(path.read_text()))
-        except json.JSONDecodeError as exc:
+            return cls.from_json(json.loads(path.read_bytes()))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise NetworkError(f"{path}: not valid JSON: {exc}") from exc
         except NetworkError as exc:
             raise NetworkError(f"{path}: {exc}") from exc
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=1))
+
+
+# --- checks of network.json's fields (each error names its field; load() adds the file) -------
+def _object(value: object, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise NetworkError(f"{what} must be a JSON object, got {_shown(value)}")
+    return value
+
+
+def _field(fields: Mapping[str, Any], key: str, where: str = "", hint: str = "") -> Any:
+    if key not in fields:
+        name = f"{where}.{key}" if where else key
+        raise NetworkError(f"missing field {name!r}" + (f" ({hint})" if hint else ""))
+    return fields[key]
+
+
+def _positive_int(value: object, name: str) -> int:
+    """A whole number >= 1; ``12.0`` is taken, as JSON Schema's "integer" takes it."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise NetworkError(f"{name!r} must be a whole number >= 1, got {_shown(value)}")
+    return value
+
+
+def _camera_ids(value: object) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise NetworkError(f"'cameras' must be a non-empty list of camera ids, got {_shown(value)}")
+    bad = next((c for c in value if not isinstance(c, str) or not c), None)
+    if bad is not None:
+        raise NetworkError(f"'cameras' must hold non-empty strings, got {_shown(bad)}")
+    twice = [c for c, n in Counter(value).items() if n > 1]
+    if twice:
+        raise NetworkError(f"'cameras' lists {twice[0]!r} more than once")
+    return value
+
+
+def _camera_grids(value: object, cameras: list[str]) -> dict[str, Grid]:
+    if value is None:
+        return {}
+    overrides = _object(value, "'camera_grids'")
+    _known(overrides, cameras, "camera_grids")
+    return {c: Grid.from_json(g, f"camera_grids.{c}") for c, g in overrides.items()}
+
+
+def _camera_fps(value: object, cameras: list[str], fps: int) -> None:
+    """Per-camera frame rates are in the contract, but a network has one tick: refuse a rate
+    that differs rather than count its frames as duplicates or on the wrong tick."""
+    if value is None:
+        return
+    rates = _object(value, "'camera_fps'")
+    _known(rates, cameras, "camera_fps")
+    for camera, rate in rates.items():
+        if _positive_int(rate, f"camera_fps.{camera}") != fps:
+            raise NetworkError(
+                f"'camera_fps.{camera}' is {rate} but 'fps' is {fps}: mixed frame rates are not "
+                f"supported; resample that camera to {fps} fps"
+            )
+
+
+def _known(per_camera: Mapping[str, Any], cameras: list[str], key: str) -> None:
+    unknown = sorted(set(per_camera) - set(cameras))
+    if unknown:
+        raise NetworkError(f"{key!r} names cameras not in 'cameras': {unknown}")
+
+
+def _shown(value: object) -> str:
+    """A value for an error message, cut short: the field may hold a whole list."""
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -148,9 +148,15 @@ class OccupancyBuffer:
         """Yield blocks for every tick t with t + tolerance < complete_until."""
         if not self._ticks and self.next_tick is None:
             return
-        if self.next_tick is None:
-            self.next_tick = min(self._ticks) // MAX_BLOCK_TICKS * MAX_BLOCK_TICKS
         last = complete_until - self.tolerance  # blocks end (exclusive) at most here
+        if self.next_tick is None:
+            first = min(self._ticks) // MAX_BLOCK_TICKS * MAX_BLOCK_TICKS
+            if first >= last:
+                # Nothing is complete yet: the first block's start stays open, so a frame
+                # behind the earliest one held (cameras' clocks skewed, staggered starts)
+                # is still taken rather than refused as late.
+                return
+            self.next_tick = first
         while self.next_tick < last:
             b0 = self.next_tick
             b1 = min((b0 // MAX_BLOCK_TICKS + 1) * MAX_BLOCK_TICKS, last)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+from camtopo.cli import main
 from camtopo.score import score_sets, score_topology
 
 TRUTH = {
@@ -46,3 +50,84 @@ def test_history_gives_a_curve_and_the_time_to_reach_the_final_figures():
     result = score_topology(topo, TRUTH)
     assert [p["window"]["recall"] for p in result["curve"]] == [0.0, 0.5]
     assert result["time_to_final_s"]["window"] == 600
+
+
+# --- the files: a truth or topology without what scoring reads is refused, not scored --------
+TOPOLOGY = {"format": "camtopo-topology/1", "window_edges": [{"a": "a:1", "b": "b:2"}],
+            "camera_edges": [{"a": "a", "b": "b", "kind": "overlap"}]}  # fmt: skip
+
+
+def files(tmp_path, topology, truth):
+    (tmp_path / "topology.json").write_text(json.dumps(topology))
+    (tmp_path / "truth.json").write_text(json.dumps(truth))
+    return str(tmp_path / "topology.json"), str(tmp_path / "truth.json")
+
+
+def test_good_files_are_scored(tmp_path, capsys):
+    assert main(["score", *files(tmp_path, TOPOLOGY, TRUTH)]) == 0
+    assert "window" in capsys.readouterr().out
+
+
+BAD_TRUTHS = {
+    "empty": ({}, "truth.json: missing field 'window_overlaps'"),
+    "no links": ({"window_overlaps": []}, "truth.json: missing field 'camera_links'"),
+    "not an object": ([], "truth.json: expected a JSON object"),
+    "links not a list": ({**TRUTH, "camera_links": {}}, "'camera_links' must be a list"),
+    "link without kind": (
+        {**TRUTH, "camera_links": [{"a": "a", "b": "b"}]},
+        "truth.json: camera_links[0]: missing field 'kind'",
+    ),
+    "unknown kind": (
+        {**TRUTH, "camera_links": [{"a": "a", "b": "b", "kind": "near"}]},
+        "camera_links[0]: 'kind' must be one of ['overlap', 'transit'], got 'near'",
+    ),
+    "window not a label": (
+        {**TRUTH, "window_overlaps": [["a:1", 7]]},
+        "window_overlaps[0]: expected two window labels 'camera:index'",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_TRUTHS))
+def test_truth_without_what_scoring_needs_is_refused(tmp_path, capsys, name):
+    truth, message = BAD_TRUTHS[name]
+    assert main(["score", *files(tmp_path, TOPOLOGY, truth)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(tmp_path / "truth.json") in err
+
+
+BAD_TOPOLOGIES = {
+    "empty": ({}, "expected 'format': 'camtopo-topology/1', found no 'format' field"),
+    "other version": ({**TOPOLOGY, "format": "camtopo-topology/2"}, "found 'camtopo-topology/2'"),
+    "no window edges": (
+        {k: v for k, v in TOPOLOGY.items() if k != "window_edges"},
+        "missing field 'window_edges'",
+    ),
+    "no camera edges": (
+        {k: v for k, v in TOPOLOGY.items() if k != "camera_edges"},
+        "missing field 'camera_edges'",
+    ),
+    "edge without b": (
+        {**TOPOLOGY, "window_edges": [{"a": "a:1"}]},
+        "window_edges[0]: missing field 'b'",
+    ),
+    "snapshot without time": (
+        {**TOPOLOGY, "history": [{"window_pairs": [], "camera_links": []}]},
+        "history[0]: missing field 't_s'",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_TOPOLOGIES))
+def test_topology_without_what_scoring_needs_is_refused(tmp_path, capsys, name):
+    topology, message = BAD_TOPOLOGIES[name]
+    assert main(["score", *files(tmp_path, topology, TRUTH)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(tmp_path / "topology.json") in err
+
+
+def test_a_file_that_is_not_json_is_named(tmp_path, capsys):
+    topology, truth = files(tmp_path, TOPOLOGY, TRUTH)
+    Path(truth).write_text("{")
+    assert main(["score", topology, truth]) == 2
+    assert f"{truth}: not valid JSON" in capsys.readouterr().err
