@@ -32,8 +32,10 @@ from typing import Any
 
 import numpy as np
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from camtopo.connections import kafka_config
 from camtopo.core.adjacency import HalfEdgeIndex
 from camtopo.core.evidence import mutual_edges
 from camtopo.core.grid import Network
@@ -45,7 +47,8 @@ from processors import metrics
 from topology_store.store import NO_RANGE, LeaseLost, TopologyStore
 
 log = logging.getLogger(__name__)
-_TRANSIENT = (RedisConnectionError, RedisTimeoutError)  # Redis down or restarting
+# Redis down, restarting or full (maxmemory): rebuild from Redis and replay, which is exact.
+_TRANSIENT = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError)
 
 
 @dataclass
@@ -417,25 +420,31 @@ def run_counter(network: Network, settings: Settings, store: TopologyStore) -> i
 
     session_ms = int(settings.processor_session_timeout_seconds * 1000)
     lease = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": settings.counter_group,
-            "enable.auto.commit": False,
-            "session.timeout.ms": session_ms,
-            "heartbeat.interval.ms": session_ms // 3,
-        }
+        kafka_config(
+            settings,
+            "counter",
+            **{
+                "group.id": settings.counter_group,
+                "enable.auto.commit": False,
+                "session.timeout.ms": session_ms,
+                "heartbeat.interval.ms": session_ms // 3,
+            },
+        )
     )
     lease.subscribe([settings.counter_shards_topic], on_assign=on_assign, on_revoke=on_revoke)
     reader = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"{settings.counter_group}-reader-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "fetch.max.bytes": 64 << 20,
-        }
+        kafka_config(
+            settings,
+            "counter",
+            **{
+                "group.id": f"{settings.counter_group}-reader-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "fetch.max.bytes": 64 << 20,
+            },
+        )
     )
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True})
+    producer = Producer(kafka_config(settings, "counter", **{"enable.idempotence": True}))
     n_parts = settings.occupancy_partitions
     everything = [
         TopicPartition(settings.ranges_topic, p, OFFSET_BEGINNING) for p in range(n_parts)

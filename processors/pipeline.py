@@ -29,6 +29,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from camtopo.core.grid import Network
@@ -43,7 +44,9 @@ from processors.validate import DeadLetter, Limits, ValidRecord, duplicate, vali
 
 log = logging.getLogger(__name__)
 
-_TRANSIENT = (RedisConnectionError, RedisTimeoutError)  # Redis down or restarting (loading)
+# Redis down or restarting (loading), or full (maxmemory with noeviction: nothing is written,
+# the transaction is refused whole): the counts wait in memory, nothing is acked meanwhile.
+_TRANSIENT = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError)
 E = TypeVar("E")  # whatever the driver needs to ack a record (a Faust event)
 
 
@@ -323,14 +326,16 @@ class StreamProcessor(Generic[E]):
 
     def _retrying(self, what: str, fn: Any, *args: Any) -> Any:
         """Call ``fn`` through a Redis outage: counts stay in memory and nothing is acked until
-        it succeeds; past ``checkpoint_retry_seconds`` the error propagates (worker stops)."""
+        it succeeds; past ``checkpoint_retry_seconds`` the error propagates (worker stops). A
+        full Redis is waited for as long as it takes (an operator frees memory; a restart would
+        only find it full again), with ``camtopo_store_retries_total`` rising for the alert."""
         deadline = time.monotonic() + self.settings.checkpoint_retry_seconds
         wait = 0.2
         while True:
             try:
                 return fn(*args)
             except _TRANSIENT as exc:
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline and not isinstance(exc, OutOfMemoryError):
                     raise
                 metrics.STORE_RETRIES.labels(what).inc()
                 log.warning("%s failed (%s); retrying in %.1f s", what, exc, wait)
