@@ -27,6 +27,9 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from camtopo.connections import kafka_config
+from camtopo.settings import Settings
+
 
 @dataclass(frozen=True)
 class PartitionLag:
@@ -45,12 +48,14 @@ class PartitionLag:
 class LagReader:
     """Reads committed offsets and high watermarks with confluent-kafka's AdminClient."""
 
-    def __init__(self, bootstrap: str, groups: Iterable[str] = (), timeout_s: float = 3.0) -> None:
+    def __init__(
+        self, settings: Settings, groups: Iterable[str] = (), timeout_s: float = 3.0
+    ) -> None:
         from confluent_kafka.admin import AdminClient
 
         self.groups = [g for g in groups if g]
         self.timeout_s = timeout_s
-        self.admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+        self.admin = AdminClient(kafka_config(settings, "lag-exporter", log_level=0))
 
     def _group_ids(self) -> list[str]:
         if self.groups:
@@ -177,8 +182,10 @@ def run(args: argparse.Namespace) -> int:
     from camtopo.settings import get_settings
 
     s = get_settings()
+    if args.bootstrap:
+        s = s.model_copy(update={"kafka_bootstrap": args.bootstrap})
     groups: list[Any] = args.group or [g.strip() for g in s.lag_exporter_groups.split(",")]
-    reader = LagReader(args.bootstrap or s.kafka_bootstrap, groups, s.lag_exporter_timeout_s)
+    reader = LagReader(s, groups, s.lag_exporter_timeout_s)
     registry = CollectorRegistry()
     registry.register(LagCollector(reader))
     ProcessCollector(registry=registry)  # process_resident_memory_bytes like every component
@@ -187,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     server, _thread = start_http_server(port, addr=host, registry=registry)
     print(
         f"camtopo lag-exporter: http://{host}:{server.server_port}/metrics, Kafka "
-        f"{args.bootstrap or s.kafka_bootstrap}, groups {', '.join(reader.groups) or 'all'}",
+        f"{s.kafka_bootstrap}, groups {', '.join(reader.groups) or 'all'}",
         flush=True,
     )
     try:

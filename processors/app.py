@@ -21,6 +21,7 @@ from typing import Any
 
 import faust
 
+from camtopo.connections import faust_broker
 from camtopo.core.grid import Network
 from camtopo.settings import Settings
 from processors import metrics
@@ -32,17 +33,12 @@ from processors.pipeline import CountStore, StreamProcessor
 log = logging.getLogger(__name__)
 
 
-def broker_url(bootstrap: str) -> str:
-    """Faust's broker URL for a ``bootstrap.servers`` list."""
-    return ";".join(f"kafka://{h.strip()}" for h in bootstrap.split(",") if h.strip())
-
-
 def occupancy_app(group: str, settings: Settings) -> tuple[faust.App, Any, Any]:
     """A Faust app in consumer group ``group`` on the occupancy topic, with the dead-letter
     topic: what the single worker and the assemblers share."""
     app = faust.App(
         group,
-        broker=broker_url(settings.kafka_bootstrap),
+        **faust_broker(settings),
         store="memory://",
         # Tables live in memory; Faust still makes a folder, by default "<group>-data" in the
         # working directory: keep that out of it.

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from camtopo.connections import kafka_config
 from camtopo.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ def ensure_topics(
     specs = pipeline_topics(settings, scope)
     bootstrap = settings.kafka_bootstrap
     # Failures are raised below in one line; librdkafka's connection logs would only repeat them.
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient(kafka_config(settings, "admin", log_level=0))
     deadline = time.monotonic() + timeout
 
     def metadata() -> dict[str, Any]:
@@ -205,11 +206,11 @@ def read_published(settings: Settings, timeout: float = 10.0) -> dict[int, int]:
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"{settings.assembler_group}-resume",
-            "enable.auto.commit": False,
-        }
+        kafka_config(
+            settings,
+            "reader",
+            **{"group.id": f"{settings.assembler_group}-resume", "enable.auto.commit": False},
+        )
     )
     out: dict[int, int] = {}
     try:

@@ -24,6 +24,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from camtopo import avro
+from camtopo.connections import kafka_config
 from camtopo.settings import Settings, get_settings
 from producers import metrics
 from producers.camera import CameraBatch, Feed
@@ -63,8 +64,8 @@ class OccupancyPublisher:
         self.producer_id = producer_id or f"produce-{uuid.uuid4().hex[:8]}"
         self.stats = PublishStats()
         self._on_delivery = on_delivery
-        conf: dict[str, Any] = {
-            "bootstrap.servers": bootstrap,
+        conf = kafka_config(s.model_copy(update={"kafka_bootstrap": bootstrap}), "producer")
+        conf |= {
             "client.id": self.producer_id,
             "enable.idempotence": True,
             "acks": "all",

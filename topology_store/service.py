@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from camtopo.connections import async_redis_client
 from camtopo.core.grid import Network, NetworkError
 from camtopo.settings import Settings
 from topology_store import metrics
@@ -167,9 +168,7 @@ class QueryState:
     ) -> None:
         self.settings = settings
         self.keys = Keys(prefix, settings.redis_shards)
-        self.redis = aioredis.Redis.from_url(
-            redis_url or settings.redis_url, socket_connect_timeout=5, socket_timeout=10
-        )
+        self.redis = async_redis_client(settings, redis_url)
         self.network = network
         self.refresh_s = refresh_s
         self.view: TopologyView | None = None

@@ -33,11 +33,9 @@ from typing import Any, Protocol
 
 import numpy as np
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
-from redis.retry import Retry
 
 from camtopo import avro
+from camtopo.connections import redis_client
 from camtopo.core.engine import FastExclusion
 from camtopo.core.evidence import WindowEdges, c_prime, camera_edges
 from camtopo.core.grid import Network, NetworkError
@@ -126,20 +124,6 @@ class _Cache:
     network_written: bool = False
     graph: Graph | None = None
     run_id: str = ""  # the Redis server a counting worker's shards were loaded from
-
-
-def redis_client(url: str, **kwargs: Any) -> redis.Redis:
-    """A client that rides out a Redis restart: reconnects with backoff for up to ~30 s."""
-    retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=20)
-    return redis.Redis.from_url(
-        url,
-        retry=retry,
-        retry_on_error=[ConnectionError, TimeoutError, BusyLoadingError],
-        socket_timeout=30,
-        socket_connect_timeout=5,
-        health_check_interval=30,
-        **kwargs,
-    )
 
 
 def fast_counts(estimator: _HasCounts) -> FastExclusion:
@@ -251,7 +235,9 @@ class TopologyStore:
         self.settings = settings
         self.keys = Keys(prefix, settings.redis_shards)
         self.redis = (
-            client if client is not None else redis_client(redis_url, decode_responses=False)
+            client
+            if client is not None
+            else redis_client(settings, redis_url, decode_responses=False)
         )
         self._cache = _Cache()
         self._window_shard = window_shards(network, settings.redis_shards)
@@ -262,7 +248,7 @@ class TopologyStore:
         cls, redis_url: str, settings: Settings, prefix: str = "camtopo"
     ) -> TopologyStore:
         """A store for the network a processor saved in Redis (the query service's case)."""
-        client = redis_client(redis_url, decode_responses=False)
+        client = redis_client(settings, redis_url, decode_responses=False)
         raw = client.get(Keys(prefix, settings.redis_shards).network)
         if raw is None:
             raise StoreError(f"no network saved under prefix {prefix!r} at {redis_url}")
