@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -466,5 +467,45 @@ def test_a_broker_outage_mid_stream_closes_no_range_early_and_loses_nothing(
     port = settings.processor_metrics_port
     dropped = {v: _metric(port, "camtopo_frames_total", verdict=v) for v in ("late", "closed")}
     assert _metric(port, "camtopo_unconfirmed_partitions") == 0
+    assert dropped == {"late": 0, "closed": 0}
+    _assert_stream_equals_offline(stack, sim.network, records, processor)
+
+
+def test_a_full_redis_stops_acks_and_resumes_when_memory_is_freed(
+    stack: Stack, processor: Processor
+) -> None:
+    """Redis at maxmemory (noeviction) refuses every checkpoint: the processor keeps the counts,
+    acks nothing, retries (camtopo_store_retries_total, for CamtopoStoreRetrying) however long
+    it takes, and once memory is freed the counts equal an uninterrupted run's."""
+    import redis
+
+    sim, records = _trace(20, 90, seed=12)
+    sim.network.save(stack.network_path)
+    _produce(stack.kafka.bootstrap, stack.topic, records)
+    admin = redis.Redis.from_url(stack.redis_url)
+    port = stack.settings.processor_metrics_port
+    store = TopologyStore(stack.redis_url, sim.network, stack.settings)
+    # Below what Redis holds already: with noeviction every write is refused (reads are not).
+    used = int(admin.info("memory")["used_memory"])
+    admin.config_set("maxmemory", max(1 << 20, used // 2))
+    try:
+        processor.start()
+        deadline = time.monotonic() + 120
+        retries = 0.0
+        while retries < 3 and time.monotonic() < deadline:
+            processor.check_alive()
+            time.sleep(0.5)
+            with contextlib.suppress(OSError):  # its metrics server may not be up yet
+                retries = _metric(port, "camtopo_store_retries_total")
+        assert retries >= 3, "Redis never refused a write"
+        # Past checkpoint_retry_seconds of an outage the worker would stop; a full Redis is
+        # waited for, and nothing is written or acked meanwhile.
+        processor.check_alive()
+        assert store.redis.hget(store.keys.checkpoint, "range_id") is None
+        assert _committed_lag(stack) == len(records)
+    finally:
+        admin.config_set("maxmemory", 0)
+    _wait_for_range(stack, processor, sim.network, _last_range(stack.settings, records))
+    dropped = {v: _metric(port, "camtopo_frames_total", verdict=v) for v in ("late", "closed")}
     assert dropped == {"late": 0, "closed": 0}
     _assert_stream_equals_offline(stack, sim.network, records, processor)
