@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Self
@@ -410,6 +411,33 @@ class KafkaCluster:
 # --- Redis ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class RedisSecurity:
+    """A secured server (infra/redis.sh, docs/security.md): the only user, whose password is
+    in ``password_file``, with rights on keys matching ``keys``; TLS when the files are given."""
+
+    user: str
+    password_file: Path
+    keys: str = "camtopo:*"
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
+
+    def env(self) -> dict[str, str]:
+        env = {
+            "CAMTOPO_REDIS_ACL_USER": self.user,
+            "CAMTOPO_REDIS_ACL_PASSWORD_FILE": str(self.password_file),
+            "CAMTOPO_REDIS_ACL_KEYS": self.keys,
+        }
+        if self.tls_cert_file is not None:
+            env |= {
+                "CAMTOPO_REDIS_TLS_CERT_FILE": str(self.tls_cert_file),
+                "CAMTOPO_REDIS_TLS_KEY_FILE": str(self.tls_key_file),
+                "CAMTOPO_REDIS_TLS_CA_FILE": str(self.tls_ca_file),
+            }
+        return env
+
+
 class RedisServer:
     """A real redis-server on loopback with the append-only file on (survives SIGKILL)."""
 
@@ -421,6 +449,7 @@ class RedisServer:
         appendfsync: str = "everysec",
         start_timeout: float = 30.0,
         stop_at_exit: bool = True,
+        security: RedisSecurity | None = None,
     ) -> None:
         if appendfsync not in ("always", "everysec", "no"):
             raise ValueError(f"appendfsync must be always|everysec|no, got {appendfsync!r}")
@@ -431,13 +460,15 @@ class RedisServer:
         self.appendfsync = appendfsync
         self.start_timeout = start_timeout
         self._stop_at_exit = stop_at_exit
+        self.security = security
 
     def __repr__(self) -> str:
         return f"RedisServer(url={self.url!r}, data_dir={str(self.data_dir)!r})"
 
     @property
     def url(self) -> str:
-        return f"redis://{LOOPBACK}:{self.port}/0"
+        tls = self.security is not None and self.security.tls_cert_file is not None
+        return f"{'rediss' if tls else 'redis'}://{LOOPBACK}:{self.port}/0"
 
     @property
     def log_path(self) -> Path:
@@ -457,6 +488,8 @@ class RedisServer:
         check_redis_setup()
         args = [*self._args("start"), "--timeout", str(int(self.start_timeout))]
         env = {"CAMTOPO_REDIS_APPENDFSYNC": self.appendfsync}
+        if self.security is not None:
+            env |= self.security.env()
         _run_script("redis.sh", args, timeout=self.start_timeout + 30, env=env)
         if self._stop_at_exit and self not in _to_stop_at_exit:
             _to_stop_at_exit.append(self)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -266,7 +266,19 @@ class Settings(BaseSettings):
     topology_changes_topic: str = "topology-changes"
     dead_letter_topic: str = "occupancy-dead-letter"
     occupancy_partitions: int = Field(8, ge=1)
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="rediss://... for TLS; keep credentials out of it (the settings below)",
+    )
+    redis_username: str | None = Field(None, description="Redis ACL user (docs/security.md)")
+    redis_password: SecretStr | None = Field(None, description="its password (never logged)")
+    redis_ca_file: str | None = Field(
+        None, description="rediss: CA bundle that signed the server's certificate"
+    )
+    redis_cert_file: str | None = Field(
+        None, description="rediss: client certificate, if the server asks for one"
+    )
+    redis_key_file: str | None = Field(None, description="rediss: the client certificate's key")
     redis_shards: int = Field(64, ge=1, description="hash-tag shards for count rows")
     http_host: str = "127.0.0.1"
     http_port: int = 8080

@@ -4,13 +4,23 @@
 #   infra/redis.sh start|stop|status [--port 6379] [--dir DIR] [--timeout SECONDS]
 #
 # Environment defaults: CAMTOPO_REDIS_PORT, CAMTOPO_REDIS_DATA, CAMTOPO_REDIS_APPENDFSYNC
-# (everysec), CAMTOPO_REDIS_AOF_REWRITE_PERCENTAGE (400). The append-only file, redis.log and
-# redis.pid live in DIR. See docs/infra.md.
+# (everysec), CAMTOPO_REDIS_AOF_REWRITE_PERCENTAGE (400), CAMTOPO_REDIS_BIND (127.0.0.1).
+# Secured (docs/security.md): CAMTOPO_REDIS_ACL_USER + CAMTOPO_REDIS_ACL_PASSWORD_FILE make the
+# only user (the default user is off; rights: read/write/transactions on CAMTOPO_REDIS_ACL_KEYS,
+# default 'camtopo:*', nothing dangerous); CAMTOPO_REDIS_TLS_CERT_FILE, _KEY_FILE and _CA_FILE
+# serve TLS only on the port. The append-only file, redis.log and redis.pid live in DIR.
+# See docs/infra.md.
 set -euo pipefail
 
 INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(dirname "$INFRA_DIR")"
-HOST=127.0.0.1
+HOST="${CAMTOPO_REDIS_BIND:-127.0.0.1}"
+acl_user="${CAMTOPO_REDIS_ACL_USER:-}"
+acl_password_file="${CAMTOPO_REDIS_ACL_PASSWORD_FILE:-}"
+acl_keys="${CAMTOPO_REDIS_ACL_KEYS:-camtopo:*}"
+tls_cert="${CAMTOPO_REDIS_TLS_CERT_FILE:-}"
+tls_key="${CAMTOPO_REDIS_TLS_KEY_FILE:-}"
+tls_ca="${CAMTOPO_REDIS_TLS_CA_FILE:-}"
 
 die() {
     printf 'redis.sh: error: %s\n' "$*" >&2
@@ -58,7 +68,49 @@ server_pid() {
     printf '%s' "$pid"
 }
 
-ping() { redis-cli -h "$HOST" -p "$port" ping 2>/dev/null | grep -q PONG; }
+# How redis-cli reaches this server: over TLS, as the ACL user (its password in the
+# environment, REDISCLI_AUTH, never on a command line that `ps` shows).
+cli() {
+    local args=(-h "$HOST" -p "$port")
+    [[ -n "$tls_cert" ]] && args+=(--tls --cacert "$tls_ca")
+    [[ -n "$acl_user" ]] && args+=(--user "$acl_user")
+    if [[ -n "$acl_user" ]]; then
+        REDISCLI_AUTH="$(cat "$acl_password_file")" redis-cli "${args[@]}" "$@"
+    else
+        redis-cli "${args[@]}" "$@"
+    fi
+}
+ping() { cli ping 2>/dev/null | grep -q PONG; }
+
+# Extra redis-server arguments of the secured mode (none by default).
+security_args() {
+    if [[ -n "$acl_user" ]]; then
+        [[ -r "$acl_password_file" ]] \
+            || die "CAMTOPO_REDIS_ACL_PASSWORD_FILE '$acl_password_file' is not readable"
+        [[ "$acl_user" =~ ^[A-Za-z0-9_.-]+$ ]] || die "CAMTOPO_REDIS_ACL_USER must be a plain name"
+        local hash
+        hash="$(tr -d '\n' <"$acl_password_file" | sha256sum | cut -d' ' -f1)"
+        # An ACL file of the server's own (mode 600): the password only as its SHA-256.
+        (
+            umask 077
+            printf 'user default off\n' >"$dir/users.acl"
+            printf 'user %s on #%s ~%s &* -@all +@read +@write +@transaction +@connection -@dangerous +info\n' \
+                "$acl_user" "$hash" "$acl_keys" >>"$dir/users.acl"
+        )
+        printf -- '--aclfile\n%s\n' "$dir/users.acl"
+    fi
+    if [[ -n "$tls_cert" ]]; then
+        local f
+        for f in "$tls_cert" "$tls_key" "$tls_ca"; do
+            [[ -r "$f" ]] || die "TLS file '$f' is not readable (set CAMTOPO_REDIS_TLS_*_FILE)"
+        done
+        # TLS only: the plain port is closed. Clients need not present a certificate
+        # (authentication is the ACL user's), but may.
+        printf -- '--port\n0\n--tls-port\n%s\n--tls-cert-file\n%s\n--tls-key-file\n%s\n' \
+            "$port" "$tls_cert" "$tls_key"
+        printf -- '--tls-ca-cert-file\n%s\n--tls-auth-clients\noptional\n' "$tls_ca"
+    fi
+}
 
 print_tail() {
     [[ -s "$LOGFILE" ]] || return 0
@@ -83,11 +135,14 @@ start() {
     # cameras the checkpoints append ~1.2 GB a minute, so Redis forked a rewrite of its
     # 2.8 GB every 2 minutes; a rewrite that met the leader's topology join set the
     # detection delay's p99 (docs/streaming.md, round 7). The AOF grows to 5x before one.
+    local secured=() text
+    text="$(security_args)" || exit 1
+    [[ -z "$text" ]] || mapfile -t secured <<<"$text"
     redis-server --bind "$HOST" --port "$port" --dir "$dir" \
         --daemonize yes --pidfile "$PIDFILE" --logfile "$LOGFILE" \
         --appendonly yes --appendfsync "$appendfsync" --save '' --rdbcompression no \
         --auto-aof-rewrite-percentage "$rewrite_pct" \
-        --protected-mode yes \
+        --protected-mode yes "${secured[@]}" \
         || { print_tail; die "redis-server failed to start (log $LOGFILE)"; }
     local deadline=$((SECONDS + timeout))
     until ping; do
