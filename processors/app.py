@@ -26,7 +26,6 @@ from camtopo.core.grid import Network
 from camtopo.settings import Settings
 from processors import metrics
 from processors.consumer_watch import ConsumerWatch
-from processors.consumer_watch import watch as watch_views
 from processors.dead_letters import send_dead_letter
 from processors.pipeline import CountStore, StreamProcessor
 
@@ -82,7 +81,7 @@ def create_app(
         settings.topology_changes_topic, key_serializer="raw", value_serializer="raw"
     )
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exclusion")
-    watch = consumer_watch(settings)
+    watch = ConsumerWatch.from_settings(settings)
 
     @app.agent(occupancy, name="count-occupancy")
     async def count(stream: faust.StreamT) -> None:
@@ -109,9 +108,7 @@ def create_app(
             assignment = app.consumer.assignment() if app.consumer else set()
             mine = [tp.partition for tp in assignment if tp.topic == settings.occupancy_topic]
             proc.clock.assign(mine, time.time() * 1000.0)
-            behind, _ = watch.judge(
-                watch_views(app, assignment, proc.next_offsets), time.time() * 1000.0
-            )
+            behind = watch.behind(app, assignment, proc.next_offsets, time.time() * 1000.0)
             if not _owns_every_partition(mine, settings.occupancy_partitions):
                 # Counting needs every camera's frames of a tick; with part of the partitions
                 # (a second worker in the group, or a dead member not yet expired) the clock
@@ -176,9 +173,3 @@ async def _publish(topic: Any, changes: list[dict[str, Any]]) -> None:
 
 def _owns_every_partition(mine: list[int], n_partitions: int) -> bool:
     return bool(mine) and set(mine) >= set(range(n_partitions))
-
-
-def consumer_watch(settings: Settings) -> ConsumerWatch:
-    return ConsumerWatch(
-        settings.broker_silence_seconds * 1000.0, settings.broker_outage_hold_seconds * 1000.0
-    )

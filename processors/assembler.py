@@ -24,9 +24,9 @@ from camtopo.core.partitioned import PartitionRanges, RangeBlock
 from camtopo.core.ranges import RangeGrid
 from camtopo.settings import Settings
 from processors import metrics
-from processors.app import consumer_watch, occupancy_app
+from processors.app import occupancy_app
 from processors.blocks import encode_block
-from processors.consumer_watch import watch as watch_views
+from processors.consumer_watch import ConsumerWatch
 from processors.dead_letters import send_dead_letter
 from processors.metrics import LOST
 from processors.validate import DeadLetter, Limits, ValidRecord, duplicate, validate
@@ -121,7 +121,7 @@ def create_assembler_app(
         partitions=settings.occupancy_partitions,
     )
 
-    watch = consumer_watch(settings)
+    watch = ConsumerWatch.from_settings(settings)
 
     @app.agent(occupancy, name="assemble-ranges")
     async def assemble(stream: faust.StreamT) -> None:
@@ -156,7 +156,7 @@ def create_assembler_app(
             now = time.time() * 1000.0
             pub.ranges.assign(mine, now)
             metrics.OWNED_PARTITIONS.set(len(mine))
-            behind, _ = watch.judge(watch_views(app, assignment, pub.next_offsets), now)
+            behind = watch.behind(app, assignment, pub.next_offsets, now)
             for block in pub.ranges.due(now, behind):
                 fut = await ranges_topic.send(
                     key=str(block.range_id).encode(),

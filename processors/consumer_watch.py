@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from camtopo.settings import Settings
 from processors import metrics
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,18 @@ class ConsumerWatch:
     stale_ms: float
     hold_ms: float
     since: dict[int, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ConsumerWatch:
+        return cls(
+            settings.broker_silence_seconds * 1000.0, settings.broker_outage_hold_seconds * 1000.0
+        )
+
+    def behind(
+        self, app: Any, assignment: Iterable[Any], seen: Mapping[int, int], wall_ms: float
+    ) -> list[int]:
+        """:meth:`judge` on a running Faust app's partitions (see :func:`watch`)."""
+        return self.judge(watch(app, assignment, seen), wall_ms)[0]
 
     def judge(self, views: Iterable[PartitionView], wall_ms: float) -> tuple[list[int], int]:
         """(partitions that must not count as idle, committed lag in records)."""
