@@ -134,7 +134,7 @@ start() {
     # (benchmarks/redis_rewrite.py). auto-aof-rewrite-percentage 400 (Redis: 100): at 1,000
     # cameras the checkpoints append ~1.2 GB a minute, so Redis forked a rewrite of its
     # 2.8 GB every 2 minutes; a rewrite that met the leader's topology join set the
-    # detection delay's p99 (docs/streaming.md, round 7). The AOF grows to 5x before one.
+    # detection delay's p99 (docs/research/streaming.md, round 7). The AOF grows to 5x before one.
     local secured=() text
     text="$(security_args)" || exit 1
     [[ -z "$text" ]] || mapfile -t secured <<<"$text"

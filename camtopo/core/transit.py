@@ -75,8 +75,8 @@ class TransitParams:
     min_track_s: float = 1.0  # blobs seen for less are not people (false blobs: one frame)
     # Entry/exit zones per camera: the grid cut into zone_cols x zone_rows. Cameras look along
     # walkways, so people enter and leave by the far (top) or near (bottom) edge; a left/right
-    # split mostly halves one exit's evidence (docs/transit.md: 1 x 2 found 8 more true links
-    # than 2 x 2 over four simulated hours, 2 more false).
+    # split mostly halves one exit's evidence (docs/research/transit.md, round 1: 1 x 2 found 8
+    # more true links than 2 x 2 over four simulated hours, 2 more false).
     zone_cols: int = 1
     zone_rows: int = 2
     band_frac: float = 0.2  # lag band half-width as a fraction of the lag (walking speeds vary)
@@ -93,7 +93,7 @@ class TransitParams:
     promote_z: float = 2.0  # coarse evidence a pair needs to take a slot from a weak one
     # A slot reports a link only after this much evidence: a slot handed over mid-stream would
     # otherwise be tested on its first minutes alone, and a crowd surge in them (everyone's
-    # arrivals follow everyone's departures) passes the test (docs/transit.md).
+    # arrivals follow everyone's departures) passes the test (docs/research/transit.md, round 3).
     min_report_age_s: float = 1200.0
     maintain_every_s: float = 60.0
     halve_at: int = 1 << 20
