@@ -22,6 +22,7 @@ COMMANDS = (
     "camtopo.baseline",  # baseline (peer estimator for the accuracy benchmark)
     "camtopo.localstack",  # stack (start/stop local Kafka and Redis)
     "producers.command",  # produce
+    "producers.detect",  # detect (recorded footage -> occupancy files, no broker)
     "processors.command",  # process
     "topology_store.command",  # serve
     "camtopo.demo",  # demo

@@ -37,7 +37,7 @@ class Feed(Protocol):
     def close(self) -> None: ...
 
 
-def replay_clock(start_ms: int, fps: int) -> Callable[[int], int]:
+def replay_clock(start_ms: int, fps: float) -> Callable[[int], int]:
     """Capture time of tick k of recorded footage replayed from ``start_ms``."""
     return lambda k: start_ms + round(k * 1000 / fps)
 

@@ -111,6 +111,7 @@ class VideoFileSource:
         self._total = 0
         self._failed: str | None = None
         self._done = False
+        self.fps = 0.0  # frames per second the file says it was recorded at; 0 = unknown
         if not self.path.is_file():
             self._failed = f"{self.path}: no such video file"
             return
@@ -121,6 +122,13 @@ class VideoFileSource:
             return
         self._cap = cap
         self._total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = fps if 0.0 < fps < 1000.0 else 0.0  # some containers report junk
+
+    @property
+    def frame_count(self) -> int:
+        """Frames the container says it holds (0 = unknown)."""
+        return self._total
 
     def read(self) -> FrameRead:
         if self._done:
