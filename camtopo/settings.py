@@ -16,7 +16,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CAMTOPO_", extra="ignore")
+    # hide_input_in_errors: a refused value is not echoed, so a mistyped token or a Redis URL
+    # with a password in it never reaches a log through a validation error.
+    model_config = SettingsConfigDict(
+        env_prefix="CAMTOPO_", extra="ignore", hide_input_in_errors=True
+    )
 
     # --- grid and frame rate (paper section 4.1, 6) ---
     grid_cols: int = Field(12, ge=1, description="windows across a 320 px frame (40 px each)")
@@ -282,7 +286,40 @@ class Settings(BaseSettings):
     redis_shards: int = Field(64, ge=1, description="hash-tag shards for count rows")
     http_host: str = "127.0.0.1"
     http_port: int = 8080
-    api_token: str | None = Field(None, description="if set, the query service requires it")
+
+    # --- query service security (docs/security.md, "HTTP") ---
+    api_token: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description="bearer token the query service requires (at least 16 characters; "
+        "never logged); needed to listen beyond loopback",
+    )
+    api_auth: bool = Field(
+        True,
+        description="off: allow serving beyond loopback without a token (logged as a warning)",
+    )
+    metrics_auth: bool = Field(False, description="on: /metrics needs the bearer token too")
+    stream_token_ttl_s: float = Field(
+        300.0, gt=0, le=86_400, description="life of the viewer's signed event-stream token"
+    )
+    http_cors_origins: str = Field(
+        "", description="comma-separated origins allowed cross-origin; empty = no CORS headers"
+    )
+    http_max_body_bytes: int = Field(
+        65_536, ge=0, description="larger request bodies are refused (413); no route reads one"
+    )
+    http_max_url_chars: int = Field(
+        8000,
+        ge=256,
+        le=8190,
+        description="longer URLs are refused (414); aiohttp's own limit for a request line is 8190",
+    )
+    http_max_concurrent: int = Field(
+        64, ge=1, description="requests served at once; more are refused 503 with Retry-After"
+    )
+    http_max_streams: int = Field(
+        100, ge=1, description="open viewer event streams; more are refused 503 with Retry-After"
+    )
 
     # --- topology store and query service (topology_store/) ---
     reweight_step: float = Field(

@@ -53,7 +53,7 @@ def _window_param(name: str, example: str) -> dict[str, Any]:
     return _param("query", name, example, schema=schema)
 
 
-def openapi_document(token_required: bool) -> dict[str, Any]:
+def openapi_document(token_required: bool, metrics_secured: bool = False) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {
@@ -71,7 +71,7 @@ def openapi_document(token_required: bool) -> dict[str, Any]:
                 "get": _op(
                     "Prometheus metrics",
                     content={"text/plain": {"schema": {"type": "string"}}},
-                    secured=False,
+                    secured=metrics_secured,
                 )
             },
             "/api/cameras": {"get": _op("Cameras with their number of neighbours")},
@@ -131,10 +131,22 @@ def openapi_document(token_required: bool) -> dict[str, Any]:
             "/api/stream": {
                 "get": _op(
                     "Server-sent events, one `change` event per topology change",
-                    "Send Last-Event-ID to replay what was missed. Token may be passed as "
-                    "`access_token` query parameter (EventSource cannot send headers).",
-                    [_param("header", "Last-Event-ID", "1700000000000-0", False, _STREAM_ID)],
+                    "Send Last-Event-ID (or `after`, for a new EventSource) to replay what was "
+                    "missed. EventSource cannot send "
+                    "headers: instead of the bearer token it may pass `stream_token`, from "
+                    "POST /api/stream-token (valid for minutes, accepted on this path only).",
+                    [
+                        _param("header", "Last-Event-ID", "1700000000000-0", False, _STREAM_ID),
+                        _param("query", "after", "1700000000000-0", False, _STREAM_ID),
+                        _param("query", "stream_token", "1700000300.9f86d081884c7d65", False),
+                    ],
                     content={"text/event-stream": {"schema": {"type": "string"}}},
+                )
+            },
+            "/api/stream-token": {
+                "post": _op(
+                    "A short-lived signed token for the event stream's URL",
+                    "`stream_token` (null when the service needs no token) and `expires_in_s`.",
                 )
             },
         },

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import re
@@ -22,10 +24,13 @@ from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import SecretStr
 
 from camtopo.connections import async_redis_client
 from camtopo.core.grid import Network, NetworkError
+from camtopo.errors import CamtopoError
 from camtopo.settings import Settings
 from topology_store import metrics
 from topology_store.blobs import BlobError, Row, decode_row
@@ -36,7 +41,10 @@ from topology_store.store import health_doc, pair_evidence, parse_checkpoint, pa
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-OPEN_PATHS = ("/healthz", "/metrics", "/openapi.json", "/static/", "/favicon.ico")
+# Paths anyone may read: the viewer's page and files (they hold no data), the liveness probe
+# and the API's description. /metrics joins them unless CAMTOPO_METRICS_AUTH is on.
+OPEN_PATHS = ("/healthz", "/openapi.json", "/static/", "/favicon.ico")
+STREAM_PATH = "/api/stream"
 
 
 class NotReady(Exception):
@@ -278,16 +286,21 @@ class QueryState:
 
 
 STATE = web.AppKey("state", QueryState)
+STREAM_KEY = web.AppKey("stream_key", bytes)
+CORS_ORIGINS = web.AppKey("cors_origins", frozenset)
 
 
 # --- middleware -------------------------------------------------------------------------------
 
 
-def _json_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+def _json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+# aiohttp's own errors (unknown route, wrong method, body too large) keep these headers.
+_KEPT_HEADERS = ("Allow", "Retry-After")
 
 
 @web.middleware
@@ -302,7 +315,11 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
         return response
     except web.HTTPException as exc:
         status = exc.status
-        raise
+        if status < 400:
+            raise
+        # aiohttp answers these in text/plain; every error of this API is JSON.
+        kept = {k: v for k, v in exc.headers.items() if k in _KEPT_HEADERS}
+        return _json_error(status, (exc.reason or "error").lower(), kept)
     except BadParameter as exc:
         status = 400
         return web.json_response({"error": str(exc), "parameter": exc.name}, status=400)
@@ -330,29 +347,177 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
         metrics.HTTP_REQUESTS.labels(route, str(status)).inc()
 
 
-def bearer_auth(token: str | None) -> Any:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only. A name other than localhost may
+    resolve beyond loopback, so it counts as exposed."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ExposedWithoutToken(CamtopoError):
+    """Listening beyond loopback with no token and without CAMTOPO_API_AUTH=off."""
+
+
+def check_exposure(settings: Settings, host: str) -> None:
+    """Refuse to serve the topology beyond loopback without a token, unless told to."""
+    if settings.api_token is not None or is_loopback(host):
+        return
+    if not settings.api_auth:
+        log.warning(
+            "serving on %s WITHOUT a token (CAMTOPO_API_AUTH=off): anyone who reaches this "
+            "port can read the camera network's movement model",
+            host,
+        )
+        return
+    raise ExposedWithoutToken(
+        f"refusing to listen on {host!r} without CAMTOPO_API_TOKEN: set a token "
+        "(docs/security.md), bind to 127.0.0.1, or set CAMTOPO_API_AUTH=off"
+    )
+
+
+# --- stream tokens ----------------------------------------------------------------------------
+# EventSource cannot send an Authorization header, so the viewer's event stream takes a
+# short-lived token in its URL instead of the API token: "<expiry>.<HMAC-SHA256 of expiry>".
+# Its key is derived from the API token, so rotating the token voids every stream token, and a
+# stream token in a log or a browser's history is worth minutes, not the API token.
+
+
+def stream_key(token: SecretStr) -> bytes:
+    secret = token.get_secret_value().encode()
+    return hmac.new(secret, b"camtopo stream token v1", hashlib.sha256).digest()
+
+
+def make_stream_token(key: bytes, expires: int) -> str:
+    return f"{expires}.{hmac.new(key, str(expires).encode(), hashlib.sha256).hexdigest()}"
+
+
+def stream_token_valid(key: bytes, raw: str, now: float) -> bool:
+    expires, dot, _mac = raw.partition(".")
+    if not (dot and 0 < len(expires) <= 12 and expires.isascii() and expires.isdigit()):
+        return False
+    good = make_stream_token(key, int(expires)).encode()
+    # surrogateescape: a query that is not UTF-8 just differs (as for the header below).
+    return hmac.compare_digest(raw.encode("utf-8", "surrogateescape"), good) and int(expires) > now
+
+
+def _bearer(request: web.Request) -> bytes | None:
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not value:
+        return None
+    # aiohttp keeps header bytes that are not UTF-8 as lone surrogates; surrogateescape turns
+    # them back into those bytes (a plain encode() raised, a 500) so they just differ.
+    return value.strip().encode("utf-8", "surrogateescape")
+
+
+def bearer_auth(settings: Settings) -> Middleware:
+    token = settings.api_token.get_secret_value().encode() if settings.api_token else None
+    key = stream_key(settings.api_token) if settings.api_token else None
+    open_paths = OPEN_PATHS if settings.metrics_auth else (*OPEN_PATHS, "/metrics")
+
+    def refuse(message: str) -> web.Response:
+        # The message never repeats what was sent: it may be a token.
+        return _json_error(401, message, {"WWW-Authenticate": 'Bearer realm="camtopo"'})
+
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
-        if token is None or path == "/" or path.startswith(OPEN_PATHS):
+        if token is None or key is None or path == "/" or path.startswith(open_paths):
             return await handler(request)
-        given = request.headers.get("Authorization", "")
-        supplied = given[7:] if given.startswith("Bearer ") else None
-        # EventSource cannot send headers, so the viewer's stream passes the token as a query.
-        supplied = supplied or request.query.get("access_token")
-        # aiohttp keeps header bytes that are not UTF-8 as lone surrogates; surrogateescape
-        # turns them back into those bytes (a plain encode() raised, a 500) so they just differ.
-        if supplied is None or not hmac.compare_digest(
-            supplied.encode("utf-8", "surrogateescape"), token.encode()
+        supplied = _bearer(request)
+        if supplied is not None and hmac.compare_digest(supplied, token):
+            return await handler(request)
+        raw_stream = request.query.get("stream_token")
+        if path == STREAM_PATH and supplied is None and raw_stream is not None:
+            if stream_token_valid(key, raw_stream, time.time()):
+                return await handler(request)
+            return refuse("expired or invalid stream token: get a new one from /api/stream-token")
+        if "access_token" in request.query:
+            return refuse("tokens are accepted only in the Authorization: Bearer header")
+        return refuse("missing or wrong bearer token")
+
+    return auth
+
+
+def cors_origins(settings: Settings) -> frozenset[str]:
+    return frozenset(o.strip() for o in settings.http_cors_origins.split(",") if o.strip())
+
+
+def cors(settings: Settings) -> Middleware:
+    """Preflight requests from allowed origins; the response headers are added in
+    :func:`_response_headers`. No allowed origin (the default) = no CORS headers at all."""
+    origins = cors_origins(settings)
+
+    @web.middleware
+    async def preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # Before authentication: a browser's preflight carries no Authorization header.
+        if (
+            request.method == "OPTIONS"
+            and request.headers.get("Origin") in origins
+            and "Access-Control-Request-Method" in request.headers
         ):
-            return web.json_response(
-                {"error": "missing or wrong bearer token"},
-                status=401,
-                headers={"WWW-Authenticate": 'Bearer realm="camtopo"'},
+            return web.Response(
+                status=204,
+                headers={
+                    "Access-Control-Allow-Methods": "GET, POST",
+                    "Access-Control-Allow-Headers": "Authorization, Last-Event-ID",
+                    "Access-Control-Max-Age": "600",
+                },
             )
         return await handler(request)
 
-    return auth
+    return preflight
+
+
+def limits(settings: Settings) -> Middleware:
+    """Bounds on what one request may cost: URL length, body size, requests served at once.
+    Over the concurrency limit a request is refused at once (503, Retry-After), never queued:
+    a queue would only turn an overload into hung clients."""
+    busy = asyncio.Semaphore(settings.http_max_concurrent)
+    retry = {"Retry-After": "1"}
+
+    @web.middleware
+    async def bound(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if len(request.raw_path) > settings.http_max_url_chars:
+            return _json_error(414, f"URL longer than {settings.http_max_url_chars} characters")
+        if (request.content_length or 0) > settings.http_max_body_bytes:
+            return _json_error(413, f"body larger than {settings.http_max_body_bytes} bytes")
+        if request.path == STREAM_PATH:  # long-lived: bounded by http_max_streams instead
+            return await handler(request)
+        if busy.locked():
+            return _json_error(503, "too many requests at once; retry shortly", retry)
+        async with busy:
+            return await handler(request)
+
+    return bound
+
+
+async def _response_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every response, errors included: CORS for allowed origins, and no software version."""
+    response.headers["Server"] = "camtopo"
+    origin = request.headers.get("Origin")
+    if origin is not None and origin in request.app[CORS_ORIGINS]:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = "Origin"
+
+
+class AccessLogger(AbstractAccessLogger):
+    """The access log without query strings or headers: a stream token (or a token someone
+    put in a URL by mistake) must not land in the log, nor a Referer that carries one."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s" %s %s %.3fs',
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            response.body_length,
+            time,
+        )
 
 
 # --- handlers ---------------------------------------------------------------------------------
@@ -389,7 +554,22 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(bool(_state(request).settings.api_token)))
+    settings = _state(request).settings
+    return web.json_response(
+        openapi_document(settings.api_token is not None, metrics_secured=settings.metrics_auth)
+    )
+
+
+async def stream_token(request: web.Request) -> web.Response:
+    """A signed token for the event stream's URL (the caller has shown the API token)."""
+    settings = _state(request).settings
+    if STREAM_KEY not in request.app:  # no token configured: the stream is open
+        return web.json_response({"stream_token": None, "expires_in_s": None})
+    ttl = settings.stream_token_ttl_s
+    value = make_stream_token(request.app[STREAM_KEY], int(time.time() + ttl))
+    return web.json_response(
+        {"stream_token": value, "expires_in_s": ttl}, headers={"Cache-Control": "no-store"}
+    )
 
 
 async def cameras(request: web.Request) -> web.Response:
@@ -456,10 +636,16 @@ async def changes(request: web.Request) -> web.Response:
 async def stream(request: web.Request) -> web.StreamResponse:
     """Server-sent events: one ``change`` event per topology change, ids from the change log."""
     state = _state(request)
+    if len(state.subscribers) >= state.settings.http_max_streams:
+        return _json_error(503, "too many open event streams; retry later", {"Retry-After": "5"})
     # Checked, and the missed changes read, before the response starts: once the 200 is sent,
     # a bad id or a Redis failure can only end the stream, not be told to the client.
-    last_id = request.headers.get("Last-Event-ID", "")
-    after = parse_stream_id("Last-Event-ID", last_id) if last_id else None
+    # A new EventSource cannot set Last-Event-ID: the viewer passes ?after= when it opens one.
+    after: StreamId | None = None
+    if last_id := request.headers.get("Last-Event-ID", ""):
+        after = parse_stream_id("Last-Event-ID", last_id)
+    elif "after" in request.query:
+        after = parse_stream_id("after", request.query["after"])
     queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
     response = web.StreamResponse(
         headers={
@@ -504,6 +690,18 @@ async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "index.html")
 
 
+# The viewer's few files by name, not a static directory route: aiohttp's answers a missing file
+# with an empty 404 of its own, where every error here is JSON.
+STATIC_FILES = frozenset(p.name for p in STATIC_DIR.iterdir() if p.is_file())
+
+
+async def static_file(request: web.Request) -> web.FileResponse:
+    name = request.match_info["name"]
+    if name not in STATIC_FILES:
+        raise web.HTTPNotFound()
+    return web.FileResponse(STATIC_DIR / name)
+
+
 # --- the app ----------------------------------------------------------------------------------
 
 
@@ -516,8 +714,16 @@ def create_app(
     refresh_s: float = 2.0,
 ) -> web.Application:
     state = QueryState(settings, redis_url, network, prefix, refresh_s)
-    app = web.Application(middlewares=[errors_and_metrics, bearer_auth(settings.api_token)])
+    app = web.Application(
+        middlewares=[errors_and_metrics, limits(settings), cors(settings), bearer_auth(settings)],
+        # No route reads a body; this bounds what a reader would take, should one ever do.
+        client_max_size=settings.http_max_body_bytes,
+    )
     app[STATE] = state
+    if settings.api_token is not None:
+        app[STREAM_KEY] = stream_key(settings.api_token)
+    app[CORS_ORIGINS] = cors_origins(settings)
+    app.on_response_prepare.append(_response_headers)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await state.start()
@@ -532,7 +738,7 @@ def create_app(
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(close_streams)
     app.router.add_get("/", index)
-    app.router.add_static("/static/", STATIC_DIR)
+    app.router.add_get("/static/{name}", static_file)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics_endpoint)
@@ -546,6 +752,7 @@ def create_app(
     app.router.add_get("/api/partitions", partitions)
     app.router.add_get("/api/changes", changes)
     app.router.add_get("/api/stream", stream)
+    app.router.add_post("/api/stream-token", stream_token)
     return app
 
 
@@ -555,11 +762,14 @@ def serve(
     port: int | None = None,
     network: Network | None = None,
 ) -> None:
+    host = host or settings.http_host
+    check_exposure(settings, host)
     app = create_app(settings, network=network)
     web.run_app(
         app,
-        host=host or settings.http_host,
+        host=host,
         port=port or settings.http_port,
         print=log.info,
         shutdown_timeout=5,
+        access_log_class=AccessLogger,
     )

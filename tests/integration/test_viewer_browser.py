@@ -40,7 +40,7 @@ def free_port() -> int:
 
 
 def serve_network(
-    redis_server: RedisServer, net: synthetic.SyntheticNetwork
+    redis_server: RedisServer, net: synthetic.SyntheticNetwork, token: str | None = None
 ) -> Iterator[tuple[str, TopologyStore, synthetic.SyntheticNetwork]]:
     """The query service in its own process over ``net``'s estimated topology."""
     if not Path(CHROMIUM).exists():
@@ -55,7 +55,8 @@ def serve_network(
     code = (
         "import sys; from camtopo.settings import Settings; from topology_store.service import "
         "create_app; from aiohttp import web; "
-        f"web.run_app(create_app(Settings(redis_shards=8), redis_url={redis_server.url!r}, "
+        f"web.run_app(create_app(Settings(redis_shards=8, api_token={token!r}), "
+        f"redis_url={redis_server.url!r}, "
         f"prefix={prefix!r}, refresh_s=0.3), host='127.0.0.1', port={port}, print=None)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], env=os.environ.copy())
@@ -75,9 +76,14 @@ def serve_network(
         raise
 
 
+# The viewer with a token: it sends it in the Authorization header only, and opens its event
+# stream with a short-lived stream token (EventSource cannot send headers).
+TOKEN = "viewer-token-0123456789abcdef"
+
+
 @pytest.fixture
 def service(redis_server):
-    yield from serve_network(redis_server, synthetic.make_network(24, seed=3))
+    yield from serve_network(redis_server, synthetic.make_network(24, seed=3), TOKEN)
 
 
 # Markup as a camera id: the viewer must show it, not parse it (and not run its onerror).
@@ -110,8 +116,12 @@ def test_viewer_shows_tiles_neighbours_on_click_and_live_changes(service) -> Non
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(url)
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
+        # In the fragment, which the browser never sends; the page then drops it from the URL.
+        page.goto(f"{url}/#token={TOKEN}")
         page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+        assert TOKEN not in page.url
         assert page.locator("g.tile").count() == net.network.n_cameras
         assert page.locator("line.edge").count() == len(graph["edges"])
 
@@ -124,6 +134,8 @@ def test_viewer_shows_tiles_neighbours_on_click_and_live_changes(service) -> Non
         assert page.locator("g.tile.neighbour").count() == len(expected)
         page.wait_for_selector("#status.live", timeout=10_000)
         page.screenshot(path=str(ARTIFACTS / "viewer.png"))
+        assert any("/api/stream?stream_token=" in u for u in requested), requested
+        assert not any(TOKEN in u for u in requested[1:]), requested  # [0]: the page itself
 
         # Live: the topology loses every edge; the page drops them without a reload.
         store.update_topology(synthetic.run(net, store.settings, 10), 400_000)

@@ -5,8 +5,14 @@
 
 (() => {
   const SVG_NS = "http://www.w3.org/2000/svg";
-  const params = new URLSearchParams(location.search);
-  if (params.get("token")) sessionStorage.setItem("camtopo-token", params.get("token"));
+  // The token comes in the fragment (/#token=...), which the browser never sends to a server
+  // (no access log, no Referer); it moves to this tab's sessionStorage and leaves the address
+  // bar and history at once. Requests carry it in the Authorization header only.
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  if (fragment.get("token")) {
+    sessionStorage.setItem("camtopo-token", fragment.get("token"));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
   const token = sessionStorage.getItem("camtopo-token");
   const headers = token ? { Authorization: `Bearer ${token}` } : {};
 
@@ -27,8 +33,9 @@
   let changesSeen = 0;
   let heat = 1.0;
 
-  async function getJSON(path) {
-    const res = await fetch(path, { headers });
+  async function getJSON(path, method = "GET") {
+    const res = await fetch(path, { method, headers });
+    if (res.status === 401) throw new Error("this service needs its token: open /#token=<token>");
     if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
     return res.json();
   }
@@ -297,12 +304,34 @@
     if (selected && (ev.a === selected || ev.b === selected)) select(selected);
   }
 
-  function connect() {
-    const url = token ? `/api/stream?access_token=${encodeURIComponent(token)}` : "/api/stream";
+  // EventSource cannot send the Authorization header: the stream's URL carries a signed token
+  // valid for minutes, fetched with the header. The browser reconnects a dropped stream by
+  // itself (Last-Event-ID replays the gap); once the token has expired that reconnect is refused
+  // and the source closes, so a new token and source pick up after the last change seen.
+  let lastId = "";
+  async function connect() {
+    let url;
+    try {
+      const { stream_token: streamToken } = await getJSON("/api/stream-token", "POST");
+      const query = new URLSearchParams();
+      if (streamToken) query.set("stream_token", streamToken);
+      if (lastId) query.set("after", lastId);
+      url = query.size ? `/api/stream?${query}` : "/api/stream";
+    } catch (err) {
+      statusEl.textContent = err.message; statusEl.className = "status down";
+      setTimeout(connect, 5000);
+      return;
+    }
     const source = new EventSource(url);
     source.onopen = () => { statusEl.textContent = "live"; statusEl.className = "status live"; };
-    source.onerror = () => { statusEl.textContent = "reconnecting…"; statusEl.className = "status down"; };
-    source.addEventListener("change", (msg) => applyChange(JSON.parse(msg.data)));
+    source.onerror = () => {
+      statusEl.textContent = "reconnecting…"; statusEl.className = "status down";
+      if (source.readyState === EventSource.CLOSED) setTimeout(connect, 2000);
+    };
+    source.addEventListener("change", (msg) => {
+      lastId = msg.lastEventId;
+      applyChange(JSON.parse(msg.data));
+    });
   }
 
   window.camtopoViewer = { nodes, edges, select }; // for tests and the console
