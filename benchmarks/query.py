@@ -28,12 +28,14 @@ def free_port() -> int:
 
 
 async def load(
-    url: str, paths: list[str], requests: int, concurrency: int
+    url: str, paths: list[str], requests: int, concurrency: int, headers: dict[str, str]
 ) -> dict[str, np.ndarray]:
     import aiohttp
 
     out: dict[str, np.ndarray] = {}
-    async with aiohttp.ClientSession() as session:
+    # headers: the bearer token, when CAMTOPO_API_TOKEN is set (the service, started with the
+    # same environment, then requires it). More clients than CAMTOPO_HTTP_MAX_CONCURRENT get 503s.
+    async with aiohttp.ClientSession(headers=headers) as session:
         for path in tqdm(paths, desc="endpoints"):
             latencies: list[float] = []
             todo = iter(range(requests))
@@ -106,7 +108,9 @@ def main() -> int:
                 "/api/partitions",
                 "/api/graph",
             ]
-            res = asyncio.run(load(url, paths, args.requests, args.concurrency))
+            token = settings.api_token
+            auth = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
+            res = asyncio.run(load(url, paths, args.requests, args.concurrency, auth))
         finally:
             server.terminate()
             server.wait(30)
