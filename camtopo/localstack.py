@@ -1,10 +1,12 @@
-"""Real Kafka and Redis on loopback, for the tests, the demo and ``camtopo stack up|down|status``.
+"""Real Kafka, Redis and a schema registry on loopback, for the tests, the demo and
+``camtopo stack up|down|status``.
 
-Thin Python handles on ``infra/kafka.sh`` and ``infra/redis.sh`` (which hold the one way to
-start, wait for and stop each service) plus what tests need on top: free ports, SIGKILL for
-fault tests, a metadata-level readiness wait for Kafka, and errors that carry the tail of the
-service's log. ``infra/setup.sh`` (``make setup``) must have run once: it installs redis-server
-and resolves the Kafka broker jars. See docs/infra.md.
+Thin Python handles on ``infra/kafka.sh``, ``infra/redis.sh`` and ``infra/registry.sh`` (which
+hold the one way to start, wait for and stop each service) plus what tests need on top: free
+ports, SIGKILL for fault tests, a metadata-level readiness wait for Kafka, and errors that carry
+the tail of the service's log. ``infra/setup.sh`` (``make setup``) must have run once: it
+installs redis-server and resolves the Kafka broker jars and Apicurio Registry. See
+docs/infra.md.
 """
 
 from __future__ import annotations
@@ -98,6 +100,27 @@ def check_redis_setup() -> None:
     for program in ("redis-server", "redis-cli"):
         if not _which(program):
             raise SetupMissing(f"{program} not found on PATH; {SETUP_HINT}")
+
+
+def registry_version() -> str:
+    """The Apicurio Registry release pinned in infra/registry.sh."""
+    script = INFRA_DIR / "registry.sh"
+    try:
+        match = re.search(r"^APICURIO_VERSION=(\S+)$", script.read_text(), re.MULTILINE)
+    except OSError as exc:
+        raise SetupMissing(f"cannot read {script} ({exc}); the infra/ directory is needed") from exc
+    if match is None:
+        raise SetupMissing(f"no APICURIO_VERSION= line in {script}")
+    return match.group(1)
+
+
+def check_registry_setup() -> None:
+    """Raise SetupMissing, naming what is missing, unless the schema registry can be started."""
+    home = cache_dir() / f"apicurio-registry-{registry_version()}"
+    if not (home / ".complete").is_file():
+        raise SetupMissing(f"no Apicurio Registry {registry_version()} in {home}; {SETUP_HINT}")
+    if not _which("java"):
+        raise SetupMissing(f"java not found on PATH; {SETUP_HINT}")
 
 
 def _which(program: str) -> bool:
@@ -217,7 +240,7 @@ def _sigkill(pid: int, timeout: float = 10.0) -> None:
     raise StackError(f"pid {pid} still alive {timeout:.0f}s after SIGKILL")
 
 
-_to_stop_at_exit: list[KafkaCluster | RedisServer] = []
+_to_stop_at_exit: list[KafkaCluster | RedisServer | SchemaRegistry] = []
 
 
 @atexit.register
@@ -517,6 +540,81 @@ class RedisServer:
         self.stop()
 
 
+# --- schema registry --------------------------------------------------------------------------
+
+REGISTRY_API = "/apis/ccompat/v7"  # Apicurio's Confluent-compatible API
+REGISTRY_DEFAULT_PORT = 8081  # Confluent's; 8080 (Apicurio's own) is the query service's
+
+
+class SchemaRegistry:
+    """Apicurio Registry on loopback, in-memory storage; ``.url`` is the Confluent-compatible
+    API root, what ``CAMTOPO_SCHEMA_REGISTRY_URL`` and Confluent's clients take."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        data_dir: Path | str | None = None,
+        *,
+        start_timeout: float = 60.0,
+        stop_at_exit: bool = True,
+    ) -> None:
+        self.port = port if port is not None else free_port()
+        self.data_dir = Path(
+            data_dir if data_dir is not None else tempfile.mkdtemp(prefix="camtopo-registry-")
+        ).resolve()
+        self.start_timeout = start_timeout
+        self._stop_at_exit = stop_at_exit
+
+    def __repr__(self) -> str:
+        return f"SchemaRegistry(url={self.url!r}, data_dir={str(self.data_dir)!r})"
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}{REGISTRY_API}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "registry.log"
+
+    def pid(self) -> int | None:
+        return _pid_alive(self.data_dir / "registry.pid", f"-Dquarkus.http.port={self.port} ")
+
+    def is_running(self) -> bool:
+        return self.pid() is not None
+
+    def _args(self, command: str) -> list[str]:
+        return [command, "--port", str(self.port), "--dir", str(self.data_dir)]
+
+    def start(self) -> Self:
+        """Start if not running; return once the Confluent-compatible API answers."""
+        check_registry_setup()
+        args = [*self._args("start"), "--timeout", str(int(self.start_timeout))]
+        _run_script("registry.sh", args, timeout=self.start_timeout + 30)
+        if self._stop_at_exit and self not in _to_stop_at_exit:
+            _to_stop_at_exit.append(self)
+        return self
+
+    def stop(self) -> None:
+        """Stop (SIGTERM; SIGKILL after 20 s). In-memory storage: its schemas go with it."""
+        _run_script("registry.sh", self._args("stop"), timeout=60)
+
+    def kill(self) -> None:
+        pid = self.pid()
+        if pid is not None:
+            _sigkill(pid)
+        _wait_port_closed(self.port, timeout=10)
+
+    def restart(self) -> Self:
+        self.stop()
+        return self.start()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 # --- camtopo stack up|down|status -------------------------------------------------------------
 
 
@@ -548,20 +646,52 @@ def _stack_services(data_dir: Path, brokers: int | None) -> tuple[KafkaCluster, 
     return kafka, redis
 
 
+def _stack_registry(data_dir: Path, up: bool) -> SchemaRegistry:
+    """The stack's registry: on CAMTOPO_SCHEMA_REGISTRY_URL's port when that is set; else, at
+    ``up``, on 8081 or (taken) a free port. The port is written to ``registry/port``, so
+    ``down`` and ``status`` find the registry ``up`` started whatever the settings say then."""
+    from camtopo.settings import get_settings
+
+    reg_dir = data_dir / "registry"
+    port_file = reg_dir / "port"
+    url = get_settings().schema_registry_url
+    if url:
+        port = _loopback_port(url, "CAMTOPO_SCHEMA_REGISTRY_URL", REGISTRY_DEFAULT_PORT)
+    elif not up and port_file.is_file():
+        port = int(port_file.read_text())
+    elif _port_free(REGISTRY_DEFAULT_PORT) or not up:
+        port = REGISTRY_DEFAULT_PORT
+    else:
+        port = free_port()
+    if up:
+        reg_dir.mkdir(parents=True, exist_ok=True)
+        port_file.write_text(f"{port}\n")
+    return SchemaRegistry(port, reg_dir, stop_at_exit=False)
+
+
 def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     try:
         if args.action == "up":
             kafka, redis = _stack_services(data_dir, args.brokers)
+            registry = _stack_registry(data_dir, up=True)
             started = time.monotonic()
             redis.start()
             print(f"redis  up: {redis.url}  (data and log in {redis.data_dir})")
             kafka.start()
             print(f"kafka  up: {kafka.bootstrap}  (data and logs in {kafka.data_dir})")
+            registry.start()
+            print(f"schema registry up: {registry.url}  (in memory; log {registry.log_path})")
+            from camtopo.settings import get_settings
+
+            if not get_settings().schema_registry_url:
+                print(
+                    "  camtopo frames records in file mode until CAMTOPO_SCHEMA_REGISTRY_URL="
+                    f"{registry.url} is set (docs/events.md)"
+                )
             # Every topic, with the configured partition counts, before any client can use
             # one: the broker does not auto-create them (infra/kafka.sh), and a topic created
             # with the wrong count is refused here rather than by a worker counting nothing.
-            from camtopo.settings import get_settings
             from processors.topics import ensure_topics
 
             settings = get_settings().model_copy(update={"kafka_bootstrap": kafka.bootstrap})
@@ -571,15 +701,19 @@ def run(args: argparse.Namespace) -> int:
             print(f"stack ready in {elapsed:.1f}s; stop with `camtopo stack down`")
             return 0
         kafka, redis = _stack_services(data_dir, None)
+        registry = _stack_registry(data_dir, up=False)
         if args.action == "down":
+            registry.stop()
             kafka.stop()
             redis.stop()
             print("stack down (data kept in", data_dir, ")")
             return 0
         up_kafka, up_redis = kafka.is_running(), redis.is_running()
+        up_registry = registry.is_running()
         print(f"kafka  {'running' if up_kafka else 'stopped'}: {kafka.bootstrap}")
         print(f"redis  {'running' if up_redis else 'stopped'}: {redis.url}")
-        return 0 if up_kafka and up_redis else 3
+        print(f"schema registry {'running' if up_registry else 'stopped'}: {registry.url}")
+        return 0 if up_kafka and up_redis and up_registry else 3
     except StackError as exc:
         # The CLI turns OSError/ValueError into one line; a stack failure keeps its log tail.
         print(f"camtopo stack {args.action}: error: {exc}", file=sys.stderr)
@@ -589,10 +723,12 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "stack",
-        help="start/stop the local Kafka broker and Redis server (real services, loopback)",
+        help="start/stop the local Kafka broker, Redis server and schema registry (loopback)",
         description=(
-            "Runs Kafka (KRaft) and Redis on the ports of CAMTOPO_KAFKA_BOOTSTRAP and "
-            "CAMTOPO_REDIS_URL, keeping data and logs under .stack/. Needs `make setup` once."
+            "Runs Kafka (KRaft), Redis and a schema registry (Apicurio, Confluent API) on the "
+            "ports of CAMTOPO_KAFKA_BOOTSTRAP, CAMTOPO_REDIS_URL and CAMTOPO_SCHEMA_REGISTRY_URL "
+            "(unset: 8081, or a free port if taken), keeping data and logs under .stack/. "
+            "Needs `make setup` once."
         ),
     )
     parser.add_argument("action", choices=("up", "down", "status"))

@@ -3,7 +3,9 @@
 #   - Debian's redis-server (apt-get), only if it is missing;
 #   - Debian's chromium and prometheus (with promtool), for the browser and operations tests;
 #   - the jars of a real Apache Kafka broker, resolved from Maven Central by Maven from
-#     infra/kafka/pom.xml into ${CAMTOPO_CACHE:-$HOME/.cache/camtopo}/kafka-<version>/libs.
+#     infra/kafka/pom.xml into ${CAMTOPO_CACHE:-$HOME/.cache/camtopo}/kafka-<version>/libs;
+#   - Apicurio Registry (a schema registry with the Confluent REST API), resolved the same way
+#     into ${CAMTOPO_CACHE:-$HOME/.cache/camtopo}/apicurio-registry-<version>/ (infra/registry.sh).
 # Idempotent and quick when already done (no network then). Python packages are not installed
 # here: the Makefile does that. See docs/infra.md.
 set -euo pipefail
@@ -101,6 +103,48 @@ ensure_kafka() {
     log "kafka $version: $(find "$libs" -name '*.jar' | wc -l) jars, $(du -sh "$libs" | cut -f1)"
 }
 
+apicurio_version() {
+    local version
+    version="$(sed -n 's/^APICURIO_VERSION=\(.*\)$/\1/p' "$INFRA_DIR/registry.sh" | head -n 1)"
+    [[ -n "$version" ]] || die "no APICURIO_VERSION= line in $INFRA_DIR/registry.sh"
+    printf '%s\n' "$version"
+}
+
+# Apicurio Registry's Quarkus app (runner jar + lib/), one tar.gz on Maven Central. The version
+# is pinned in infra/registry.sh, the one script that runs it.
+ensure_registry() {
+    local version home tmp
+    version="$(apicurio_version)"
+    home="$CACHE_DIR/apicurio-registry-$version"
+    if [[ -f "$home/.complete" && -f "$home/apicurio-registry-app-$version-runner.jar" ]]; then
+        log "apicurio registry $version present: $home"
+        return
+    fi
+    ensure_java_and_maven
+    mkdir -p "$CACHE_DIR"
+    tmp="$(mktemp -d "$CACHE_DIR/apicurio-registry-$version.tmp.XXXXXX")"
+    log "resolving io.apicurio:apicurio-registry-app:$version (142 MB) from Maven Central"
+    if ! mvn -B -q -Dmaven.repo.local="$CACHE_DIR/m2" \
+        "$DEPENDENCY_PLUGIN:copy" \
+        -Dartifact="io.apicurio:apicurio-registry-app:$version:tar.gz:all" \
+        -DoutputDirectory="$tmp" >"$tmp.mvn.log" 2>&1; then
+        tail -n 40 "$tmp.mvn.log" >&2
+        rm -rf "$tmp"
+        die "mvn could not resolve Apicurio Registry $version (log above; full log: $tmp.mvn.log)"
+    fi
+    rm -f "$tmp.mvn.log"
+    tar -xzf "$tmp/apicurio-registry-app-$version-all.tar.gz" -C "$tmp" \
+        || die "unpacking apicurio-registry-app-$version-all.tar.gz failed"
+    rm -f "$tmp/apicurio-registry-app-$version-all.tar.gz"
+    [[ -f "$tmp/apicurio-registry-app-$version-runner.jar" && -d "$tmp/lib" ]] \
+        || die "the Apicurio tar.gz did not hold apicurio-registry-app-$version-runner.jar and lib/"
+    rm -rf "$home"
+    mv "$tmp" "$home"
+    # Written last, so an interrupted resolve or unpack is redone rather than trusted.
+    touch "$home/.complete"
+    log "apicurio registry $version: $(du -sh "$home" | cut -f1) in $home"
+}
+
 # Debian's Chromium, for the viewer's end-to-end test (Playwright drives it; no browser download).
 ensure_chromium() {
     command -v chromium >/dev/null 2>&1 && return
@@ -117,6 +161,7 @@ ensure_prometheus() {
 
 ensure_redis
 ensure_kafka
+ensure_registry
 ensure_chromium
 ensure_prometheus
 log "done"

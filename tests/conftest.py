@@ -1,4 +1,5 @@
-"""Shared fixtures: the REAL Kafka broker and Redis server, started once per session on free ports.
+"""Shared fixtures: the REAL Kafka broker, Redis server and schema registry, started once per
+session on free ports.
 
 Fixtures are lazy, so a run that selects no service test starts nothing. A machine where
 ``make setup`` (infra/setup.sh) has not run fails those tests with that instruction instead of
@@ -12,10 +13,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from camtopo.localstack import KafkaCluster, RedisServer, SetupMissing, StackError
+from camtopo.localstack import KafkaCluster, RedisServer, SchemaRegistry, SetupMissing, StackError
 
 
-def _start_or_fail(service: KafkaCluster | RedisServer, what: str) -> None:
+def _start_or_fail(service: KafkaCluster | RedisServer | SchemaRegistry, what: str) -> None:
     try:
         service.start()
     except SetupMissing as exc:
@@ -44,6 +45,16 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     _start_or_fail(server, "redis-server")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SchemaRegistry]:
+    """Apicurio Registry (in memory) on a free port; ``.url`` is its Confluent-compatible API,
+    for ``CAMTOPO_SCHEMA_REGISTRY_URL`` and confluent-kafka's ``SchemaRegistryClient``."""
+    registry = SchemaRegistry(data_dir=tmp_path_factory.mktemp("registry"))
+    _start_or_fail(registry, "the schema registry")
+    yield registry
+    registry.stop()
 
 
 TopicFactory = Callable[..., str]
