@@ -3,12 +3,19 @@
 One place for how camtopo reaches its services, so connection options (timeouts, retries, and
 next the security settings) are set once for every client: the librdkafka
 clients (producers, the counting workers, admin, the lag exporter), Faust's aiokafka clients
-(the single worker and the assemblers) and the Redis clients (the store, the query service).
+(the single worker and the assemblers), the Redis clients (the store, the query service) and
+the schema registry's (``camtopo.avro`` in registry mode).
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
 from typing import Any, Literal
+from urllib.parse import quote
 
 import redis
 import redis.asyncio as aioredis
@@ -25,6 +32,8 @@ from redis.retry import Retry
 
 from camtopo.errors import CamtopoError
 from camtopo.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Who is connecting: the client.id Kafka logs and quotas see, and (with ACLs) the role
 # whose rights a deployment gives it.
@@ -129,4 +138,117 @@ def async_redis_client(settings: Settings, url: str | None = None) -> aioredis.R
         socket_connect_timeout=5,
         socket_timeout=10,
         **_redis_options(settings, url),
+    )
+
+
+# --- schema registry --------------------------------------------------------------------------
+
+
+class SchemaRegistryError(CamtopoError):
+    """The schema registry refused a request; the message has its reason."""
+
+
+class SchemaRegistryUnavailable(SchemaRegistryError):
+    """The registry did not answer within ``schema_registry_wait_seconds`` of retries."""
+
+
+class SchemaIncompatible(SchemaRegistryError):
+    """HTTP 409: the schema breaks the subject's compatibility rule (BACKWARD)."""
+
+
+class UnknownSchemaId(SchemaRegistryError):
+    """HTTP 404 on ``/schemas/ids/N``: no schema has that id in this registry."""
+
+
+# Confluent's content type; Apicurio's ccompat API takes it too.
+_REGISTRY_JSON = "application/vnd.schemaregistry.v1+json"
+
+
+class SchemaRegistryClient:
+    """A small client of the Confluent Schema Registry REST API (Apicurio's ``/apis/ccompat/v7``
+    and Confluent's own serve it): what camtopo needs, on the standard library alone.
+
+    ``url`` is the API root (where ``/subjects`` hangs). An unreachable registry, or a 5xx, is
+    retried with doubling pauses (0.25 s … 4 s) for ``wait_seconds``, then
+    :class:`SchemaRegistryUnavailable` says so in one line; a 4xx is an answer and not retried.
+    """
+
+    def __init__(self, url: str, wait_seconds: float = 15.0, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.wait_seconds = wait_seconds
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"SchemaRegistryClient({self.url!r})"
+
+    def register(self, subject: str, schema: str, compatibility: str = "BACKWARD") -> int:
+        """Register ``schema`` (Avro JSON text) under ``subject``; its global id. The rule is set
+        first, so even the subject's second version is checked (a registry's default may be
+        NONE); registering a schema already there returns its id again."""
+        path = f"/subjects/{quote(subject, safe='')}"
+        self._request("PUT", f"/config/{quote(subject, safe='')}", {"compatibility": compatibility})
+        answer = self._request("POST", f"{path}/versions", {"schema": schema})
+        return int(answer["id"])
+
+    def schema(self, schema_id: int) -> str:
+        """The Avro JSON text of global id ``schema_id``; :class:`UnknownSchemaId` if none."""
+        return str(self._request("GET", f"/schemas/ids/{int(schema_id)}")["schema"])
+
+    def compatibility(self, subject: str) -> str:
+        answer = self._request("GET", f"/config/{quote(subject, safe='')}")
+        return str(answer.get("compatibilityLevel") or answer.get("compatibility"))
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": _REGISTRY_JSON, "Accept": _REGISTRY_JSON},
+        )
+        deadline = time.monotonic() + self.wait_seconds
+        pause = 0.25
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                    return json.loads(answer.read() or b"{}")
+            except urllib.error.HTTPError as exc:
+                text = exc.read().decode("utf-8", "replace")
+                try:
+                    message = str(json.loads(text).get("message", text))
+                except ValueError:
+                    message = text
+                if exc.code < 500:
+                    raise _registry_error(exc.code, method, path, message) from None
+                problem = f"HTTP {exc.code}: {message[:200]}"
+            except (urllib.error.URLError, OSError) as exc:  # refused, reset, timed out
+                problem = str(getattr(exc, "reason", exc))
+            if time.monotonic() + pause > deadline:
+                raise SchemaRegistryUnavailable(
+                    f"schema registry {self.url} unreachable for {self.wait_seconds:.0f}s "
+                    f"({method} {path}: {problem}); start it (camtopo stack up) or check "
+                    "CAMTOPO_SCHEMA_REGISTRY_URL"
+                ) from None
+            log.warning("schema registry %s: %s; retrying in %.2fs", self.url, problem, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 4.0)
+
+
+def _registry_error(code: int, method: str, path: str, message: str) -> SchemaRegistryError:
+    if code == 409:
+        return SchemaIncompatible(
+            f"schema registry refused {path} (HTTP 409, incompatible with the subject's "
+            f"compatibility rule): {message}"
+        )
+    if code == 404 and path.startswith("/schemas/ids/"):
+        return UnknownSchemaId(f"schema id {path.rsplit('/', 1)[1]} is not in the registry")
+    return SchemaRegistryError(f"schema registry: {method} {path}: HTTP {code}: {message}")
+
+
+def schema_registry(settings: Settings) -> SchemaRegistryClient | None:
+    """The registry client of ``settings``, or None in file mode (no URL set)."""
+    if not settings.schema_registry_url:
+        return None
+    return SchemaRegistryClient(
+        settings.schema_registry_url, wait_seconds=settings.schema_registry_wait_seconds
     )

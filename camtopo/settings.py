@@ -270,6 +270,15 @@ class Settings(BaseSettings):
     topology_changes_topic: str = "topology-changes"
     dead_letter_topic: str = "occupancy-dead-letter"
     occupancy_partitions: int = Field(8, ge=1)
+    schema_registry_url: str = Field(
+        "",
+        description="Confluent-compatible schema registry API root (the local one: "
+        "http://127.0.0.1:8081/apis/ccompat/v7); empty = file mode, fixed schema ids "
+        "(docs/events.md)",
+    )
+    schema_registry_wait_seconds: float = Field(
+        15.0, ge=0, description="how long to retry an unreachable registry before giving up"
+    )
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
         description="rediss://... for TLS; keep credentials out of it (the settings below)",

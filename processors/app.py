@@ -21,7 +21,8 @@ from typing import Any
 
 import faust
 
-from camtopo.connections import faust_broker
+from camtopo import avro
+from camtopo.connections import SchemaRegistryUnavailable, faust_broker
 from camtopo.core.grid import Network
 from camtopo.settings import Settings
 from processors import metrics
@@ -80,6 +81,9 @@ def create_app(
     changes_topic = app.topic(
         settings.topology_changes_topic, key_serializer="raw", value_serializer="raw"
     )
+    # At start: in registry mode this registers the topology_change schema, and a registry
+    # that stays unreachable stops the worker here rather than at its first change.
+    changes_encoder = avro.encoder(settings, avro.TOPOLOGY_CHANGE, settings.topology_changes_topic)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exclusion")
     watch = ConsumerWatch.from_settings(settings)
 
@@ -90,9 +94,13 @@ def create_app(
         # committed offsets past frames Redis did not hold yet and kill -9 lost them.
         async for event in stream.noack().events():
             msg = event.message
-            dead = proc.on_record(
-                msg.partition, msg.offset, round(msg.timestamp * 1000), msg.value, event
-            )
+            try:
+                dead = proc.on_record(
+                    msg.partition, msg.offset, round(msg.timestamp * 1000), msg.value, event
+                )
+            except SchemaRegistryUnavailable as exc:
+                await stop_without_registry(app, exc)
+                return
             if dead is not None:
                 copies = functools.partial(proc.dead_letter_sent, msg.partition, msg.offset)
                 await send_dead_letter(dead_letters, event, dead, copies)
@@ -157,15 +165,23 @@ def create_app(
                 for handle in proc.ackable(counted_until):
                     handle.ack()
             if changes:
-                await _publish(changes_topic, changes)
+                await _publish(changes_topic, changes, changes_encoder)
 
     return app, proc
 
 
-async def _publish(topic: Any, changes: list[dict[str, Any]]) -> None:
+async def stop_without_registry(app: faust.App, exc: SchemaRegistryUnavailable) -> None:
+    """A record with a schema id not seen before, and the registry gone: stop the worker with
+    the record unacked, so a restart reads it again. (Faust's supervisor would restart the agent
+    past it, and its unacked offset would hold every commit back.)"""
+    log.error("%s", exc)
+    await app.crash(exc)
+
+
+async def _publish(topic: Any, changes: list[dict[str, Any]], encoder: avro.Encoder) -> None:
     from topology_store.store import change_records
 
-    futures = [await topic.send(key=k, value=v) for k, v in change_records(changes)]
+    futures = [await topic.send(key=k, value=v) for k, v in change_records(changes, encoder)]
     for fut in futures:
         await fut
     metrics.TOPOLOGY_CHANGES.inc(len(futures))

@@ -19,12 +19,14 @@ from typing import Any, Generic, TypeVar
 
 import faust
 
+from camtopo import avro
+from camtopo.connections import SchemaRegistryUnavailable
 from camtopo.core.grid import Network
 from camtopo.core.partitioned import PartitionRanges, RangeBlock
 from camtopo.core.ranges import RangeGrid
 from camtopo.settings import Settings
 from processors import metrics
-from processors.app import occupancy_app
+from processors.app import occupancy_app, stop_without_registry
 from processors.blocks import encode_block
 from processors.consumer_watch import ConsumerWatch
 from processors.dead_letters import send_dead_letter
@@ -47,6 +49,7 @@ class RangePublisher(Generic[E]):
             RangeGrid.from_settings(settings), settings.idle_partition_seconds * 1000.0, published
         )
         self.limits = Limits.from_settings(settings)
+        self.decoder = avro.decoder(settings)  # file mode, or ids resolved via the registry
         self._late = metrics.LateMinute()
 
     @property
@@ -84,7 +87,7 @@ class RangePublisher(Generic[E]):
             metrics.REDELIVERED.inc()
             return None, again[0] if again else None
         metrics.RECORDS_IN.inc()
-        result = validate(value, record_ms, wall_ms, self.network, self.limits)
+        result = validate(value, record_ms, wall_ms, self.network, self.limits, self.decoder)
         if isinstance(result, ValidRecord) and self.ranges.is_duplicate(
             partition, result.camera, result.ticks.tolist()
         ):
@@ -128,9 +131,13 @@ def create_assembler_app(
         # One event at a time with acks off (see processors/app.py: take_events acks early).
         async for event in stream.noack().events():
             msg = event.message
-            dead, ack = pub.on_record(
-                msg.partition, msg.offset, round(msg.timestamp * 1000), msg.value, event
-            )
+            try:
+                dead, ack = pub.on_record(
+                    msg.partition, msg.offset, round(msg.timestamp * 1000), msg.value, event
+                )
+            except SchemaRegistryUnavailable as exc:
+                await stop_without_registry(app, exc)
+                return
             if dead is not None:
                 copies = functools.partial(pub.ranges.dead_letter_sent, msg.partition, msg.offset)
                 await send_dead_letter(dead_letters, event, dead, copies)

@@ -35,6 +35,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from camtopo import avro
 from camtopo.connections import kafka_config
 from camtopo.core.adjacency import HalfEdgeIndex
 from camtopo.core.evidence import mutual_edges
@@ -394,6 +395,8 @@ def run_counter(network: Network, settings: Settings, store: TopologyStore) -> i
     from topology_store.store import publish_changes
 
     ensure_topics(settings)
+    # Registry mode registers the topology_change schema now: unreachable = stop at start.
+    changes_encoder = avro.encoder(settings, avro.TOPOLOGY_CHANGE, settings.topology_changes_topic)
     counter = RowCounter(network, settings, store)
     stop = False
     wanted: list[int] | None = None
@@ -509,7 +512,12 @@ def run_counter(network: Network, settings: Settings, store: TopologyStore) -> i
                 while (batch := counter.next_batch()) is not None:
                     done = counter.count(batch)
                     if done.changes:
-                        publish_changes(producer, done.changes, settings.topology_changes_topic)
+                        publish_changes(
+                            producer,
+                            done.changes,
+                            settings.topology_changes_topic,
+                            encoder=changes_encoder,
+                        )
                     # A long replay must still poll, or the group drops this worker after
                     # max.poll.interval.ms; a rebalance (revoke clears the collector) ends it.
                     lease.poll(0)
@@ -519,7 +527,12 @@ def run_counter(network: Network, settings: Settings, store: TopologyStore) -> i
                 if stale:
                     counter.checkpoint(whole=True)
                     if changes := counter.idle():
-                        publish_changes(producer, changes, settings.topology_changes_topic)
+                        publish_changes(
+                            producer,
+                            changes,
+                            settings.topology_changes_topic,
+                            encoder=changes_encoder,
+                        )
             except (LeaseLost, *_TRANSIENT) as exc:
                 # Lost a shard, or Redis went away mid-checkpoint: what is in memory may be
                 # ahead of Redis in some shards; rebuilding from Redis and replaying is exact.
@@ -531,7 +544,9 @@ def run_counter(network: Network, settings: Settings, store: TopologyStore) -> i
     finally:
         try:  # the last join's changes still go out
             if pending := counter.close():
-                publish_changes(producer, pending, settings.topology_changes_topic)
+                publish_changes(
+                    producer, pending, settings.topology_changes_topic, encoder=changes_encoder
+                )
         except (LeaseLost, *_TRANSIENT) as exc:
             log.warning("last topology join failed: %s", exc)
         lease.close()

@@ -32,6 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from camtopo import avro
 from camtopo.core.grid import Network
 from camtopo.core.offsets import PartitionOffsets, next_offsets
 from camtopo.core.ranges import ClosedBatch, ProcessorClock, RangeAssembler, RangeGrid, Verdict
@@ -105,6 +106,7 @@ class StreamProcessor(Generic[E]):
         self.clock = ProcessorClock(settings.idle_partition_seconds * 1000.0)
         self.assembler = RangeAssembler(self.grid)
         self.limits = Limits.from_settings(settings)
+        self.decoder = avro.decoder(settings)  # file mode, or ids resolved via the registry
         self.replay_until_range = -1  # shards may hold ranges past the meta: replay one by one
         self._ack_now: list[E] = []
         self._offsets: dict[int, PartitionOffsets[E]] = {}
@@ -158,7 +160,7 @@ class StreamProcessor(Generic[E]):
             return None
         wall_ms = time.time() * 1000.0 if wall_ms is None else wall_ms
         metrics.RECORDS_IN.inc()
-        result = validate(value, record_ms, wall_ms, self.network, self.limits)
+        result = validate(value, record_ms, wall_ms, self.network, self.limits, self.decoder)
         if isinstance(result, ValidRecord) and self.assembler.is_duplicate(
             result.camera, result.ticks.tolist()
         ):

@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from camtopo.avro import OCCUPANCY, UndecodableRecord, UnknownSchemaVersion, decode
+from camtopo.avro import OCCUPANCY, Decoder, UndecodableRecord, UnknownSchemaVersion, decode
 from camtopo.core.grid import Network, NetworkError
 from camtopo.core.ticks import tick_of
 
 REASONS = (
     "undecodable",  # not a framed Avro record, or a corrupt body
-    "unknown_schema",  # framed with a schema version this build does not know
+    "unknown_schema",  # framed with a schema id this build (or the registry) does not know
     "unknown_camera",  # camera id not in network.json
     "grid_mismatch",  # the record's grid is not the camera's grid in network.json
     "window_outside_grid",  # an occupied window index outside the camera's grid
@@ -79,11 +79,18 @@ def duplicate(network: Network, record: ValidRecord) -> DeadLetter:
 
 
 def validate(
-    data: bytes | None, record_ms: int, wall_ms: float, network: Network, limits: Limits
+    data: bytes | None,
+    record_ms: int,
+    wall_ms: float,
+    network: Network,
+    limits: Limits,
+    decoder: Decoder | None = None,
 ) -> ValidRecord | DeadLetter:
-    """Decode and check one record; ``record_ms`` is its Kafka timestamp."""
+    """Decode and check one record; ``record_ms`` is its Kafka timestamp. ``decoder`` is the
+    registry-mode reader (its only I/O: an id not seen before is looked up once); None reads
+    file mode's fixed ids."""
     try:
-        record = decode(OCCUPANCY, data)
+        record = decoder.decode(OCCUPANCY, data) if decoder else decode(OCCUPANCY, data)
     except UnknownSchemaVersion as exc:
         return DeadLetter("unknown_schema", str(exc))
     except UndecodableRecord as exc:

@@ -82,6 +82,9 @@ class OccupancyPublisher:
             conf["stats_cb"] = self._statistics
         conf.update(config or {})
         self.flush_timeout_s = s.producer_flush_timeout_s
+        # Before the Kafka producer: in registry mode the schema is registered now, and an
+        # unreachable registry stops here, with nothing produced (never a record unframed).
+        self._encoder = avro.encoder(s, avro.OCCUPANCY, self.topic)
         self._producer = Producer(conf)
         self._fatal: str | None = None
 
@@ -121,7 +124,7 @@ class OccupancyPublisher:
         """Encode and queue one record; while the queue is full, serve delivery reports and wait."""
         if self._fatal:
             raise PublishError(self._fatal)
-        value = avro.encode(avro.OCCUPANCY, record)
+        value = self._encoder.encode(record)
         key = record["camera"].encode()
         has_data = any(f["status"] == "OK" for f in record["frames"])
         callback = self._delivered(

@@ -22,6 +22,7 @@ Net effect: no range is lost and none is counted twice, per row.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -883,12 +884,17 @@ def health_doc(meta: Mapping[str, Any], view: TopologyView) -> dict[str, Any]:
 # --- publishing -------------------------------------------------------------------------------
 
 
-def change_records(changes: Iterable[Mapping[str, Any]]) -> list[tuple[bytes, bytes]]:
-    """(key, framed Avro value) pairs: every change once per endpoint, keyed by that camera."""
+def change_records(
+    changes: Iterable[Mapping[str, Any]], encoder: avro.Encoder | None = None
+) -> list[tuple[bytes, bytes]]:
+    """(key, framed Avro value) pairs: every change once per endpoint, keyed by that camera.
+    ``encoder``: from :func:`camtopo.avro.encoder` (registry mode: the registered id); None
+    frames with file mode's fixed id."""
+    encode = encoder.encode if encoder else functools.partial(avro.encode, avro.TOPOLOGY_CHANGE)
     out = []
     for change in changes:
         for camera in (change["a"], change["b"]):
-            value = avro.encode(avro.TOPOLOGY_CHANGE, keyed_for(change, camera))
+            value = encode(keyed_for(change, camera))
             out.append((camera.encode(), value))
     return out
 
@@ -904,11 +910,13 @@ def publish_changes(
     changes: Sequence[Mapping[str, Any]],
     topic: str = "topology-changes",
     timeout: float = 30.0,
+    encoder: avro.Encoder | None = None,
 ) -> int:
     """Send changes to ``topic`` (confluent-kafka producer), wait for delivery, return count.
 
     Keyed by camera, so a camera's changes stay in order on its partition. Raises StoreError
-    naming the first failure if any record was not delivered.
+    naming the first failure if any record was not delivered. ``encoder``: as for
+    :func:`change_records` (a worker makes it at start, so a registry is reached then).
     """
     errors: list[str] = []
 
@@ -916,7 +924,7 @@ def publish_changes(
         if err is not None:
             errors.append(f"{msg.key()!r}: {err}")
 
-    records = change_records(changes)
+    records = change_records(changes, encoder)
     for key, value in records:
         producer.produce(topic, value=value, key=key, on_delivery=delivered)
         producer.poll(0)
