@@ -132,7 +132,8 @@ def openapi_document(token_required: bool, metrics_secured: bool = False) -> dic
                 "get": _op(
                     "Server-sent events, one `change` event per topology change",
                     "Send Last-Event-ID (or `after`, for a new EventSource) to replay what was "
-                    "missed. EventSource cannot send "
+                    "missed; without either, a `position` event (the log's last id) follows "
+                    "the connection. EventSource cannot send "
                     "headers: instead of the bearer token it may pass `stream_token`, from "
                     "POST /api/stream-token (valid for minutes, accepted on this path only).",
                     [

@@ -654,8 +654,10 @@ async def stream(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
-    # Subscribed before the replay is read, so no change between the two is missed.
+    # Subscribed before the replay is read, so no change between the two is missed. Every change
+    # after `position` reaches this queue (the follower moves it and fans out with no await).
     state.subscribers.add(queue)
+    position = state.last_change_id
     metrics.SSE_CLIENTS.inc()
     try:
         missed = await state.changes_after(after) if after is not None else []
@@ -666,6 +668,12 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 f"id: {eid}\nevent: change\ndata: {json.dumps(event)}\n\n".encode()
             )
         await response.write(b": connected\n\n")
+        if after is None:
+            # Where the log stood: a client that has seen no change yet still reconnects (the
+            # browser's Last-Event-ID, the viewer's ?after=) without losing what happens meanwhile.
+            await response.write(
+                f"id: {position}\nevent: position\ndata: {json.dumps(position)}\n\n".encode()
+            )
         while True:
             try:
                 item = await asyncio.wait_for(queue.get(), timeout=15)

@@ -117,6 +117,28 @@ def test_tokens_only_in_the_header_and_stream_tokens_only_on_the_stream(store) -
     in_process(store, check)
 
 
+def test_a_new_event_stream_replays_after_the_id_in_its_url(store) -> None:
+    # What the viewer does when its stream token expired: a new EventSource, which cannot set
+    # Last-Event-ID, opened with ?after= the last change it saw.
+    async def check(client: TestClient) -> None:
+        log = await (await client.get("/api/changes", params={"limit": "5"}, headers=AUTH)).json()
+        ids = [c["id"] for c in log["changes"]]
+        token = (await (await client.post("/api/stream-token", headers=AUTH)).json())[
+            "stream_token"
+        ]
+        r = await client.get("/api/stream", params={"stream_token": token, "after": ids[0]})
+        replayed = []
+        while not (line := await asyncio.wait_for(r.content.readline(), 10)).startswith(b": conn"):
+            if line.startswith(b"id: "):
+                replayed.append(line[4:].decode().strip())
+        r.close()
+        assert replayed[: len(ids) - 1] == ids[1:]
+        r = await client.get("/api/stream", params={"stream_token": token, "after": "bogus"})
+        assert "after" in await _error(r, 400)
+
+    in_process(store, check)
+
+
 def test_metrics_can_require_the_token(store) -> None:
     async def check(client: TestClient) -> None:
         await _error(await client.get("/metrics"), 401)

@@ -39,41 +39,59 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def serve_network(
-    redis_server: RedisServer, net: synthetic.SyntheticNetwork, token: str | None = None
-) -> Iterator[tuple[str, TopologyStore, synthetic.SyntheticNetwork]]:
-    """The query service in its own process over ``net``'s estimated topology."""
+def fill(redis_server: RedisServer, net: synthetic.SyntheticNetwork) -> TopologyStore:
+    """A store (own prefix) holding ``net``'s estimated topology."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} missing: apt-get install -y chromium", pytrace=False)
-    prefix = f"v{uuid.uuid4().hex[:6]}"
     settings = Settings(redis_shards=8)
     est = synthetic.run(net, settings, 3000)
-    store = TopologyStore(redis_server.url, net.network, settings, prefix=prefix)
+    store = TopologyStore(
+        redis_server.url, net.network, settings, prefix=f"v{uuid.uuid4().hex[:6]}"
+    )
     store.checkpoint(est, 0, {})
     store.update_topology(est, 300_000)
-    port = free_port()
+    return store
+
+
+def launch(
+    redis_url: str, store: TopologyStore, port: int, token: str | None, ttl_s: float = 300.0
+) -> subprocess.Popen[bytes]:
+    """The query service in its own process over ``store``, up when this returns."""
     code = (
         "import sys; from camtopo.settings import Settings; from topology_store.service import "
         "create_app; from aiohttp import web; "
-        f"web.run_app(create_app(Settings(redis_shards=8, api_token={token!r}), "
-        f"redis_url={redis_server.url!r}, "
-        f"prefix={prefix!r}, refresh_s=0.3), host='127.0.0.1', port={port}, print=None)"
+        f"web.run_app(create_app(Settings(redis_shards=8, api_token={token!r}, "
+        f"stream_token_ttl_s={ttl_s}), redis_url={redis_url!r}, "
+        f"prefix={store.keys.prefix!r}, refresh_s=0.3), host='127.0.0.1', port={port}, print=None)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], env=os.environ.copy())
-    url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
-            urlopen(f"{url}/healthz", timeout=1).read()
+            urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
             break
         except OSError:
             time.sleep(0.1)
-    yield url, store, net
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
         proc.wait(30)
     except subprocess.TimeoutExpired:
         proc.kill()
         raise
+
+
+def serve_network(
+    redis_server: RedisServer, net: synthetic.SyntheticNetwork, token: str | None = None
+) -> Iterator[tuple[str, TopologyStore, synthetic.SyntheticNetwork]]:
+    """The query service in its own process over ``net``'s estimated topology."""
+    store = fill(redis_server, net)
+    port = free_port()
+    proc = launch(redis_server.url, store, port, token)
+    yield f"http://127.0.0.1:{port}", store, net
+    stop(proc)
 
 
 # The viewer with a token: it sends it in the Authorization header only, and opens its event
@@ -185,3 +203,48 @@ def test_viewer_shows_camera_ids_as_text_not_markup(hostile_service) -> None:
         page.wait_for_timeout(300)  # an injected <img src=x> would have failed and alerted by now
         browser.close()
     assert dialogs == [] and errors == []
+
+
+def test_viewer_reopens_its_stream_with_a_new_token_once_the_old_one_expired(
+    redis_server,
+) -> None:
+    """The service restarts after the viewer's 2-s stream token expired: the browser's own
+    reconnect is refused (401), the viewer gets a new token and goes live again, and a change
+    made while it was away still arrives (replayed after the last change it saw)."""
+    from playwright.sync_api import sync_playwright
+
+    net = synthetic.make_network(12, seed=3)
+    store = fill(redis_server, net)
+    port = free_port()
+    proc = launch(redis_server.url, store, port, TOKEN, ttl_s=2.0)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            page = browser.new_page()
+            streams: list[tuple[str, int]] = []
+            page.on(
+                "response",
+                lambda r: streams.append((r.url, r.status)) if "/api/stream?" in r.url else None,
+            )
+            page.goto(f"http://127.0.0.1:{port}/#token={TOKEN}")
+            page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+            page.wait_for_selector("#status.live", timeout=10_000)
+            edges = page.locator("line.edge").count()
+            assert edges > 0
+            stop(proc)
+            page.wait_for_selector("#status.down", timeout=10_000)
+            time.sleep(2.5)  # the stream token has expired
+            # Changed while the viewer was away: every edge gone.
+            store.update_topology(synthetic.run(net, store.settings, 10), 400_000)
+            proc = launch(redis_server.url, store, port, TOKEN, ttl_s=2.0)
+            page.wait_for_function(
+                "document.querySelectorAll('line.edge').length === 0", timeout=30_000
+            )
+            page.wait_for_selector("#status.live", timeout=10_000)
+            browser.close()
+    finally:
+        stop(proc)
+    # Live, the browser's own reconnect refused (expired), a new token with ?after=: live again.
+    statuses = [status for _, status in streams]
+    assert statuses[0] == 200 and 401 in statuses and statuses[-1] == 200, streams
+    assert "after=" in streams[-1][0] and streams[-1][0] != streams[0][0], streams

@@ -316,7 +316,7 @@
       const query = new URLSearchParams();
       if (streamToken) query.set("stream_token", streamToken);
       if (lastId) query.set("after", lastId);
-      url = query.size ? `/api/stream?${query}` : "/api/stream";
+      url = query.toString() ? `/api/stream?${query}` : "/api/stream";
     } catch (err) {
       statusEl.textContent = err.message; statusEl.className = "status down";
       setTimeout(connect, 5000);
@@ -328,6 +328,7 @@
       statusEl.textContent = "reconnecting…"; statusEl.className = "status down";
       if (source.readyState === EventSource.CLOSED) setTimeout(connect, 2000);
     };
+    source.addEventListener("position", (msg) => { lastId = msg.lastEventId; });
     source.addEventListener("change", (msg) => {
       lastId = msg.lastEventId;
       applyChange(JSON.parse(msg.data));
