@@ -164,4 +164,5 @@ ensure_kafka
 ensure_registry
 ensure_chromium
 ensure_prometheus
+dpkg -s gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-good python3-gi >/dev/null 2>&1 || apt_install gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-good python3-gi  # RTSP test server (infra/rtsp_server.py)
 log "done"

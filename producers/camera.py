@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from camtopo.core.grid import Grid
+from producers import metrics
 from producers.detection import DetectionParams, FrameError, OccupancyDetector
-from producers.sources import END, ERROR, MISSING, OK, FrameSource
+from producers.sources import END, ERROR, MISSING, OK, FrameRead, FrameSource
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,24 @@ class VisionFeed:
         self.live = source.live
         self.detector = OccupancyDetector(grid, params)
         self.clock = clock or (lambda _k: int(time.time() * 1000))
+        self._reconnects = 0  # the source's reconnects already counted in the metrics
+
+    def _stream_health(self, read: FrameRead) -> None:
+        """A live stream's up gauge and reconnect counter, from what the read says."""
+        reconnects = int(getattr(self.source, "reconnects", 0))
+        if reconnects > self._reconnects:
+            metrics.STREAM_RECONNECTS.labels(self.camera).inc(reconnects - self._reconnects)
+            self._reconnects = reconnects
+        if read.status == OK:
+            metrics.STREAM_UP.labels(self.camera).set(1)
+        elif read.status == ERROR or (read.status == MISSING and read.detail):
+            # ERROR: lost / cannot open; MISSING with a detail: silent past the read timeout.
+            metrics.STREAM_UP.labels(self.camera).set(0)
 
     def next_frame(self, tick: int) -> FeedFrame:
         read = self.source.read()
+        if self.live:
+            self._stream_health(read)
         t_ms = read.t_ms if read.t_ms is not None else self.clock(tick)
         if read.status != OK or read.frame is None:
             return FeedFrame(t_ms, read.status if read.status != OK else ERROR, (), read.detail)

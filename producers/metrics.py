@@ -26,3 +26,14 @@ LAST_FRAME = Gauge(
     "wall time the broker confirmed the camera's latest record with a frame of data",
     ["camera"],
 )
+# Live streams (RTSP/HTTP) only: is the camera's stream delivering, and how often it came back.
+STREAM_UP = Gauge(
+    "camtopo_camera_stream_up",
+    "1 while the camera's live stream delivers frames, 0 while it is down or stalled",
+    ["camera"],
+)
+STREAM_RECONNECTS = Counter(
+    "camtopo_camera_stream_reconnects_total",
+    "times the camera's live stream was opened again after it had been lost",
+    ["camera"],
+)

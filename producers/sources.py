@@ -180,7 +180,7 @@ class LiveStreamSource:
         self._error: str | None = None
         self._last_ms = time.time() * 1000
         self.frames = 0
-        self.reconnects = 0
+        self.reconnects = 0  # times the stream was opened again after having been open
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"stream {url}", daemon=True)
         self._thread.start()
@@ -195,6 +195,7 @@ class LiveStreamSource:
         return None
 
     def _run(self) -> None:
+        was_open = False
         while not self._stop.is_set():
             cap = self._open()
             if cap is None:
@@ -203,6 +204,11 @@ class LiveStreamSource:
                 continue
             with self._lock:
                 self._error = None
+                # Counted when the stream is back, not per attempt: a server down for a
+                # minute is one reconnect, not thirty.
+                if was_open:
+                    self.reconnects += 1
+            was_open = True
             while not self._stop.is_set():
                 ok, frame = cap.read()
                 if not ok or frame is None or frame.size == 0:
@@ -213,7 +219,6 @@ class LiveStreamSource:
                     self._frame_ms = self._last_ms = int(time.time() * 1000)
                     self.frames += 1
             cap.release()
-            self.reconnects += 1
             self._stop.wait(self.reconnect_s)
 
     def _set_error(self, detail: str) -> None:
