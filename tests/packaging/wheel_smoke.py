@@ -288,7 +288,19 @@ def _check_contents(wheel: Path, src: Path) -> None:
         for path in (src / package).rglob("*")  # does not enter camtopo/infra, a symlink
         if path.is_file() and not path.is_symlink()
     ]
-    infra = ("kafka.sh", "redis.sh", "setup.sh", "kafka/pom.xml", "prometheus/alerts.yml")
+    infra = (
+        "kafka.sh",
+        "redis.sh",
+        "registry.sh",
+        "setup.sh",
+        "kafka/pom.xml",
+        # the broker's logging: log4j2 for Kafka 4 (the default), log4j 1.x for 3.9
+        "kafka/log4j2.properties",
+        "kafka/tools-log4j2.properties",
+        "kafka/log4j.properties",
+        "kafka/tools-log4j.properties",
+        "prometheus/alerts.yml",
+    )
     wanted += [f"camtopo/infra/{name}" for name in infra]
     missing = sorted(set(wanted) - names)
     if missing:
