@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from camtopo.cli import main
@@ -90,7 +91,7 @@ def test_mixed_frame_rates_are_refused_before_any_work(tmp_path: Path, capsys) -
             str(tmp_path / f"{name}.avi"), cv2.VideoWriter.fourcc(*"MJPG"), fps, (64, 48)
         )
         for _ in range(3):
-            writer.write(cv2.UMat(48, 64, cv2.CV_8UC3, (90, 90, 90)).get())
+            writer.write(np.full((48, 64, 3), 90, np.uint8))
         writer.release()
     argv = ["detect", "--folder", str(tmp_path), "-o", str(tmp_path / "o.jsonl")]
     assert main([*argv, "--network-out", str(tmp_path / "n.json"), "--no-progress"]) == 2
