@@ -65,7 +65,9 @@ def cache_dir() -> Path:
 
 
 def kafka_version() -> str:
-    """The Kafka release pinned in infra/kafka/pom.xml."""
+    """The Kafka release: ``$CAMTOPO_KAFKA_VERSION`` (e.g. 3.9.1), else infra/kafka/pom.xml's."""
+    if os.environ.get("CAMTOPO_KAFKA_VERSION"):
+        return os.environ["CAMTOPO_KAFKA_VERSION"].strip()
     pom = INFRA_DIR / "kafka" / "pom.xml"
     try:
         match = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom.read_text())

@@ -7,7 +7,8 @@
 #                  [--controller-port PORT] [--node I] [--timeout SECONDS]
 #
 # Environment defaults: CAMTOPO_KAFKA_PORT, CAMTOPO_KAFKA_BROKERS, CAMTOPO_KAFKA_DATA,
-# CAMTOPO_KAFKA_CONTROLLER_PORT, CAMTOPO_CACHE, KAFKA_HEAP_OPTS (default -Xmx512m -Xms128m).
+# CAMTOPO_KAFKA_CONTROLLER_PORT, CAMTOPO_CACHE, KAFKA_HEAP_OPTS (default -Xmx512m -Xms128m),
+# CAMTOPO_KAFKA_VERSION (default: infra/kafka/pom.xml's; e.g. 3.9.1, after infra/setup.sh with it).
 # Node I (1-based) listens on PORT+I-1 and its controller on CONTROLLER_PORT+I-1
 # (default PORT+100). Each node keeps its properties, log segments, server.log, stdout.log
 # and kafka.pid under DIR/node-I. See docs/infra.md.
@@ -25,7 +26,7 @@ die() {
 say() { printf 'kafka.sh: %s\n' "$*" >&2; }
 
 usage() {
-    sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit "${1:-2}"
 }
 
@@ -65,11 +66,20 @@ else
     mapfile -t nodes < <(seq 1 "$brokers")
 fi
 
+# The Kafka release: CAMTOPO_KAFKA_VERSION (e.g. 3.9.1), else <kafka.version> in the pom; its
+# jars are those infra/setup.sh resolved for the same setting.
 kafka_version() {
     sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$INFRA_DIR/kafka/pom.xml" | head -n 1
 }
-KAFKA_VERSION="$(kafka_version)"
+KAFKA_VERSION="${CAMTOPO_KAFKA_VERSION:-$(kafka_version)}"
 LIBS="$CACHE_DIR/kafka-$KAFKA_VERSION/libs"
+# Kafka 4 logs through log4j2, Kafka 3 through log4j 1.x (reload4j): each has its own flag and
+# file format (broker and storage tool).
+if [[ "$KAFKA_VERSION" == 3.* ]]; then
+    log_flag() { printf -- '-Dlog4j.configuration=file:%s/kafka/%s.properties' "$INFRA_DIR" "$1"; }
+else
+    log_flag() { printf -- '-Dlog4j2.configurationFile=%s/kafka/%s2.properties' "$INFRA_DIR" "$1"; }
+fi
 
 node_dir() { printf '%s/node-%s' "$data_dir" "$1"; }
 node_port() { printf '%s' $((port + $1 - 1)); }
@@ -141,7 +151,7 @@ format_node() {
     dir="$(node_dir "$i")"
     [[ -f "$dir/data/meta.properties" ]] && return 0
     cluster_id_file="$data_dir/cluster.id"
-    if ! out="$(java -cp "$LIBS/*" -Dlog4j.configuration="file:$INFRA_DIR/kafka/tools-log4j.properties" \
+    if ! out="$(java -cp "$LIBS/*" "$(log_flag tools-log4j)" \
         kafka.tools.StorageTool format -t "$(cat "$cluster_id_file")" -c "$dir/server.properties" 2>&1)"; then
         printf '%s\n' "$out" >&2
         die "formatting storage of node $i in $dir/data failed"
@@ -176,6 +186,13 @@ check_layout() {
         die "$data_dir was set up with '$(cat "$file")', not '$layout'; stop it and remove the dir, or use another --data-dir"
     fi
     printf '%s\n' "$layout" >"$file"
+    # Kafka 3.9 cannot read metadata a 4.x broker wrote ("Can't read version 4 of
+    # BrokerEndpoint", fatal at start); 3.9 -> 4.x is fine. Say so instead of a Java stack.
+    file="$data_dir/kafka-version"
+    if [[ -f "$file" && "$(cut -d. -f1 "$file")" > "${KAFKA_VERSION%%.*}" ]]; then
+        die "$data_dir was written by Kafka $(cat "$file"); Kafka $KAFKA_VERSION cannot read it: use another --data-dir or remove it"
+    fi
+    printf '%s\n' "$KAFKA_VERSION" >"$file"
 }
 
 start() {
@@ -211,7 +228,7 @@ start() {
         # shellcheck disable=SC2086  # KAFKA_HEAP_OPTS holds several options
         nohup java ${KAFKA_HEAP_OPTS:--Xmx512m -Xms128m} -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
             -Djava.awt.headless=true \
-            -Dlog4j.configuration="file:$INFRA_DIR/kafka/log4j.properties" \
+            "$(log_flag log4j)" \
             -Dkafka.logs.dir="$dir" \
             -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" >>"$dir/stdout.log" 2>&1 </dev/null &
         echo $! >"$dir/kafka.pid"
@@ -223,6 +240,12 @@ start() {
         for i in "${waiting[@]}"; do
             dir="$(node_dir "$i")"
             if ! node_pid "$i" >/dev/null; then
+                # Just launched, the child may not have exec'd java yet (its cmdline is still
+                # this script's): alive is starting, not failed.
+                if kill -0 "$(cat "$dir/kafka.pid" 2>/dev/null || echo none)" 2>/dev/null; then
+                    still+=("$i")
+                    continue
+                fi
                 print_tail "$i"
                 die "node $i exited during start-up (logs in $dir)"
             fi

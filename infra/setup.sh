@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the local real-services stack needs on a fresh Debian machine (run as root):
 #   - Debian's redis-server (apt-get), only if it is missing;
-#   - Debian's chromium and prometheus (with promtool), for the browser and operations tests;
+#   - Debian's chromium, prometheus (with promtool) and docker-compose (to validate
+#     docker-compose.yml, no Docker engine), for the browser and operations tests;
 #   - the jars of a real Apache Kafka broker, resolved from Maven Central by Maven from
 #     infra/kafka/pom.xml into ${CAMTOPO_CACHE:-$HOME/.cache/camtopo}/kafka-<version>/libs;
 #   - Apicurio Registry (a schema registry with the Confluent REST API), resolved the same way
@@ -22,10 +23,12 @@ die() {
     exit 1
 }
 
+# The Kafka release: CAMTOPO_KAFKA_VERSION (e.g. 3.9.1), else <kafka.version> in the pom.
 kafka_version() {
-    local version
-    version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM" | head -n 1)"
+    local version="${CAMTOPO_KAFKA_VERSION:-}"
+    [[ -n "$version" ]] || version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM" | head -n 1)"
     [[ -n "$version" ]] || die "no <kafka.version> in $POM"
+    [[ "$version" =~ ^[34]\.[0-9]+\.[0-9]+$ ]] || die "Kafka version '$version' is not 3.x.y or 4.x.y"
     printf '%s\n' "$version"
 }
 
@@ -84,8 +87,10 @@ ensure_kafka() {
     tmp="$(mktemp -d "$CACHE_DIR/kafka-$version/libs.tmp.XXXXXX")"
     log "resolving kafka_2.13:$version from Maven Central into $libs"
     # The Maven repository lives in the cache too, so one directory holds all of it.
+    # The pom's profile kafka3 or kafka4 brings that line's logging binding (reload4j, log4j2).
     if ! mvn -B -q -f "$POM" \
         -Dmaven.repo.local="$CACHE_DIR/m2" \
+        -Dkafka.version="$version" -P "kafka${version%%.*}" \
         "$DEPENDENCY_PLUGIN:copy-dependencies" \
         -DincludeScope=runtime -DoutputDirectory="$tmp" >"$tmp.mvn.log" 2>&1; then
         tail -n 40 "$tmp.mvn.log" >&2
@@ -153,10 +158,13 @@ ensure_chromium() {
 
 # Debian's Prometheus (and promtool), for the operations test that scrapes the real endpoints
 # and evaluates infra/prometheus/alerts.yml. Its maintainer scripts would start a system-wide
-# prometheus on :9090; apt_install's policy-rc.d forbids that.
+# prometheus on :9090; apt_install's policy-rc.d forbids that. With it Debian's docker-compose
+# (1.29, Python): `docker-compose config` validates docker-compose.yml against the compose
+# schema without a Docker daemon (tests/integration/test_compose.py); no engine is installed.
 ensure_prometheus() {
-    command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 && return
-    apt_install prometheus
+    command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 \
+        && command -v docker-compose >/dev/null 2>&1 && return
+    apt_install prometheus docker-compose
 }
 
 ensure_redis
