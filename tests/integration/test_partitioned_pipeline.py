@@ -70,6 +70,8 @@ class Workers:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         for name, value in self.settings.model_dump().items():
+            if value is None:  # unset: str(None) would be read back as the string "None"
+                continue
             env[f"CAMTOPO_{name.upper()}"] = str(value)
         env["CAMTOPO_PROCESSOR_METRICS_PORT"] = str(free_port())
         return env
