@@ -11,8 +11,11 @@ camera relation) — the figures that say what limits precision.
     python -m benchmarks.accuracy                 # the full suite (~15-30 min on 2 cores)
     python -m benchmarks.accuracy --quick         # small networks, 10 simulated min
     python -m benchmarks.accuracy --only campus-100
+    python -m benchmarks.accuracy --window-level  # issue 24: window rules, seeds 1 and 2
 
-Writes benchmarks/results/accuracy.json and accuracy.png.
+Writes benchmarks/results/accuracy.json and accuracy.png; ``--window-level`` writes
+accuracy_window.json, accuracy_window.png (window pairs) and accuracy_window_camera.png
+(overlap camera links) instead (see "window level" below and docs/research/window_level.md).
 """
 
 from __future__ import annotations
@@ -389,6 +392,286 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+# --- window level (issue 24) -----------------------------------------------------------------
+#
+# Each network of the suite, for each seed, is counted once by the product's estimator (the
+# same engine and settings as `camtopo estimate`), with the windows' activity (design effect,
+# base rate) counted beside it from the same padded blocks. At every snapshot the counts are
+# decided by each rule of window_rules() and scored: window pairs against the truth's
+# window_overlaps, and camera links (camera_edges of the overlap pairs + transit, as
+# TopologyEstimator.topology builds them) against its camera_links. The candidate pairs and
+# the activity of the final counts are saved (np.savez, --state-dir) so that decisions can be
+# re-run without recounting (--reuse-state).
+
+WINDOW_SEEDS = (1, 2)
+STATE_DIR = Path("/tmp/camtopo-window-state")
+
+
+def window_rules() -> dict[str, Any]:
+    """The rules compared: the paper's, today's (the settings' O_ref and C*), the test at its
+    defaults, and the test at a stricter lift (about today's window precision)."""
+    from camtopo.core.window_decision import WindowRule
+    from camtopo.settings import get_settings
+
+    s = get_settings()
+    return {
+        "paper": WindowRule.paper(),
+        "today": WindowRule.threshold(s.o_ref, s.c_star),
+        "test": WindowRule(),
+        "test_strict": WindowRule(rho=0.2, rho_one_way=0.1),
+    }
+
+
+def _window_state(est: Any, activity: Any, c_min: float) -> dict[str, np.ndarray]:
+    """What the decisions read from counts: candidate pairs both ways, activity, transit."""
+    from camtopo.core.evidence import candidate_pairs
+
+    i, j, o, p, o_r, p_r = candidate_pairs(est.counts, c_min)
+    act = activity.activity()
+    directed = est.transit.directed() if est.transit is not None else []
+    transit = np.array(
+        [[d.src, d.dst, d.z, d.observed, d.expected, d.median_s, d.p10_s, d.p90_s]
+         for d in directed],
+        dtype=np.float64,
+    ).reshape(-1, 8)  # fmt: skip
+    return {
+        "i": i.astype(np.int32), "j": j.astype(np.int32), "o_ij": o.astype(np.int32),
+        "p_ij": p.astype(np.int32), "o_ji": o_r.astype(np.int32), "p_ji": p_r.astype(np.int32),
+        "occupied": act.occupied, "runs": act.runs, "padded": act.padded,
+        "available": act.available, "transit": transit,
+        "observed_ticks": np.array(est.observed_ticks),
+    }  # fmt: skip
+
+
+def decide_state(
+    state: dict[str, np.ndarray], network: Any, truth: dict[str, Any], rules: dict[str, Any]
+) -> dict[str, Any]:
+    """Decide and score one counted state with every rule."""
+    from camtopo.core.evidence import WindowEdges, c_prime, camera_edges
+    from camtopo.core.topology import merge_transit
+    from camtopo.core.transit import DirectedTransit
+    from camtopo.core.window_decision import WindowActivity, decide
+    from camtopo.score import score_sets
+    from camtopo.settings import get_settings
+
+    settings = get_settings()
+    args = [state[k].astype(np.int64) for k in ("i", "j", "o_ij", "p_ij", "o_ji", "p_ji")]
+    activity = WindowActivity(state["occupied"], state["runs"], state["padded"], state["available"])
+    neighbours = network.neighbour_table(settings.spatial_radius)
+    directed = [DirectedTransit(int(r[0]), int(r[1]), *map(float, r[2:])) for r in state["transit"]]
+    # Pairs whose counts both ways are known: every pair in `state` (C_ij >= c_min one way).
+    i, j, o_ij, p_ij, o_ji, p_ji = args
+
+    def labelled(a: np.ndarray, b: np.ndarray) -> list[tuple[str, str]]:
+        pairs = zip(a.tolist(), b.tolist(), strict=True)
+        return [(network.label(x), network.label(y)) for x, y in pairs]
+
+    out: dict[str, Any] = {}
+    for name, rule in rules.items():
+        rel = decide(*args, activity, rule, neighbours)
+        # Overlap pairs with their evidence, for camera links (as in TopologyEstimator).
+        key = i * network.n_windows + j
+        order = np.argsort(key)
+        pos = order[np.searchsorted(key[order], rel.overlap_i * network.n_windows + rel.overlap_j)]
+        edges = WindowEdges(
+            rel.overlap_i, rel.overlap_j, o_ij[pos], p_ij[pos], o_ji[pos], p_ji[pos],
+            c_prime(p_ij[pos], o_ij[pos], settings.o_ref),
+            c_prime(p_ji[pos], o_ji[pos], settings.o_ref),
+        )  # fmt: skip
+        cams = merge_transit(network, camera_edges(network, edges), directed)
+        lo, hi = rel.pairs()
+        scores = score_sets(labelled(lo, hi), [(c.a, c.b, c.kind) for c in cams], truth)
+        only_overlap = score_sets(labelled(rel.overlap_i, rel.overlap_j), [], truth)["window"]
+        inside = score_sets(labelled(rel.inside_i, rel.inside_j), [], truth)["window"]
+        out[name] = {
+            **{k: asdict(v) for k, v in scores.items()},
+            "window_f1": _f1(scores["window"].precision, scores["window"].recall),
+            "overlap_pairs": asdict(only_overlap),
+            "contained_in_pairs": asdict(inside),
+        }
+    return out
+
+
+def _f1(p: float, r: float) -> float:
+    return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def run_window_network(
+    net: Net, cache: Path, state_dir: Path, snapshot_s: float, reuse: bool, progress: bool
+) -> dict[str, Any]:
+    """Count ``net`` (or reuse its saved state) and score every rule at every snapshot."""
+    from camtopo.core.grid import Network
+    from camtopo.core.topology import TopologyEstimator
+    from camtopo.core.window_decision import ActivityCounter
+    from camtopo.settings import get_settings
+    from camtopo.traces import TraceError, read_trace
+
+    def say(msg: str) -> None:
+        print(f"[{net.key}] {msg}", file=sys.stderr, flush=True)
+
+    folder = generate(net, cache, progress)
+    network = Network.load(folder / "network.json")
+    truth = json.loads((folder / "truth.json").read_text())
+    rules = window_rules()
+    c_min = min(r.c0 for r in rules.values() if r.kind == "test")
+    saved = state_dir / f"{net.key}.npz"
+    if reuse and saved.exists():
+        say(f"reusing {saved}")
+        state = dict(np.load(saved))
+        final = decide_state(state, network, truth, rules)
+        return {"net": asdict(net), "truth": truth_summary(truth), "final": final, "curve": []}
+
+    settings = get_settings()
+    activity = ActivityCounter(network.window_camera)
+
+    class Counting(TopologyEstimator):
+        def _count(self, blocks: Any) -> int:
+            def tee() -> Any:
+                for block in blocks:
+                    activity.update(block)
+                    yield block
+
+            return super()._count(tee())
+
+    est = Counting(network, settings)
+    reorder = max(1, est.tick_of(2000))  # as `camtopo estimate` (reorder_ms 2000)
+    frontier: int | None = None
+    first: int | None = None
+    advanced = -(2**62)
+    next_snap = snapshot_s
+    curve: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    for item in read_trace(folder / "occupancy.jsonl"):
+        if isinstance(item, TraceError):
+            continue
+        tick = est.tick_of(item.t_ms)
+        est.buffer.add(network.camera_index(item.camera), tick, item.occupied)
+        if frontier is None or tick > frontier:
+            frontier = tick
+            first = tick if first is None else first
+            if frontier - reorder >= advanced + 64:
+                advanced = frontier - reorder
+                est.advance(advanced)
+            while (frontier - first) * settings.tick_ms / 1000 >= next_snap:
+                state = _window_state(est, activity, c_min)
+                curve.append({"t_s": next_snap, **decide_state(state, network, truth, rules)})
+                say(f"{next_snap:.0f} s counted ({time.perf_counter() - t0:.0f} s)")
+                next_snap += snapshot_s
+    est.finish()
+    state = _window_state(est, activity, c_min)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(saved, **state)
+    final = decide_state(state, network, truth, rules)
+    say(f"done in {time.perf_counter() - t0:.0f} s; state in {saved}")
+    return {
+        "net": asdict(net),
+        "truth": truth_summary(truth),
+        "elapsed_s": time.perf_counter() - t0,
+        "final": final,
+        "curve": curve,
+    }
+
+
+def format_window(results: list[dict[str, Any]]) -> str:
+    """Window P/R/F1 per network and seed for each rule, and camera overlap P/R."""
+    rules = list(results[0]["final"]) if results else []
+    head = f"{'network':<15}{'seed':>5}{'true':>7} " + "".join(
+        f"| {name + ' P/R/F1':<18}" for name in rules
+    )
+    cam = "".join(f"| {name + ' P/R':<18}" for name in rules)
+    lines = ["window level (truth window_overlaps)", head]
+    for r in results:
+        cells = "".join(
+            f"| {v['window']['precision']:.2f}/{v['window']['recall']:.2f}/{v['window_f1']:.2f}"
+            f"{'':<4}"
+            for v in r["final"].values()
+        )
+        lines.append(
+            f"{r['net']['name']:<15}{r['net']['seed']:>5}{r['truth']['window_overlaps']:>7} {cells}"
+        )
+    for level in ("camera_overlap", "camera"):
+        what = "overlap links" if level == "camera_overlap" else "all links (overlap + transit)"
+        lines += ["", f"camera level, {what}", f"{'network':<15}{'seed':>5}{'':>7} {cam}"]
+        for r in results:
+            cells = "".join(
+                f"| {v[level]['precision']:.2f}/{v[level]['recall']:.2f}{'':<9}"
+                for v in r["final"].values()
+            )
+            lines.append(f"{r['net']['name']:<15}{r['net']['seed']:>5}{'':>7} {cells}")
+    return "\n".join(lines)
+
+
+def plot_window(
+    results: list[dict[str, Any]], path: Path, level: str = "window", title: str = "window pairs"
+) -> None:
+    """Precision and recall of ``level`` (a score_sets key) over simulated time, per network
+    (first seed), per rule."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [r for r in results if r["curve"] and r["net"]["seed"] == WINDOW_SEEDS[0]]
+    if not shown:
+        return
+    cols = min(len(shown), 2)
+    rows_ = -(-len(shown) // cols)
+    fig, axes = plt.subplots(rows_, cols, figsize=(6.2 * cols, 4.2 * rows_), squeeze=False)
+    colours = {"paper": "tab:grey", "today": "tab:blue", "test": "tab:red",
+               "test_strict": "tab:orange"}  # fmt: skip
+    for ax, r in zip(axes.ravel(), shown, strict=False):
+        t = [c["t_s"] / 60 for c in r["curve"]] + [r["net"]["duration_s"] / 60]
+        for name in r["final"]:
+            pts = [*(c[name] for c in r["curve"]), r["final"][name]]
+            colour = colours.get(name)
+            ax.plot(t, [p[level]["precision"] for p in pts], "-", color=colour,
+                    label=f"{name} precision")  # fmt: skip
+            ax.plot(t, [p[level]["recall"] for p in pts], ":", color=colour,
+                    label=f"{name} recall")  # fmt: skip
+        ax.axhline(0.8, color="grey", lw=0.6)
+        ax.set_title(f"{r['net']['name']} seed {r['net']['seed']}: {level.replace('_', ' ')}")
+        ax.set_xlabel("simulated time (min)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(shown) :]:
+        ax.axis("off")
+    axes.ravel()[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{title}: precision (solid) and recall (dotted) by rule")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main_window(args: argparse.Namespace, suite: tuple[Net, ...]) -> int:
+    from dataclasses import replace
+
+    results = []
+    for seed in args.seeds:
+        for net in suite:
+            results.append(
+                run_window_network(
+                    replace(net, seed=seed), args.cache_dir, args.state_dir,
+                    args.window_snapshot_every, args.reuse_state, not args.quiet,
+                )
+            )  # fmt: skip
+    print(format_window(results))
+    stem = "accuracy_window-quick" if args.quick else "accuracy_window"
+    out = {
+        "suite": "quick" if args.quick else "full",
+        "seeds": list(args.seeds),
+        "rules": {k: asdict(v) for k, v in window_rules().items()},
+        "snapshot_every_s": args.window_snapshot_every,
+        "networks": results,
+    }
+    (args.results_dir / f"{stem}.json").write_text(json.dumps(out, indent=1))
+    plot_window(results, args.results_dir / f"{stem}.png")
+    plot_window(
+        results, args.results_dir / f"{stem}_camera.png", "camera_overlap", "overlap camera links"
+    )
+    print(f"wrote {args.results_dir / (stem + '.json')}, {stem}.png and {stem}_camera.png")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small networks, 10 simulated minutes")
@@ -404,6 +687,17 @@ def main(argv: list[str] | None = None) -> int:
         help="snapshot interval (default 300 s, quick 120 s)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--window-level",
+        action="store_true",
+        help="issue 24: window-pair rules (paper, today, test) per network and seed",
+    )
+    p.add_argument("--seeds", type=int, nargs="+", default=list(WINDOW_SEEDS))
+    p.add_argument("--state-dir", type=Path, default=STATE_DIR, help="saved counted states")
+    p.add_argument(
+        "--reuse-state", action="store_true", help="decide saved states again (no curves)"
+    )
+    p.add_argument("--window-snapshot-every", type=float, default=900.0, metavar="S")
     args = p.parse_args(argv)
 
     suite = QUICK if args.quick else SUITE
@@ -416,6 +710,8 @@ def main(argv: list[str] | None = None) -> int:
     snapshot_s = args.snapshot_every or (120.0 if args.quick else 300.0)
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     args.results_dir.mkdir(parents=True, exist_ok=True)
+    if args.window_level:
+        return main_window(args, suite)
 
     from tqdm import tqdm
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from camtopo.core.grid import Network
 from camtopo.core.padding import PaddedBlock
+
+if TYPE_CHECKING:
+    from camtopo.core.window_decision import WindowActivity, WindowRelations, WindowRule
 
 
 class ExclusionCounts(Protocol):
@@ -94,6 +97,46 @@ def mutual_edges(half: np.ndarray, o_ref: float) -> WindowEdges:
     return WindowEdges(
         i, j, o_ij, p_ij, o_ji, p_ji, c_prime(p_ij, o_ij, o_ref), c_prime(p_ji, o_ji, o_ref)
     )
+
+
+def candidate_pairs(
+    counts: ExclusionCounts, c_min: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Directed cross-camera pairs with P_ij > 0 and C_ij >= ``c_min``, and their counts both
+    ways: int64 (m,) each of i, j, O_ij, P_ij, O_ji, P_ji. The ``test`` rule's candidates (a
+    direction below its c0 cannot pass)."""
+    i, j = counts.positive_pairs()
+    o, p = counts.pair_counts(i, j)
+    keep = (o > 0) & (p >= c_min * o)
+    i, j, o, p = i[keep], j[keep], o[keep], p[keep]
+    o_r, p_r = counts.pair_counts(j, i)
+    return i, j, o, p, o_r, p_r
+
+
+def window_relations(
+    counts: ExclusionCounts,
+    rule: WindowRule,
+    activity: WindowActivity | None = None,
+    neighbours: tuple[np.ndarray, np.ndarray] | None = None,
+) -> WindowRelations:
+    """Window pairs decided by ``rule`` (camtopo.core.window_decision): ``paper`` and
+    ``threshold`` give overlap pairs from C' both ways (what :func:`window_edges` reports);
+    ``test`` needs the windows' ``activity`` and, for ``contained_in``, the network's padding
+    neighbour table (``Network.neighbour_table(spatial_radius)``)."""
+    from camtopo.core.window_decision import WindowRelations, decide  # (it imports c_prime)
+
+    if rule.kind != "test":
+        i, j = adjacent_pairs(counts, rule.c_star, rule.o_ref)
+        order = np.lexsort((j, i))
+        e = np.zeros(0, np.int64)
+        return WindowRelations(i[order].astype(np.int64), j[order].astype(np.int64), e, e)
+    return decide(*candidate_pairs(counts, rule.c0), activity, rule, neighbours)
+
+
+def overlap_edges(counts: ExclusionCounts, relations: WindowRelations, o_ref: float) -> WindowEdges:
+    """The overlap pairs of ``relations`` as :class:`WindowEdges` (evidence both ways, C' at
+    ``o_ref``): what :func:`camera_edges` turns into camera links."""
+    return edges_of_pairs(counts, relations.overlap_i, relations.overlap_j, o_ref)
 
 
 def _pair_up(i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
