@@ -1,16 +1,17 @@
 """Every Kafka and Redis client is configured here, and nowhere else.
 
-One place for how camtopo reaches its services, so connection options (timeouts, retries, and
-next the security settings) are set once for every client: the librdkafka
-clients (producers, the counting workers, admin, the lag exporter), Faust's aiokafka clients
-(the single worker and the assemblers), the Redis clients (the store, the query service) and
-the schema registry's (``camtopo.avro`` in registry mode).
+One place for how camtopo reaches its services, so connection options (timeouts, retries,
+security: SASL_SSL / SSL for Kafka, ACL users and TLS for Redis) are set once for every client:
+the librdkafka clients (producers, the counting workers, admin, the lag exporter), Faust's
+aiokafka clients (the single worker and the assemblers), the Redis clients (the store, the
+query service) and the schema registry's (``camtopo.avro`` in registry mode).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -42,20 +43,99 @@ KafkaRole = Literal[
 ]
 
 
+class KafkaSecuritySettingsError(CamtopoError, ValueError):
+    """The Kafka security settings are incomplete (a ValueError: the command line says it in
+    one line); the message names the missing setting, never a value."""
+
+
+def _check_kafka_security(settings: Settings) -> None:
+    protocol = settings.kafka_security_protocol
+    if protocol == "SASL_SSL" and (not settings.kafka_username or settings.kafka_password is None):
+        raise KafkaSecuritySettingsError(
+            "CAMTOPO_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs CAMTOPO_KAFKA_USERNAME and "
+            "CAMTOPO_KAFKA_PASSWORD (docs/security.md)"
+        )
+    if protocol != "PLAINTEXT" and bool(settings.kafka_cert_file) != bool(settings.kafka_key_file):
+        raise KafkaSecuritySettingsError(
+            "CAMTOPO_KAFKA_CERT_FILE and CAMTOPO_KAFKA_KEY_FILE go together"
+        )
+    if protocol == "SSL" and not settings.kafka_cert_file:
+        raise KafkaSecuritySettingsError(
+            "CAMTOPO_KAFKA_SECURITY_PROTOCOL=SSL authenticates by client certificate: set "
+            "CAMTOPO_KAFKA_CERT_FILE and CAMTOPO_KAFKA_KEY_FILE (docs/security.md)"
+        )
+
+
+def _kafka_security(settings: Settings) -> dict[str, Any]:
+    """librdkafka's security options of the settings (none for PLAINTEXT). The broker's
+    certificate is always verified, host name included (librdkafka's default, set anyway)."""
+    _check_kafka_security(settings)
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return {}
+    conf: dict[str, Any] = {
+        "security.protocol": protocol,
+        "ssl.endpoint.identification.algorithm": "https",
+    }
+    if protocol == "SASL_SSL":
+        assert settings.kafka_password is not None  # _check_kafka_security
+        conf |= {
+            "sasl.mechanisms": settings.kafka_sasl_mechanism,
+            "sasl.username": settings.kafka_username,
+            "sasl.password": settings.kafka_password.get_secret_value(),
+        }
+    if settings.kafka_ca_file:
+        conf["ssl.ca.location"] = settings.kafka_ca_file
+    if settings.kafka_cert_file:
+        conf["ssl.certificate.location"] = settings.kafka_cert_file
+        conf["ssl.key.location"] = settings.kafka_key_file
+    return conf
+
+
 def kafka_config(settings: Settings, role: KafkaRole, **options: Any) -> dict[str, Any]:
     """librdkafka (confluent-kafka) configuration of a ``role`` client; ``options`` add to it
-    (group ids, offsets, idempotence: what the client is for, not how it connects)."""
+    (group ids, offsets, idempotence: what the client is for, not how it connects).
+
+    The dict holds the SASL password in clear (librdkafka takes it so): never log it."""
     return {
         "bootstrap.servers": settings.kafka_bootstrap,
         "client.id": f"camtopo-{role}",
+        **_kafka_security(settings),
         **options,
     }
+
+
+def kafka_ssl_context(settings: Settings) -> ssl.SSLContext:
+    """The TLS context of Faust's aiokafka clients: the broker's certificate verified against
+    ``kafka_ca_file`` (else the system's CAs), host name included; the client certificate if
+    one is set."""
+    context = ssl.create_default_context(cafile=settings.kafka_ca_file or None)
+    if settings.kafka_cert_file:
+        context.load_cert_chain(settings.kafka_cert_file, settings.kafka_key_file)
+    return context
 
 
 def faust_broker(settings: Settings) -> dict[str, Any]:
     """The connection keyword arguments of a ``faust.App`` (its aiokafka clients)."""
     hosts = [h.strip() for h in settings.kafka_bootstrap.split(",") if h.strip()]
-    return {"broker": ";".join(f"kafka://{h}" for h in hosts)}
+    broker: dict[str, Any] = {"broker": ";".join(f"kafka://{h}" for h in hosts)}
+    _check_kafka_security(settings)
+    protocol = settings.kafka_security_protocol
+    if protocol == "SASL_SSL":
+        import faust
+
+        assert settings.kafka_password is not None  # _check_kafka_security
+        broker["broker_credentials"] = faust.SASLCredentials(
+            username=settings.kafka_username,
+            password=settings.kafka_password.get_secret_value(),
+            ssl_context=kafka_ssl_context(settings),
+            mechanism=settings.kafka_sasl_mechanism,
+        )
+    elif protocol == "SSL":
+        import faust
+
+        broker["broker_credentials"] = faust.SSLCredentials(kafka_ssl_context(settings))
+    return broker
 
 
 class RedisLoginRefused(CamtopoError, RedisError):

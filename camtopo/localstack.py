@@ -256,6 +256,43 @@ def _stop_leftovers() -> None:
 # --- Kafka ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """A secured broker (infra/kafka.sh, docs/security.md): SASL_SSL (SCRAM-SHA-512) on the
+    client port with ACLs enforced; ``admin`` is the super user, whose password is in
+    ``admin_password_file``; the broker's PEM certificate and key, and the CA that signed it."""
+
+    tls_cert_file: Path
+    tls_key_file: Path
+    tls_ca_file: Path
+    admin_password_file: Path
+    admin: str = "admin"
+
+    def env(self) -> dict[str, str]:
+        return {
+            "CAMTOPO_KAFKA_TLS_CERT_FILE": str(self.tls_cert_file),
+            "CAMTOPO_KAFKA_TLS_KEY_FILE": str(self.tls_key_file),
+            "CAMTOPO_KAFKA_TLS_CA_FILE": str(self.tls_ca_file),
+            "CAMTOPO_KAFKA_ADMIN_USER": self.admin,
+            "CAMTOPO_KAFKA_ADMIN_PASSWORD_FILE": str(self.admin_password_file),
+        }
+
+    def client_settings(self, username: str, password: str) -> dict[str, Any]:
+        """The ``CAMTOPO_KAFKA_*`` security settings (as Settings fields) of a client."""
+        from pydantic import SecretStr
+
+        return {
+            "kafka_security_protocol": "SASL_SSL",
+            "kafka_sasl_mechanism": "SCRAM-SHA-512",
+            "kafka_username": username,
+            "kafka_password": SecretStr(password),
+            "kafka_ca_file": str(self.tls_ca_file),
+        }
+
+    def admin_settings(self) -> dict[str, Any]:
+        return self.client_settings(self.admin, self.admin_password_file.read_text().strip())
+
+
 class KafkaCluster:
     """A real KRaft Kafka on loopback: ``brokers`` combined broker+controller nodes.
 
@@ -273,6 +310,7 @@ class KafkaCluster:
         controller_port: int | None = None,
         start_timeout: float = 90.0,
         stop_at_exit: bool = True,
+        security: KafkaSecurity | None = None,
     ) -> None:
         if not 1 <= brokers <= 9:
             raise ValueError(f"brokers must be 1..9, got {brokers}")
@@ -290,6 +328,16 @@ class KafkaCluster:
         ).resolve()
         self.start_timeout = start_timeout
         self._stop_at_exit = stop_at_exit
+        self.security = security
+
+    def admin_config(self, **options: Any) -> dict[str, Any]:
+        """librdkafka configuration of an admin client (the super user when secured)."""
+        from camtopo.connections import kafka_config
+        from camtopo.settings import Settings
+
+        update = self.security.admin_settings() if self.security is not None else {}
+        settings = Settings(kafka_bootstrap=self.bootstrap, **update)
+        return kafka_config(settings, "admin", **options)
 
     def __repr__(self) -> str:
         return f"KafkaCluster(bootstrap={self.bootstrap!r}, data_dir={str(self.data_dir)!r})"
@@ -335,7 +383,8 @@ class KafkaCluster:
         check_kafka_setup()
         self._nodes(node)  # validates before any process starts
         args = [*self._args("start", node), "--timeout", str(int(self.start_timeout))]
-        _run_script("kafka.sh", args, timeout=self.start_timeout + 60)
+        env = self.security.env() if self.security is not None else None
+        _run_script("kafka.sh", args, timeout=self.start_timeout + 60, env=env)
         if self._stop_at_exit and self not in _to_stop_at_exit:
             _to_stop_at_exit.append(self)
         self.wait_ready(node)
@@ -347,7 +396,7 @@ class KafkaCluster:
 
         wanted = set(self._nodes(node))
         timeout = self.start_timeout if timeout is None else timeout
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        admin = AdminClient(self.admin_config(log_level=0))
         deadline = time.monotonic() + timeout
         seen: set[int] = set()
         last_error: Exception | None = None
@@ -374,7 +423,7 @@ class KafkaCluster:
         from confluent_kafka import KafkaError, KafkaException
         from confluent_kafka.admin import AdminClient, NewTopic
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin = AdminClient(self.admin_config())
         deadline = time.monotonic() + timeout
         # librdkafka swaps its bootstrap connection for the learned broker after the first
         # metadata reply, failing a request in flight with _DESTROY_BROKER: fetch it first.

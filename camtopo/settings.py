@@ -10,6 +10,7 @@ overridden from the environment.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -266,6 +267,25 @@ class Settings(BaseSettings):
 
     # --- services ---
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # --- Kafka security (docs/security.md, "Kafka"); every client takes them from
+    # camtopo/connections.py ---
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_SSL", "SSL"] = Field(
+        "PLAINTEXT",
+        description="PLAINTEXT (local stack) / SASL_SSL (SCRAM login over TLS) / SSL (TLS, "
+        "client certificate as the principal); docs/security.md",
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="SASL_SSL: the login mechanism"
+    )
+    kafka_username: str | None = Field(None, description="SASL_SSL: the role's Kafka user")
+    kafka_password: SecretStr | None = Field(None, description="its password (never logged)")
+    kafka_ca_file: str | None = Field(
+        None, description="SASL_SSL/SSL: CA bundle that signed the brokers' certificates"
+    )
+    kafka_cert_file: str | None = Field(
+        None, description="SASL_SSL/SSL: client certificate (PEM), if the broker asks for one"
+    )
+    kafka_key_file: str | None = Field(None, description="the client certificate's key (PEM)")
     occupancy_topic: str = "occupancy"
     topology_changes_topic: str = "topology-changes"
     dead_letter_topic: str = "occupancy-dead-letter"

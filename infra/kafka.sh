@@ -12,12 +12,23 @@
 # Node I (1-based) listens on PORT+I-1 and its controller on CONTROLLER_PORT+I-1
 # (default PORT+100). Each node keeps its properties, log segments, server.log, stdout.log
 # and kafka.pid under DIR/node-I. See docs/infra.md.
+# Secured (docs/security.md): CAMTOPO_KAFKA_TLS_CERT_FILE, _KEY_FILE (PEM, PKCS#8) and _CA_FILE
+# make the client port a SASL_SSL listener (SCRAM-SHA-512 over TLS; inter-broker traffic too,
+# as the admin user), with ACLs enforced (StandardAuthorizer, nothing allowed without an ACL);
+# CAMTOPO_KAFKA_ADMIN_PASSWORD_FILE holds the password of the super user
+# CAMTOPO_KAFKA_ADMIN_USER (default admin), created when the storage is formatted (so a
+# fresh --data-dir). The controller listener stays PLAINTEXT on loopback.
 set -euo pipefail
 
 INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(dirname "$INFRA_DIR")"
 CACHE_DIR="${CAMTOPO_CACHE:-$HOME/.cache/camtopo}"
 HOST=127.0.0.1
+tls_cert="${CAMTOPO_KAFKA_TLS_CERT_FILE:-}"
+tls_key="${CAMTOPO_KAFKA_TLS_KEY_FILE:-}"
+tls_ca="${CAMTOPO_KAFKA_TLS_CA_FILE:-}"
+admin_user="${CAMTOPO_KAFKA_ADMIN_USER:-admin}"
+admin_password_file="${CAMTOPO_KAFKA_ADMIN_PASSWORD_FILE:-}"
 
 die() {
     printf 'kafka.sh: error: %s\n' "$*" >&2
@@ -26,7 +37,7 @@ die() {
 say() { printf 'kafka.sh: %s\n' "$*" >&2; }
 
 usage() {
-    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit "${1:-2}"
 }
 
@@ -108,16 +119,21 @@ write_properties() {
     replication=$((brokers < 3 ? brokers : 3))
     # With 3 nodes, min ISR 2 keeps acks=all writes going while one node is down.
     min_isr=$((replication > 1 ? 2 : 1))
+    local client=PLAINTEXT
+    [[ -n "$tls_cert" ]] && client=SASL_SSL
+    # Mode 600: in secured mode it holds the admin password (the broker's own login).
+    : >"$dir/server.properties"
+    chmod 600 "$dir/server.properties"
     cat >"$dir/server.properties" <<EOF
 # Written by infra/kafka.sh; rewritten on every start.
 process.roles=broker,controller
 node.id=$i
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://$HOST:$(node_port "$i"),CONTROLLER://$HOST:$(node_controller_port "$i")
-advertised.listeners=PLAINTEXT://$HOST:$(node_port "$i")
+listeners=$client://$HOST:$(node_port "$i"),CONTROLLER://$HOST:$(node_controller_port "$i")
+advertised.listeners=$client://$HOST:$(node_port "$i")
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=$client
+listener.security.protocol.map=$client:$client,CONTROLLER:PLAINTEXT
 log.dirs=$dir/data
 num.partitions=1
 # camtopo creates its topics with their configured partition counts (processors/topics.py, at
@@ -144,6 +160,48 @@ num.io.threads=4
 num.recovery.threads.per.data.dir=1
 log.retention.hours=24
 EOF
+    [[ -n "$tls_cert" ]] && secured_properties "$i" >>"$dir/server.properties"
+    return 0
+}
+
+# Secured mode: the settings of the SASL_SSL listener and of the authorizer.
+check_secured() {
+    [[ -n "$tls_cert" ]] || return 0
+    local f
+    for f in "$tls_cert" "$tls_key" "$tls_ca"; do
+        [[ -n "$f" && -r "$f" ]] || die "TLS file '$f' is not readable (set CAMTOPO_KAFKA_TLS_CERT_FILE, _KEY_FILE and _CA_FILE)"
+    done
+    [[ -n "$admin_password_file" && -r "$admin_password_file" ]] \
+        || die "secured mode needs CAMTOPO_KAFKA_ADMIN_PASSWORD_FILE (the super user's password)"
+    [[ "$admin_user" =~ ^[A-Za-z0-9_.-]+$ ]] || die "CAMTOPO_KAFKA_ADMIN_USER must be a plain name"
+    # It goes into a SCRAM argument and a JAAS line: no quotes, commas or brackets.
+    [[ "$(tr -d '\n' <"$admin_password_file")" =~ ^[A-Za-z0-9._~+/-]{12,}$ ]] \
+        || die "the admin password must be 12+ characters of [A-Za-z0-9._~+/-] (openssl rand -hex 32)"
+}
+
+secured_properties() {
+    local dir password
+    dir="$(node_dir "$1")"
+    password="$(tr -d '\n' <"$admin_password_file")"
+    # Kafka's PEM keystore file: the private key (PKCS#8) and the certificate chain in one file.
+    ( umask 077; cat "$tls_key" "$tls_cert" >"$dir/keystore.pem" )
+    cat <<EOF
+# Secured mode (CAMTOPO_KAFKA_TLS_*): SASL_SSL with SCRAM-SHA-512 on the client port, ACLs on.
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$admin_user" password="$password";
+ssl.keystore.type=PEM
+ssl.keystore.location=$dir/keystore.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$tls_ca
+ssl.client.auth=requested
+ssl.endpoint.identification.algorithm=https
+ssl.enabled.protocols=TLSv1.3,TLSv1.2
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+# ANONYMOUS: the PLAINTEXT controller listener's principal (broker <-> controller, loopback).
+super.users=User:$admin_user;User:ANONYMOUS
+EOF
 }
 
 format_node() {
@@ -151,8 +209,13 @@ format_node() {
     dir="$(node_dir "$i")"
     [[ -f "$dir/data/meta.properties" ]] && return 0
     cluster_id_file="$data_dir/cluster.id"
+    local scram=()
+    # Secured mode: the super user's SCRAM credential is part of the initial metadata.
+    [[ -n "$tls_cert" ]] && scram=(--add-scram \
+        "SCRAM-SHA-512=[name=$admin_user,password=$(tr -d '\n' <"$admin_password_file")]")
     if ! out="$(java -cp "$LIBS/*" "$(log_flag tools-log4j)" \
-        kafka.tools.StorageTool format -t "$(cat "$cluster_id_file")" -c "$dir/server.properties" 2>&1)"; then
+        kafka.tools.StorageTool format -t "$(cat "$cluster_id_file")" -c "$dir/server.properties" \
+        "${scram[@]+"${scram[@]}"}" 2>&1)"; then
         printf '%s\n' "$out" >&2
         die "formatting storage of node $i in $dir/data failed"
     fi
@@ -199,6 +262,7 @@ start() {
     [[ -f "$LIBS/.complete" ]] || die "no Kafka $KAFKA_VERSION jars in $LIBS; run 'make setup' (or infra/setup.sh) first"
     command -v java >/dev/null 2>&1 || die "java not found; run 'make setup' (or infra/setup.sh) first"
     check_layout
+    check_secured
     local i dir pid started=() offsets=() formats=()
     [[ -s "$data_dir/cluster.id" ]] || new_cluster_id >"$data_dir/cluster.id"
     for i in "${nodes[@]}"; do

@@ -1,0 +1,336 @@
+"""A Kafka broker that requires SASL_SSL (SCRAM-SHA-512 over TLS) and enforces ACLs
+(infra/kafka.sh's secured mode), with certificates made at test time: one principal per role
+with least rights (processors/acls.py), each refused outside them; the single-worker pipeline
+(`camtopo produce` -> `camtopo process` -> Redis) counts through it; no password in any log."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+
+from camtopo.connections import kafka_config
+from camtopo.core.topology import TopologyEstimator
+from camtopo.localstack import KafkaCluster, KafkaSecurity, RedisServer, free_port
+from camtopo.settings import Settings
+from processors.acls import create_users, grant_roles
+from processors.topics import ensure_topics
+from tests.integration.test_security_redis import _certificates
+from topology_store.store import TopologyStore
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+REPO = Path(__file__).resolve().parents[2]
+ROLES = ("producer", "single", "assembler", "counter", "reader")
+READER_GROUP = "topology-reader"
+# A principal with no write right at all is refused its idempotent producer id: cluster level.
+REFUSED = {
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+}
+
+
+@dataclass
+class Secured:
+    kafka: KafkaCluster
+    base: Settings  # topic and group names, no credentials
+    admin: Settings
+    passwords: dict[str, str]  # user -> password (users are named after their roles)
+    folder: Path
+
+    def role(self, role: str, password: str | None = None) -> Settings:
+        sec = self.kafka.security
+        assert sec is not None
+        update = sec.client_settings(role, password or self.passwords[role])
+        return self.base.model_copy(update=update)
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
+    folder = tmp_path_factory.mktemp("kafka-tls")
+    ca, cert, key = _certificates(folder)
+    admin_password = folder / "admin.pw"
+    admin_password.write_text(secrets.token_hex(16))
+    admin_password.chmod(0o600)
+    security = KafkaSecurity(cert, key, ca, admin_password)
+    cluster = KafkaCluster(data_dir=folder / "data", security=security).start()
+    try:
+        base = Settings(
+            kafka_bootstrap=cluster.bootstrap,
+            occupancy_partitions=4,
+            redis_shards=8,
+            processor_group=f"proc-{uuid.uuid4().hex[:6]}",
+        )
+        admin = base.model_copy(update=security.admin_settings())
+        ensure_topics(admin, "all")
+        passwords = {role: secrets.token_urlsafe(18) for role in ROLES}
+        create_users(admin, passwords)
+        grant_roles(admin, {role: role for role in ROLES}, READER_GROUP)
+        yield Secured(cluster, base, admin, passwords, folder)
+    finally:
+        cluster.stop()
+
+
+# --- probes ---------------------------------------------------------------------------------
+
+
+def _write(settings: Settings, topic: str) -> int | None:
+    """Produce one record as ``settings``' principal: None if delivered, else the error code."""
+    got: list[KafkaError | None] = []
+    producer = Producer(
+        kafka_config(settings, "producer", **{"enable.idempotence": True, "log_level": 0,
+                                              "message.timeout.ms": 15000})
+    )  # fmt: skip
+    producer.produce(topic, b"probe", b"k", on_delivery=lambda err, _m: got.append(err))
+    try:
+        producer.flush(20)
+    except KafkaException as exc:  # fatal: no producer id (no write right anywhere)
+        return int(exc.args[0].code())
+    assert got, f"no delivery report for {topic}"
+    return None if got[0] is None else got[0].code()
+
+
+def _read(settings: Settings, topic: str, group: str, timeout: float = 20) -> int | None:
+    """Join ``group`` on ``topic`` as ``settings``' principal: None once partitions are
+    assigned without error, else the first error's code."""
+    assigned: list[object] = []
+    consumer = Consumer(
+        kafka_config(settings, "reader", **{"group.id": group, "log_level": 0,
+                                            "auto.offset.reset": "earliest"})
+    )  # fmt: skip
+    try:
+        consumer.subscribe([topic], on_assign=lambda _c, parts: assigned.extend(parts))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is not None:
+                return msg.error().code()
+            if assigned and msg is None:
+                return None
+        raise AssertionError(f"neither an assignment nor an error on {topic} in {timeout} s")
+    finally:
+        consumer.close()
+
+
+def test_each_role_is_refused_outside_its_rights(secured: Secured) -> None:
+    s = secured.base
+    occ, dead, changes = s.occupancy_topic, s.dead_letter_topic, s.topology_changes_topic
+    reader_group = f"{READER_GROUP}-{uuid.uuid4().hex[:6]}"
+    probes = [
+        # (role, action, topic, group, allowed)
+        ("producer", "write", occ, None, True),
+        ("producer", "write", changes, None, False),
+        ("producer", "write", dead, None, False),
+        ("producer", "read", occ, s.processor_group, False),
+        ("single", "read", occ, s.processor_group, True),
+        ("single", "read", occ, "another-group", False),
+        ("single", "write", dead, None, True),
+        ("single", "write", changes, None, True),
+        ("single", "write", occ, None, False),
+        ("single", "write", s.ranges_topic, None, False),
+        ("assembler", "write", s.ranges_topic, None, True),
+        ("assembler", "write", changes, None, False),
+        ("counter", "read", s.ranges_topic, s.counter_group, True),
+        ("counter", "read", occ, s.counter_group, False),
+        ("counter", "write", changes, None, True),
+        ("counter", "write", occ, None, False),
+        ("reader", "read", changes, reader_group, True),
+        ("reader", "read", changes, "not-a-reader-group", False),
+        ("reader", "read", occ, reader_group, False),
+        ("reader", "read", dead, reader_group, False),
+        ("reader", "write", changes, None, False),
+    ]
+    wrong = []
+    for role, action, topic, group, allowed in probes:
+        settings = secured.role(role)
+        code = _write(settings, topic) if action == "write" else _read(settings, topic, group)
+        observed = "ok" if code is None else KafkaError(code).name()
+        print(f"{role:9} {action:5} {topic:22} {group or '':20} -> {observed}")
+        if (code is None) != allowed or (code is not None and code not in REFUSED):
+            wrong.append((role, action, topic, group, observed))
+    assert not wrong, wrong
+    # The partitioned roles can check every topic's partition count at start (describe only).
+    for role in ("producer", "single", "assembler", "counter"):
+        scope = {"producer": "occupancy", "single": "single"}.get(role, "all")
+        assert ensure_topics(secured.role(role), scope)  # type: ignore[arg-type]
+
+
+def _metadata_error(conf: dict[str, object], timeout: float = 6) -> str:
+    errors: list[str] = []
+    admin = AdminClient({**conf, "log_level": 0, "error_cb": lambda e: errors.append(e.str())})
+    started = time.monotonic()
+    with pytest.raises(Exception):  # noqa: B017  KafkaException: no metadata
+        admin.list_topics(timeout=timeout)
+    assert time.monotonic() - started < timeout + 2
+    admin.poll(1)  # serves the error callbacks
+    return " | ".join(errors)
+
+
+def test_a_wrong_password_plaintext_or_an_unknown_ca_gets_nothing(secured: Secured) -> None:
+    good = kafka_config(secured.role("reader"), "admin")
+    wrong = _metadata_error({**good, "sasl.password": "not-the-password"})
+    assert "Authentication failed" in wrong or "SASL" in wrong, wrong
+    assert "not-the-password" not in wrong and secured.passwords["reader"] not in wrong
+    plain = {"bootstrap.servers": secured.kafka.bootstrap}
+    _metadata_error(plain)
+    no_ca = {k: v for k, v in good.items() if k != "ssl.ca.location"}
+    assert "certificate verify failed" in _metadata_error(no_ca)
+
+
+def test_a_new_password_replaces_the_old_one(secured: Secured) -> None:
+    """Rotation as docs/security.md describes it: re-key a user; the old password is refused
+    from then on, the new one works (an open connection is not touched)."""
+    assert secured.kafka.security is not None
+    old, new = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
+    create_users(secured.admin, {"reader-2": old})
+    grant_roles(secured.admin, {"reader": "reader-2"}, READER_GROUP)
+
+    def as_(password: str) -> Settings:
+        update = secured.kafka.security.client_settings("reader-2", password)  # type: ignore[union-attr]
+        return secured.base.model_copy(update=update)
+
+    changes, group = secured.base.topology_changes_topic, f"{READER_GROUP}-{uuid.uuid4().hex[:6]}"
+    assert _read(as_(old), changes, group) is None
+    create_users(secured.admin, {"reader-2": new})
+    time.sleep(1)  # the new credential reaches the broker through the metadata log
+    assert _read(as_(new), changes, group) is None
+    refused = _metadata_error(kafka_config(as_(old), "admin"))
+    assert "Authentication failed" in refused or "SASL" in refused, refused
+
+
+# --- the pipeline ---------------------------------------------------------------------------
+
+
+def _camtopo(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "camtopo.cli", *args], env=env, cwd=REPO,
+        stdout=log.open("ab"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def _env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMTOPO_")}
+    if "CAMTOPO_CACHE" in os.environ:
+        env["CAMTOPO_CACHE"] = os.environ["CAMTOPO_CACHE"]
+    for name in (
+        "kafka_bootstrap", "kafka_security_protocol", "kafka_sasl_mechanism", "kafka_username",
+        "kafka_ca_file", "occupancy_partitions", "redis_url", "redis_shards", "processor_group",
+    ):  # fmt: skip
+        env[f"CAMTOPO_{name.upper()}"] = str(getattr(settings, name))
+    assert settings.kafka_password is not None
+    env["CAMTOPO_KAFKA_PASSWORD"] = settings.kafka_password.get_secret_value()
+    return env | extra
+
+
+def _frames_counted(port: int) -> float:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(
+        s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+        if s.name == "camtopo_frames_counted_total"
+    )
+
+
+def test_the_single_worker_pipeline_counts_with_acls_and_logs_no_password(
+    secured: Secured, tmp_path: Path
+) -> None:
+    cameras, seed, seconds = 6, 4, 20
+    redis_server = RedisServer(data_dir=tmp_path / "redis").start()
+    redis_url = redis_server.url
+    sim = tmp_path / "sim"
+    done = subprocess.run(
+        [sys.executable, "-m", "camtopo.cli", "simulate", "--scenario", "campus", "--cameras",
+         str(cameras), "--duration", "1", "--seed", str(seed), "--out", str(sim)],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    network = sim / "network.json"
+    metrics_port = free_port()
+    proc_env = _env(
+        secured.role("single").model_copy(update={"redis_url": redis_url}),
+        CAMTOPO_PROCESSOR_METRICS_PORT=str(metrics_port),
+        CAMTOPO_IDLE_PARTITION_SECONDS="2",
+    )
+    prod_env = _env(secured.role("producer").model_copy(update={"redis_url": redis_url}))
+    proc_log, prod_log = tmp_path / "processor.log", tmp_path / "producer.log"
+    processor = _camtopo("process", "--network", str(network), env=proc_env, log=proc_log)
+    producer = None
+    started = time.monotonic()
+    try:
+        deadline = time.monotonic() + 90
+        while True:  # its /metrics answers once it runs
+            assert processor.poll() is None, proc_log.read_text()[-3000:]
+            try:
+                _frames_counted(metrics_port)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, proc_log.read_text()[-3000:]
+                time.sleep(0.5)
+        producer = _camtopo(
+            "produce", "--simulate", "--scenario", "campus", "--cameras", str(cameras),
+            "--seed", str(seed), "--duration", str(seconds), "--no-progress",
+            env=prod_env, log=prod_log,
+        )  # fmt: skip
+        assert producer.wait(seconds + 90) == 0, prod_log.read_text()[-3000:]
+        assert "delivery failures 0" in prod_log.read_text(), prod_log.read_text()[-3000:]
+        deadline = time.monotonic() + 60
+        counted = 0.0
+        while counted <= 0 and time.monotonic() < deadline:
+            assert processor.poll() is None, proc_log.read_text()[-3000:]
+            counted = _frames_counted(metrics_port)
+            time.sleep(0.5)
+        assert counted > 0, proc_log.read_text()[-3000:]
+        # ... and the counts reach Redis (the pending checkpoint once the stream pauses).
+        from camtopo.core.grid import Network
+
+        net = Network.load(network)
+        settings = secured.base.model_copy(update={"redis_url": redis_url})
+        deadline = time.monotonic() + 60
+        while True:
+            est = TopologyEstimator(net, settings)
+            cp = TopologyStore(redis_url, net, settings).load_into(est)
+            # a whole checkpoint (every shard), with count rows
+            if cp is not None and cp.range_id >= 0 and cp.rows > 0:
+                break
+            assert time.monotonic() < deadline, "no whole checkpoint with counts in Redis"
+            assert processor.poll() is None, proc_log.read_text()[-3000:]
+            time.sleep(1)
+        print(f"pipeline: {counted:.0f} frames counted, checkpoint range {cp.range_id}, "
+              f"{cp.rows} rows, {time.monotonic() - started:.1f} s")  # fmt: skip
+    finally:
+        for p in (producer, processor):
+            if p is not None and p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        redis_server.stop()
+    # No secret in any log: the processor's and producer's output (stdout and stderr) and the
+    # broker's server.log.
+    secrets_ = [*secured.passwords.values(), secured.admin.kafka_password.get_secret_value()]
+    logs = {
+        "processor": proc_log.read_text(errors="replace"),
+        "producer": prod_log.read_text(errors="replace"),
+        "broker": secured.kafka.log_path().read_text(errors="replace"),
+    }
+    leaked = [
+        (name, i) for name, text in logs.items() for i, pw in enumerate(secrets_) if pw in text
+    ]
+    assert not leaked, leaked
+    assert all(logs.values())
