@@ -242,7 +242,7 @@ def _sigkill(pid: int, timeout: float = 10.0) -> None:
     raise StackError(f"pid {pid} still alive {timeout:.0f}s after SIGKILL")
 
 
-_to_stop_at_exit: list[KafkaCluster | RedisServer | SchemaRegistry] = []
+_to_stop_at_exit: list[KafkaCluster | _ScriptService] = []
 
 
 @atexit.register
@@ -512,8 +512,89 @@ class RedisSecurity:
         return env
 
 
-class RedisServer:
-    """A real redis-server on loopback with the append-only file on (survives SIGKILL)."""
+class _ScriptService:
+    """One server that an ``infra/`` script starts and stops on a loopback port, with its data,
+    log and pid file in ``data_dir``: what the Redis server and the schema registry share."""
+
+    script = ""  # in infra/
+    name = ""  # its log and pid files: NAME.log, NAME.pid
+    setup_check: staticmethod[[], None]
+    pid_marker = ""  # in its command line, formatted with the port (guards pid reuse)
+
+    def __init__(
+        self,
+        port: int | None,
+        data_dir: Path | str | None,
+        start_timeout: float,
+        stop_at_exit: bool,
+    ) -> None:
+        self.port = port if port is not None else free_port()
+        self.data_dir = Path(
+            data_dir if data_dir is not None else tempfile.mkdtemp(prefix=f"camtopo-{self.name}-")
+        ).resolve()
+        self.start_timeout = start_timeout
+        self._stop_at_exit = stop_at_exit
+
+    @property
+    def url(self) -> str:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(url={self.url!r}, data_dir={str(self.data_dir)!r})"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        return _pid_alive(self.data_dir / f"{self.name}.pid", self.pid_marker.format(self.port))
+
+    def is_running(self) -> bool:
+        return self.pid() is not None
+
+    def _args(self, command: str) -> list[str]:
+        return [command, "--port", str(self.port), "--dir", str(self.data_dir)]
+
+    def _env(self) -> dict[str, str]:
+        return {}
+
+    def start(self) -> Self:
+        """Start if not running; return once it answers."""
+        type(self).setup_check()
+        args = [*self._args("start"), "--timeout", str(int(self.start_timeout))]
+        _run_script(self.script, args, timeout=self.start_timeout + 30, env=self._env())
+        if self._stop_at_exit and self not in _to_stop_at_exit:
+            _to_stop_at_exit.append(self)
+        return self
+
+    def stop(self) -> None:
+        """Stop cleanly (SIGTERM, then SIGKILL if it lingers). Data on disk is kept."""
+        _run_script(self.script, self._args("stop"), timeout=60)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        pid = self.pid()
+        if pid is not None:
+            _sigkill(pid)
+        _wait_port_closed(self.port, timeout=10)
+
+    def restart(self) -> Self:
+        self.stop()
+        return self.start()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class RedisServer(_ScriptService):
+    """A real redis-server on loopback with the append-only file on (survives SIGKILL: only what
+    is already in the AOF is kept, which is every acknowledged write)."""
+
+    script, name, pid_marker = "redis.sh", "redis", ":{}"
+    setup_check = staticmethod(check_redis_setup)
 
     def __init__(
         self,
@@ -527,68 +608,18 @@ class RedisServer:
     ) -> None:
         if appendfsync not in ("always", "everysec", "no"):
             raise ValueError(f"appendfsync must be always|everysec|no, got {appendfsync!r}")
-        self.port = port if port is not None else free_port()
-        self.data_dir = Path(
-            data_dir if data_dir is not None else tempfile.mkdtemp(prefix="camtopo-redis-")
-        ).resolve()
+        super().__init__(port, data_dir, start_timeout, stop_at_exit)
         self.appendfsync = appendfsync
-        self.start_timeout = start_timeout
-        self._stop_at_exit = stop_at_exit
         self.security = security
-
-    def __repr__(self) -> str:
-        return f"RedisServer(url={self.url!r}, data_dir={str(self.data_dir)!r})"
 
     @property
     def url(self) -> str:
         tls = self.security is not None and self.security.tls_cert_file is not None
         return f"{'rediss' if tls else 'redis'}://{LOOPBACK}:{self.port}/0"
 
-    @property
-    def log_path(self) -> Path:
-        return self.data_dir / "redis.log"
-
-    def pid(self) -> int | None:
-        return _pid_alive(self.data_dir / "redis.pid", f":{self.port}")
-
-    def is_running(self) -> bool:
-        return self.pid() is not None
-
-    def _args(self, command: str) -> list[str]:
-        return [command, "--port", str(self.port), "--dir", str(self.data_dir)]
-
-    def start(self) -> Self:
-        """Start if not running; return once it answers PING (its AOF loaded)."""
-        check_redis_setup()
-        args = [*self._args("start"), "--timeout", str(int(self.start_timeout))]
+    def _env(self) -> dict[str, str]:
         env = {"CAMTOPO_REDIS_APPENDFSYNC": self.appendfsync}
-        if self.security is not None:
-            env |= self.security.env()
-        _run_script("redis.sh", args, timeout=self.start_timeout + 30, env=env)
-        if self._stop_at_exit and self not in _to_stop_at_exit:
-            _to_stop_at_exit.append(self)
-        return self
-
-    def stop(self) -> None:
-        """Stop cleanly (SIGTERM: Redis fsyncs the AOF first). Data is kept."""
-        _run_script("redis.sh", self._args("stop"), timeout=60)
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would: only what is already in the AOF survives."""
-        pid = self.pid()
-        if pid is not None:
-            _sigkill(pid)
-        _wait_port_closed(self.port, timeout=10)
-
-    def restart(self) -> Self:
-        self.stop()
-        return self.start()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return env | (self.security.env() if self.security is not None else {})
 
 
 # --- schema registry --------------------------------------------------------------------------
@@ -597,9 +628,13 @@ REGISTRY_API = "/apis/ccompat/v7"  # Apicurio's Confluent-compatible API
 REGISTRY_DEFAULT_PORT = 8081  # Confluent's; 8080 (Apicurio's own) is the query service's
 
 
-class SchemaRegistry:
-    """Apicurio Registry on loopback, in-memory storage; ``.url`` is the Confluent-compatible
-    API root, what ``CAMTOPO_SCHEMA_REGISTRY_URL`` and Confluent's clients take."""
+class SchemaRegistry(_ScriptService):
+    """Apicurio Registry on loopback, in-memory storage (its schemas go with a stop); ``.url``
+    is the Confluent-compatible API root, what ``CAMTOPO_SCHEMA_REGISTRY_URL`` and Confluent's
+    clients take."""
+
+    script, name, pid_marker = "registry.sh", "registry", "-Dquarkus.http.port={} "
+    setup_check = staticmethod(check_registry_setup)
 
     def __init__(
         self,
@@ -609,61 +644,11 @@ class SchemaRegistry:
         start_timeout: float = 60.0,
         stop_at_exit: bool = True,
     ) -> None:
-        self.port = port if port is not None else free_port()
-        self.data_dir = Path(
-            data_dir if data_dir is not None else tempfile.mkdtemp(prefix="camtopo-registry-")
-        ).resolve()
-        self.start_timeout = start_timeout
-        self._stop_at_exit = stop_at_exit
-
-    def __repr__(self) -> str:
-        return f"SchemaRegistry(url={self.url!r}, data_dir={str(self.data_dir)!r})"
+        super().__init__(port, data_dir, start_timeout, stop_at_exit)
 
     @property
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}{REGISTRY_API}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.data_dir / "registry.log"
-
-    def pid(self) -> int | None:
-        return _pid_alive(self.data_dir / "registry.pid", f"-Dquarkus.http.port={self.port} ")
-
-    def is_running(self) -> bool:
-        return self.pid() is not None
-
-    def _args(self, command: str) -> list[str]:
-        return [command, "--port", str(self.port), "--dir", str(self.data_dir)]
-
-    def start(self) -> Self:
-        """Start if not running; return once the Confluent-compatible API answers."""
-        check_registry_setup()
-        args = [*self._args("start"), "--timeout", str(int(self.start_timeout))]
-        _run_script("registry.sh", args, timeout=self.start_timeout + 30)
-        if self._stop_at_exit and self not in _to_stop_at_exit:
-            _to_stop_at_exit.append(self)
-        return self
-
-    def stop(self) -> None:
-        """Stop (SIGTERM; SIGKILL after 20 s). In-memory storage: its schemas go with it."""
-        _run_script("registry.sh", self._args("stop"), timeout=60)
-
-    def kill(self) -> None:
-        pid = self.pid()
-        if pid is not None:
-            _sigkill(pid)
-        _wait_port_closed(self.port, timeout=10)
-
-    def restart(self) -> Self:
-        self.stop()
-        return self.start()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 # --- camtopo stack up|down|status -------------------------------------------------------------
