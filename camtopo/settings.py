@@ -28,7 +28,12 @@ class Settings(BaseSettings):
     grid_rows: int = Field(9, ge=1, description="windows down a 240 px frame")
     frame_width: int = Field(320, ge=1)
     frame_height: int = Field(240, ge=1)
-    fps: int = Field(10, ge=1, description="frame rate; one tick = 1/fps s")
+    fps: int = Field(
+        10,
+        ge=1,
+        description="frame rate; one tick = 1/fps s. estimate, process and store follow "
+        "network.json's fps (this one, set to another value, is refused as a contradiction)",
+    )
 
     # --- padding (section 4.1, 4.2) ---
     spatial_radius: int = Field(1, ge=0, description="1 = the 8-neighbourhood")

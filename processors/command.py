@@ -39,12 +39,14 @@ def run(args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server
 
     from camtopo.core.grid import Network
+    from camtopo.estimate import network_clock
     from camtopo.settings import get_settings
     from processors.topics import ensure_topics
     from topology_store.store import TopologyStore
 
-    settings = get_settings()
     network = Network.load(args.network)
+    # A tick is one frame of the network (as offline): its ranges and padding in its own rate.
+    settings = network_clock(get_settings(), network)
     logging.basicConfig(level=args.loglevel.upper())
     # Before anything reads Kafka: a topic the broker auto-created (1 partition) would leave
     # this worker owning part of the partitions it waits for, counting nothing. A wrong count

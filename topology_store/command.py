@@ -81,11 +81,13 @@ def run_store(args: argparse.Namespace) -> int:
     import json
 
     from camtopo.core.grid import Network
+    from camtopo.estimate import network_clock
     from camtopo.settings import get_settings
     from topology_store.store import TopologyStore
 
-    settings = get_settings()
-    store = TopologyStore(settings.redis_url, Network.load(args.network), settings)
+    network = Network.load(args.network)
+    settings = network_clock(get_settings(), network)  # range ids count the network's ticks
+    store = TopologyStore(settings.redis_url, network, settings)
     try:
         if args.action == "rewind":
             moved = store.rewind()
