@@ -27,6 +27,8 @@ die() {
     exit 1
 }
 say() { printf 'redis.sh: %s\n' "$*" >&2; }
+# shellcheck source=infra/daemon.sh
+source "$INFRA_DIR/daemon.sh"
 usage() {
     sed -n '2,7p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit "${1:-2}"
@@ -112,12 +114,6 @@ security_args() {
     fi
 }
 
-print_tail() {
-    [[ -s "$LOGFILE" ]] || return 0
-    printf -- '--- last lines of %s ---\n' "$LOGFILE" >&2
-    tail -n 25 "$LOGFILE" >&2
-}
-
 start() {
     command -v redis-server >/dev/null 2>&1 \
         || die "redis-server not found; run 'make setup' (or infra/setup.sh) first"
@@ -154,26 +150,6 @@ start() {
     done
     # Loading a large AOF answers PING with LOADING errors; PONG means the data is in.
     say "ready on $HOST:$port (pid $(server_pid || echo '?'), data $dir)"
-}
-
-stop() {
-    local pid deadline
-    if ! pid="$(server_pid)"; then
-        rm -f "$PIDFILE"
-        say "not running ($HOST:$port)"
-        return 0
-    fi
-    # SIGTERM = SHUTDOWN: Redis flushes and fsyncs the AOF before exiting.
-    kill -TERM "$pid" 2>/dev/null || true
-    deadline=$((SECONDS + 20))
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.05; done
-    if kill -0 "$pid" 2>/dev/null; then
-        say "pid $pid ignored SIGTERM for 20s; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
-    fi
-    rm -f "$PIDFILE"
-    say "stopped ($HOST:$port)"
 }
 
 status() {

@@ -24,6 +24,8 @@ die() {
     exit 1
 }
 say() { printf 'registry.sh: %s\n' "$*" >&2; }
+# shellcheck source=infra/daemon.sh
+source "$INFRA_DIR/daemon.sh"
 usage() {
     sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit "${1:-2}"
@@ -68,12 +70,6 @@ ready() {
 }
 port_open() { (exec 3<>"/dev/tcp/$HOST/$port") 2>/dev/null; }
 
-print_tail() {
-    [[ -s "$LOGFILE" ]] || return 0
-    printf -- '--- last lines of %s ---\n' "$LOGFILE" >&2
-    tail -n 25 "$LOGFILE" >&2
-}
-
 start() {
     [[ -f "$HOME_DIR/.complete" && -f "$JAR" ]] \
         || die "no Apicurio Registry $APICURIO_VERSION in $HOME_DIR; run 'make setup' (or infra/setup.sh) first"
@@ -108,25 +104,6 @@ start() {
         sleep 0.2
     done
     say "ready on http://$HOST:$port/apis/ccompat/v7 (pid $(server_pid || echo '?'), log $LOGFILE)"
-}
-
-stop() {
-    local pid deadline
-    if ! pid="$(server_pid)"; then
-        rm -f "$PIDFILE"
-        say "not running ($HOST:$port)"
-        return 0
-    fi
-    kill -TERM "$pid" 2>/dev/null || true
-    deadline=$((SECONDS + 20))
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.05; done
-    if kill -0 "$pid" 2>/dev/null; then
-        say "pid $pid ignored SIGTERM for 20s; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
-    fi
-    rm -f "$PIDFILE"
-    say "stopped ($HOST:$port)"
 }
 
 status() {

@@ -290,6 +290,7 @@ def _check_contents(wheel: Path, src: Path) -> None:
     ]
     infra = (
         "kafka.sh",
+        "daemon.sh",  # sourced by redis.sh and registry.sh
         "redis.sh",
         "registry.sh",
         "setup.sh",
