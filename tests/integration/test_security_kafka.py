@@ -30,7 +30,7 @@ from topology_store.store import TopologyStore
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
-ROLES = ("producer", "single", "assembler", "counter", "reader")
+ROLES = ("producer", "single", "assembler", "counter", "reader", "lag-exporter")
 READER_GROUP = "topology-reader"
 # A principal with no write right at all is refused its idempotent producer id: cluster level.
 REFUSED = {
@@ -140,7 +140,14 @@ def test_each_role_is_refused_outside_its_rights(secured: Secured) -> None:
         ("single", "write", s.ranges_topic, None, False),
         ("assembler", "write", s.ranges_topic, None, True),
         ("assembler", "write", changes, None, False),
+        ("assembler", "read", occ, s.assembler_group, True),
+        ("assembler", "read", changes, s.assembler_group, False),
+        ("assembler", "read", occ, s.counter_group, False),
+        ("assembler", "write", occ, None, False),
         ("counter", "read", s.ranges_topic, s.counter_group, True),
+        ("counter", "read", s.ranges_topic, s.assembler_group, False),
+        ("counter", "write", s.ranges_topic, None, False),
+        ("counter", "write", dead, None, False),
         ("counter", "read", occ, s.counter_group, False),
         ("counter", "write", changes, None, True),
         ("counter", "write", occ, None, False),
@@ -149,6 +156,9 @@ def test_each_role_is_refused_outside_its_rights(secured: Secured) -> None:
         ("reader", "read", occ, reader_group, False),
         ("reader", "read", dead, reader_group, False),
         ("reader", "write", changes, None, False),
+        ("lag-exporter", "read", occ, s.assembler_group, False),
+        ("lag-exporter", "read", changes, reader_group, False),
+        ("lag-exporter", "write", changes, None, False),
     ]
     wrong = []
     for role, action, topic, group, allowed in probes:
@@ -334,3 +344,158 @@ def test_the_single_worker_pipeline_counts_with_acls_and_logs_no_password(
     ]
     assert not leaked, leaked
     assert all(logs.values())
+
+
+# --- the partitioned pipeline and the lag exporter -------------------------------------------
+
+# The settings that name a topic or a group: the ACLs are granted on these names.
+_NAMES = (
+    "occupancy_topic", "dead_letter_topic", "topology_changes_topic", "ranges_topic",
+    "counter_shards_topic", "assembler_group", "counter_group", "processor_group",
+)  # fmt: skip
+
+
+def _secrets(secured: Secured) -> list[str]:
+    assert secured.admin.kafka_password is not None
+    return [*secured.passwords.values(), secured.admin.kafka_password.get_secret_value()]
+
+
+def _leaks(texts: dict[str, str], secrets_: list[str]) -> list[tuple[str, int, str]]:
+    """(log, secret index, form) of every secret found in a text, raw, URL-encoded or base64
+    (alone, or as HTTP Basic's user:password)."""
+    import base64
+    from urllib.parse import quote
+
+    found = []
+    for i, secret in enumerate(secrets_):
+        forms = {
+            "raw": secret,
+            "url": quote(secret, safe=""),
+            "base64": base64.b64encode(secret.encode()).decode().rstrip("="),
+        }
+        for name, text in texts.items():
+            found += [(name, i, form) for form, value in forms.items() if value in text]
+            if any(base64.b64encode(f"{u}:{secret}".encode()).decode() in text for u in ROLES):
+                found.append((name, i, "basic"))
+    return found
+
+
+def _lag_series(port: int) -> tuple[float, dict[tuple[str, str], float]]:
+    """(kafka_up, (group, topic) -> lag_sum) of a lag exporter's /metrics."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    up, sums = -1.0, {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "camtopo_lag_exporter_kafka_up":
+                up = s.value
+            elif s.name == "kafka_consumergroup_lag_sum":
+                sums[(s.labels["consumergroup"], s.labels["topic"])] = s.value
+    return up, sums
+
+
+def test_the_partitioned_pipeline_and_the_lag_exporter_work_with_acls(
+    secured: Secured, tmp_path: Path
+) -> None:
+    """`--role assemble` and `--role count`, each as its own principal with only its ACLs
+    (granted on fresh topics and groups), count what the offline estimator counts; `camtopo
+    lag-exporter` as its principal reports the groups' lag; no password in any of their logs."""
+    from tests.integration.conftest import Stack
+    from tests.integration.test_partitioned_pipeline import (
+        Workers,
+        _assert_shards_equal_offline,
+        _wait_all_shards,
+    )
+    from tests.integration.test_streaming import _last_range, _trace
+
+    class SecuredWorkers(Workers):
+        """Each worker logs in as its role's user (the password only in its environment)."""
+
+        role = "assembler"
+
+        def start(self, name: str, role: str) -> None:
+            self.role = {"assemble": "assembler", "count": "counter"}[role]
+            super().start(name, role)
+
+        def env(self) -> dict[str, str]:
+            env = {k: v for k, v in super().env().items() if k != "CAMTOPO_KAFKA_PASSWORD"}
+            password = secured.passwords[self.role]
+            return env | {"CAMTOPO_KAFKA_USERNAME": self.role, "CAMTOPO_KAFKA_PASSWORD": password}
+
+    tag = uuid.uuid4().hex[:6]
+    redis_server = RedisServer(data_dir=tmp_path / "redis").start()
+    occ, dead = f"occ-{tag}", f"dead-{tag}"
+    settings = secured.role("assembler").model_copy(
+        update={
+            "occupancy_topic": occ,
+            "dead_letter_topic": dead,
+            "topology_changes_topic": f"changes-{tag}",
+            "processor_group": f"proc-{tag}",
+            "redis_url": redis_server.url,
+            "idle_partition_seconds": 2.0,
+        }
+    )
+    stack = Stack(secured.kafka, redis_server, occ, dead, redis_server.url, settings,
+                  tmp_path / "network.json")  # fmt: skip
+    workers = SecuredWorkers(stack, tmp_path)
+    # Every checkpoint writes every shard: the wait below ends as soon as the last range is
+    # counted (spread checkpoints are test_partitioned_pipeline's business).
+    workers.settings = workers.settings.model_copy(update={"counter_checkpoint_spread_ranges": 1})
+    names = {k: getattr(workers.settings, k) for k in _NAMES}
+    admin = secured.admin.model_copy(update=names)
+    ensure_topics(admin, "all")  # the admin creates the topics; no role may
+    grant_roles(admin, {r: r for r in ("producer", "assembler", "counter", "lag-exporter")})
+    lag_port = free_port()
+    lag_env = _env(secured.role("lag-exporter"))
+    lag_log = tmp_path / "lag-exporter.log"
+    exporter = _camtopo("lag-exporter", "--host", "127.0.0.1", "--port", str(lag_port),
+                        env=lag_env, log=lag_log)  # fmt: skip
+    started = time.monotonic()
+    try:
+        sim, records = _trace(12, 60, seed=5)
+        sim.network.save(stack.network_path)
+        producer = Producer(
+            kafka_config(secured.role("producer").model_copy(update=names), "producer",
+                         **{"enable.idempotence": True, "log_level": 0})
+        )  # fmt: skip
+        for rec in records:
+            producer.produce(occ, rec.value, rec.camera.encode(), timestamp=rec.send_ms)
+            producer.poll(0)
+        assert producer.flush(60) == 0
+        workers.start("assemble-1", "assemble")
+        workers.start("count-1", "count")
+        produced = time.monotonic()
+        _wait_all_shards(workers, sim.network, _last_range(workers.settings, records), 120)
+        counted = time.monotonic()
+        # The exporter, logged in as a principal that may describe but not read, sees the
+        # assemblers' committed offsets on the occupancy topic.
+        deadline = time.monotonic() + 30
+        asm = (workers.settings.assembler_group, occ)
+        while True:
+            assert exporter.poll() is None, lag_log.read_text()[-3000:]
+            try:
+                up, sums = _lag_series(lag_port)
+            except OSError:
+                up, sums = -1.0, {}
+            if up == 1.0 and sums.get(asm) == 0:
+                break
+            assert time.monotonic() < deadline, (up, sums, lag_log.read_text()[-3000:])
+            time.sleep(1)
+        _assert_shards_equal_offline(workers, sim.network, records)
+        print(
+            f"partitioned pipeline with ACLs: produced in {produced - started:.1f} s, counted "
+            f"{counted - produced:.1f} s later, {time.monotonic() - started:.1f} s in all; "
+            f"lag {sums}"
+        )
+    finally:
+        workers.stop()
+        exporter.terminate()
+        exporter.wait(30)
+        redis_server.stop()
+    texts = {p.name: p.read_text(errors="replace") for p in tmp_path.glob("*.log")}
+    texts["broker"] = secured.kafka.log_path().read_text(errors="replace")
+    assert {"assemble-1.log", "count-1.log", "lag-exporter.log"} <= set(texts)
+    assert not _leaks(texts, _secrets(secured))
