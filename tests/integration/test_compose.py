@@ -359,3 +359,333 @@ def test_the_image_is_built_from_the_wheel_of_the_packages_the_smoke_checks() ->
     assert "RUN pip wheel --no-deps -w /wheels ." in dockerfile
     assert "pip install /tmp/wheels/camtopo-*.whl" in dockerfile
     assert (REPO / "camtopo" / "infra").is_symlink()
+
+
+# --- the secured stack (docker-compose.secured.yml over docker-compose.yml) -------------------
+
+SECURED = REPO / "docker-compose.secured.yml"
+SECRETS_SCRIPT = REPO / "infra" / "compose-secrets.sh"
+# camtopo service -> the Kafka role it logs in as (processors/acls.py); None: no Kafka.
+KAFKA_ROLES = {
+    "producers": "producer",
+    "processor": "single",
+    "assembler": "assembler",
+    "counter": "counter",
+    "lag-exporter": "lag-exporter",
+    "query": None,
+}
+REDIS_CLIENTS = ("processor", "assembler", "counter", "query")
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    """(the secured stack as compose resolves it, partitioned profile included; its secrets)
+    with secrets made by infra/compose-secrets.sh."""
+    folder = tmp_path_factory.mktemp("compose-secrets") / "secrets"
+    done = subprocess.run([str(SECRETS_SCRIPT), str(folder)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    tool = shutil.which("docker-compose")
+    assert tool is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CAMTOPO_", "COMPOSE_"))}
+    env["CAMTOPO_SECRETS_DIR"] = str(folder)
+    resolved = subprocess.run(
+        [tool, "--env-file", str(folder / "compose.env"), "-f", str(COMPOSE), "-f",
+         str(SECURED), "--project-directory", str(REPO), "--profile", "partitioned", "config"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert resolved.returncode == 0, resolved.stderr
+    return yaml.safe_load(resolved.stdout), folder
+
+
+def _listeners(env: dict[str, str]) -> dict[str, tuple[str, int, str]]:
+    """listener name -> (bind address, port, security protocol) of a Kafka service."""
+    protocols = dict(p.split(":") for p in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    out = {}
+    for listener in env["KAFKA_LISTENERS"].split(","):
+        name, _, address = listener.partition("://")
+        host, _, port = address.rpartition(":")
+        out[name] = (host, int(port), protocols[name])
+    return out
+
+
+def _published(service: dict[str, Any]) -> list[tuple[str, int]]:
+    """(host address, container port) of each port the service publishes."""
+    out = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            out.append((port.get("host_ip", "0.0.0.0"), int(port["target"])))
+        else:
+            parts = str(port).split(":")
+            target = parts[-1].split("/")[0]  # "9092/tcp"
+            out.append((parts[0] if len(parts) == 3 else "0.0.0.0", int(target)))
+    return out
+
+
+def test_the_secrets_script_makes_certificates_passwords_and_env_files(secured) -> None:
+    _, folder = secured
+    for name in ("kafka", "redis"):
+        verify = subprocess.run(
+            ["openssl", "verify", "-CAfile", str(folder / "ca.crt"), str(folder / f"{name}.crt")],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert verify.returncode == 0, verify.stderr
+        san = subprocess.run(
+            ["openssl", "x509", "-in", str(folder / f"{name}.crt"), "-noout", "-ext",
+             "subjectAltName"], capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert f"DNS:{name}" in san and "IP Address:127.0.0.1" in san
+    assert (folder.stat().st_mode & 0o077) == 0  # the folder: its owner only
+    assert (folder / "ca.key").stat().st_mode & 0o077 == 0
+    passwords = {p.name: p.read_text().strip() for p in folder.glob("*.pw")}
+    assert len(passwords) == 5 + 2 and len(set(passwords.values())) == len(passwords)
+    assert all(re.fullmatch(r"[0-9a-f]{48}", v) for v in passwords.values())
+    for service, role in KAFKA_ROLES.items():
+        env = dict(
+            line.split("=", 1) for line in (folder / f"{service}.env").read_text().splitlines()
+        )
+        if role is not None:
+            assert env["CAMTOPO_KAFKA_USERNAME"] == role
+            assert env["CAMTOPO_KAFKA_PASSWORD"] == passwords[f"kafka-{role}.pw"]
+        assert (
+            env.get("CAMTOPO_REDIS_PASSWORD") == passwords["redis.pw"]
+        ) == (service in REDIS_CLIENTS), service  # fmt: skip
+    # Redis: the rule of infra/redis.sh's secured mode, the password only as its SHA-256.
+    import hashlib
+
+    acl = (folder / "redis-users.acl").read_text()
+    digest = hashlib.sha256(passwords["redis.pw"].encode()).hexdigest()
+    assert f"user camtopo on #{digest} ~camtopo:* " in acl and "user default off" in acl
+    rule = re.search(r"#%s ~%s (.*)\\n", (REPO / "infra" / "redis.sh").read_text())
+    assert rule is not None and acl.rstrip().endswith(rule.group(1))
+    assert passwords["redis.pw"] not in acl
+    # A second run keeps every password (a rerun must not lock the stack out).
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    subprocess.run([str(SECRETS_SCRIPT), str(folder)], capture_output=True, check=True)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_the_secured_stack_exposes_no_plaintext_kafka_or_redis(secured) -> None:
+    config, folder = secured
+    services = config["services"]
+    kafka = services["kafka"]["environment"]
+    listeners = _listeners(kafka)
+    for name, (host, _port, protocol) in listeners.items():
+        # every PLAINTEXT listener is on the kafka container's own loopback
+        assert protocol == "SASL_SSL" or host == "127.0.0.1", (name, host, protocol)
+    advertised = [a.partition("://") for a in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")]
+    for name, _, address in advertised:
+        assert listeners[name][2] == "SASL_SSL" or address.startswith("127.0.0.1:"), name
+    assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
+    assert kafka["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    assert "SSL" not in kafka["KAFKA_ADVERTISED_LISTENERS"].replace("SASL_SSL", "")
+    by_port = {port: protocol for _h, port, protocol in listeners.values()}
+    for host, port in _published(services["kafka"]):
+        assert host == "127.0.0.1" and by_port[port] == "SASL_SSL", port
+    # Redis: TLS only, on the port it publishes; its users from the ACL file.
+    command = services["redis"]["command"]
+    flag = lambda name: command[command.index(name) + 1]  # noqa: E731
+    assert flag("--port") == "0" and flag("--aclfile") == "/run/secrets/redis-users.acl"
+    assert [p for _h, p in _published(services["redis"])] == [int(flag("--tls-port"))]
+    assert "--tls" in " ".join(services["redis"]["healthcheck"]["test"])
+    # Whatever else the host reaches is bound to 127.0.0.1.
+    for name, service in services.items():
+        for host, _port in _published(service):
+            assert host == "127.0.0.1", name
+    # The one-shot inits reach LOCAL through the kafka container's loopback.
+    for name in ("kafka-init", "topic-init"):
+        assert services[name]["network_mode"] == "service:kafka", name
+    assert services["topic-init"]["depends_on"]["kafka-init"] == {
+        "condition": "service_completed_successfully"
+    }
+    local = [p for _n, (_h, p, proto) in listeners.items() if proto == "PLAINTEXT"]
+    assert services["topic-init"]["environment"]["CAMTOPO_KAFKA_BOOTSTRAP"] in {
+        f"127.0.0.1:{p}" for p in local
+    }
+    assert "grant_roles" in services["topic-init"]["command"][0]
+    # Grafana: no anonymous access, the admin password from a file.
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD__FILE"].startswith("/run/secrets/")
+    assert folder.name  # the secrets came from the script's folder
+
+
+def test_every_secured_client_logs_in_with_its_own_credentials(secured) -> None:
+    config, folder = secured
+    services = config["services"]
+    token = (folder / "api-token").read_text().strip()
+    query = services["query"]["environment"]
+    assert query["CAMTOPO_API_TOKEN"] == token and query.get("CAMTOPO_API_AUTH") != "off"
+    users = set()
+    for name, role in KAFKA_ROLES.items():
+        env = services[name]["environment"]
+        secrets_ = [s["source"] for s in services[name]["secrets"]]
+        assert "ca.crt" in secrets_, name
+        if role is not None:
+            assert env["CAMTOPO_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL", name
+            assert env["CAMTOPO_KAFKA_CA_FILE"] == "/run/secrets/ca.crt", name
+            assert env["CAMTOPO_KAFKA_USERNAME"] == role, name
+            assert env["CAMTOPO_KAFKA_PASSWORD"], name
+            assert env["CAMTOPO_KAFKA_BOOTSTRAP"] == "kafka:19092", name
+            users.add(role)
+        if name in REDIS_CLIENTS:
+            assert env["CAMTOPO_REDIS_URL"].startswith("rediss://redis:6379/"), name
+            assert env["CAMTOPO_REDIS_USERNAME"] == "camtopo", name
+            assert env["CAMTOPO_REDIS_PASSWORD"], name
+            assert env["CAMTOPO_REDIS_CA_FILE"] == "/run/secrets/ca.crt", name
+    assert len(users) == 5  # one principal per role
+    # kafka-init creates exactly these users, from files (no password on a command line).
+    init = services["kafka-init"]
+    assert init["image"] == services["kafka"]["image"]
+    roles = re.search(r"for role in ([\w -]+);", init["command"][0])
+    assert roles is not None and set(roles.group(1).split()) == users
+    assert "--add-config-file" in init["command"][0]
+    # No secret is written into the compose files, the image or the repository's env.
+    texts = [COMPOSE.read_text(), SECURED.read_text(), (REPO / "Dockerfile").read_text()]
+    for secret in [p.read_text().strip() for p in folder.glob("*.pw")] + [token]:
+        assert not any(secret in text for text in texts)
+    assert ".secrets/" in (REPO / ".gitignore").read_text().splitlines()
+
+
+def _server_properties(env: dict[str, str], ports: dict[int, int], secrets_: dict[str, str],
+                       data: Path) -> str:  # fmt: skip
+    """The broker configuration the apache/kafka image writes from KAFKA_* variables (drop
+    KAFKA_, ``___`` -> ``-``, ``__`` -> ``_``, ``_`` -> ``.``, lower case), with the secrets'
+    mount points, the ports and the compose host name replaced by local ones."""
+    lines = []
+    for key, value in env.items():
+        if not key.startswith("KAFKA_") or key in ("KAFKA_HEAP_OPTS", "KAFKA_OPTS"):
+            continue
+        name = key[6:].replace("___", "-").replace("__", "\0").replace("_", ".")
+        name = name.replace("\0", "_").lower()
+        value = str(value)
+        for mount, local in secrets_.items():
+            value = value.replace(mount, local)
+        for port, local_port in ports.items():
+            value = re.sub(rf":{port}\b", f":{local_port}", value)
+        value = value.replace("0.0.0.0:", "127.0.0.1:").replace("kafka:", "127.0.0.1:")
+        if name == "log.dirs":
+            value = str(data)
+        lines.append(f"{name}={value}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.kafka
+def test_the_secured_kafka_settings_run_on_a_real_broker(secured, tmp_path: Path) -> None:
+    """The secured kafka service's KAFKA_* settings, turned into server.properties as the image
+    does, run on the local Kafka jars: the users of kafka-init's files and topic-init's script
+    (topics, ACLs) through LOCAL; then each role logs in over TLS on the compose listener and
+    is refused outside its rights, and a PLAINTEXT client on it gets nothing."""
+    from unittest import mock
+
+    from confluent_kafka import KafkaError, KafkaException, Producer
+    from confluent_kafka.admin import (
+        AdminClient,
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
+
+    from camtopo.connections import kafka_config
+    from camtopo.localstack import free_ports, kafka_libs_dir
+    from camtopo.settings import Settings
+
+    config, folder = secured
+    services = config["services"]
+    kafka = services["kafka"]["environment"]
+    listeners = _listeners(kafka)
+    base = free_ports(len(listeners))
+    ports = {port: base + k for k, (_h, port, _p) in enumerate(listeners.values())}
+    mounts = {f"/run/secrets/{name}": s["file"] for name, s in config["secrets"].items()}
+    node = tmp_path / "kafka"
+    node.mkdir()
+    properties = node / "server.properties"
+    properties.write_text(_server_properties(kafka, ports, mounts, node / "data"))
+    java = ["java", "-cp", f"{kafka_libs_dir()}/*"]
+    log4j = REPO / "infra" / "kafka"
+    subprocess.run(
+        [*java, f"-Dlog4j2.configurationFile={log4j / 'tools-log4j2.properties'}",
+         "kafka.tools.StorageTool", "format", "-t", "5L6g3nShT-eMCtK--X86sw", "-c",
+         str(properties)], check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    broker = subprocess.Popen(
+        [*java[:1], "-Xmx384m", f"-Dlog4j2.configurationFile={log4j / 'log4j2.properties'}",
+         f"-Dkafka.logs.dir={node}", *java[1:], "kafka.Kafka", str(properties)],
+        stdout=(node / "stdout.log").open("w"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    local = f"127.0.0.1:{ports[listeners['LOCAL'][1]]}"
+    internal = f"127.0.0.1:{ports[listeners['INTERNAL'][1]]}"
+    try:
+        admin = AdminClient({"bootstrap.servers": local, "log_level": 0})
+        deadline = time.monotonic() + 90
+        while True:
+            assert broker.poll() is None, (node / "server.log").read_text()[-3000:]
+            try:
+                admin.list_topics(timeout=2)
+                break
+            except KafkaException:
+                assert time.monotonic() < deadline, (node / "server.log").read_text()[-3000:]
+        # kafka-init's users, from its files (kafka-configs is not among the local jars).
+        roles = re.search(r"for role in ([\w -]+);", services["kafka-init"]["command"][0])
+        assert roles is not None
+        upserts = []
+        for role in roles.group(1).split():
+            text = Path(mounts[f"/run/secrets/kafka-scram-{role}.properties"]).read_text()
+            found = re.fullmatch(r"SCRAM-SHA-512=\[iterations=(\d+),password=(\w+)\]\n", text)
+            assert found is not None, role
+            info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, int(found.group(1)))
+            upserts.append(UserScramCredentialUpsertion(role, info, found.group(2).encode()))
+        for future in admin.alter_user_scram_credentials(upserts).values():
+            future.result(30)
+        # topic-init's own script, with its environment (LOCAL, as the super user).
+        init = services["topic-init"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CAMTOPO_")}
+        env |= {k: str(v) for k, v in init["environment"].items() if k.startswith("CAMTOPO_")}
+        env["CAMTOPO_KAFKA_BOOTSTRAP"] = local
+        env.pop("CAMTOPO_REDIS_URL", None)
+        done = subprocess.run(
+            [sys.executable, "-c", init["command"][0]], env=env, cwd=REPO,
+            capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "ACLs granted to assembler, counter" in done.stdout
+
+        def as_service(name: str) -> Settings:
+            env = {k: str(v) for k, v in services[name]["environment"].items()}
+            env |= {"CAMTOPO_KAFKA_BOOTSTRAP": internal, "CAMTOPO_KAFKA_CA_FILE": mounts[
+                "/run/secrets/ca.crt"]}  # fmt: skip
+            env = {k: v for k, v in env.items() if k.startswith("CAMTOPO_KAFKA_")}
+            with mock.patch.dict(os.environ, env, clear=True):
+                return Settings()
+
+        def write(name: str, topic: str) -> int | None:
+            got: list[Any] = []
+            producer = Producer(kafka_config(as_service(name), "producer", log_level=0,
+                                             **{"message.timeout.ms": 15000}))  # fmt: skip
+            producer.produce(topic, b"probe", on_delivery=lambda err, _m: got.append(err))
+            try:
+                producer.flush(20)
+            except KafkaException as exc:
+                return int(exc.args[0].code())
+            assert got, topic
+            return None if got[0] is None else got[0].code()
+
+        assert write("producers", "occupancy") is None
+        assert write("producers", "topology-changes") == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        assert write("processor", "topology-changes") is None
+        assert write("processor", "occupancy") == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        assert write("counter", "topology-changes-partitioned") is None
+        assert write("counter", "topology-changes") == KafkaError.TOPIC_AUTHORIZATION_FAILED
+        # A PLAINTEXT client on the compose listener gets no metadata.
+        plain = AdminClient({"bootstrap.servers": internal, "log_level": 0})
+        with pytest.raises(KafkaException):
+            plain.list_topics(timeout=4)
+    finally:
+        broker.terminate()
+        try:
+            broker.wait(30)
+        except subprocess.TimeoutExpired:
+            broker.kill()
+            broker.wait(10)
+    log = (node / "server.log").read_text()
+    assert not any(p.read_text().strip() in log for p in folder.glob("*.pw"))
