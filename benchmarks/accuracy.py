@@ -83,12 +83,12 @@ def generate(net: Net, cache: Path, progress: bool) -> Path:
     if (out / "truth.json").exists():  # written last: its presence means the run completed
         return out
     s = get_settings()
-    grid = Grid(s.grid_cols, s.grid_rows, s.frame_width, s.frame_height)
+    grid = Grid(s.grid.cols, s.grid.rows, s.grid.frame_width, s.grid.frame_height)
     sim = Simulation(
         build_scenario(net.scenario, net.cameras, net.seed, grid),
         seed=net.seed,
         noise=NoiseConfig() if net.noise else NoiseConfig.off(),
-        fps=s.fps,
+        fps=s.grid.fps,
     )
     summary = write_scenario(out, sim, net.duration_s, progress=progress)
     (out / "meta.json").write_text(json.dumps({**asdict(net), **summary}, indent=1))
@@ -416,7 +416,7 @@ def window_rules() -> dict[str, Any]:
     s = get_settings()
     return {
         "paper": WindowRule.paper(),
-        "today": WindowRule.threshold(s.o_ref, s.c_star),
+        "today": WindowRule.threshold(s.algorithm.o_ref, s.algorithm.c_star),
         "test": WindowRule(),
         "test_strict": WindowRule(rho=0.2, rho_one_way=0.1),
     }
@@ -457,7 +457,7 @@ def decide_state(
     settings = get_settings()
     args = [state[k].astype(np.int64) for k in ("i", "j", "o_ij", "p_ij", "o_ji", "p_ji")]
     activity = WindowActivity(state["occupied"], state["runs"], state["padded"], state["available"])
-    neighbours = network.neighbour_table(settings.spatial_radius)
+    neighbours = network.neighbour_table(settings.algorithm.spatial_radius)
     directed = [DirectedTransit(int(r[0]), int(r[1]), *map(float, r[2:])) for r in state["transit"]]
     # Pairs whose counts both ways are known: every pair in `state` (C_ij >= c_min one way).
     i, j, o_ij, p_ij, o_ji, p_ji = args
@@ -475,8 +475,8 @@ def decide_state(
         pos = order[np.searchsorted(key[order], rel.overlap_i * network.n_windows + rel.overlap_j)]
         edges = WindowEdges(
             rel.overlap_i, rel.overlap_j, o_ij[pos], p_ij[pos], o_ji[pos], p_ji[pos],
-            c_prime(p_ij[pos], o_ij[pos], settings.o_ref),
-            c_prime(p_ji[pos], o_ji[pos], settings.o_ref),
+            c_prime(p_ij[pos], o_ij[pos], settings.algorithm.o_ref),
+            c_prime(p_ji[pos], o_ji[pos], settings.algorithm.o_ref),
         )  # fmt: skip
         cams = merge_transit(network, camera_edges(network, edges), directed)
         lo, hi = rel.pairs()
@@ -552,7 +552,7 @@ def run_window_network(
             if frontier - reorder >= advanced + 64:
                 advanced = frontier - reorder
                 est.advance(advanced)
-            while (frontier - first) * settings.tick_ms / 1000 >= next_snap:
+            while (frontier - first) * settings.grid.tick_ms / 1000 >= next_snap:
                 state = _window_state(est, activity, c_min)
                 curve.append({"t_s": next_snap, **decide_state(state, network, truth, rules)})
                 say(f"{next_snap:.0f} s counted ({time.perf_counter() - t0:.0f} s)")
@@ -746,7 +746,9 @@ def main(argv: list[str] | None = None) -> int:
         "suite": "quick" if args.quick else "full",
         "snapshot_every_s": snapshot_s,
         "targets": TARGETS,
-        "camtopo_settings": get_settings().model_dump(include=set(ESTIMATOR_SETTINGS)),
+        "camtopo_settings": {
+            k: v for k, v in get_settings().by_variable().items() if k in ESTIMATOR_SETTINGS
+        },
         "baseline_params": asdict(BaselineParams()),
         "wall_s": time.perf_counter() - started,
         "networks": results,

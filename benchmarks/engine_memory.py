@@ -39,11 +39,11 @@ def run_one(cameras: int, minutes: float, budget_mb: int, seed: int) -> dict:
     from camtopo.settings import Settings
     from camtopo.simulation.engine import Simulation
 
-    settings = Settings(transit_enabled=False)
+    settings = Settings(transit={"enabled": False})
     if budget_mb:
-        settings = settings.model_copy(update={"max_pool_mb": budget_mb})
+        settings = settings.replace(algorithm={"max_pool_mb": budget_mb})
     sim = Simulation.from_name("campus", cameras, seed=seed)
-    est = TopologyEstimator(sim.network, settings)
+    est = TopologyEstimator(sim.network, settings.estimator_parameters())
     per_minute = 60 * sim.fps
     counts = est.counts
     rows: list[dict] = []
@@ -90,7 +90,7 @@ def run_one(cameras: int, minutes: float, budget_mb: int, seed: int) -> dict:
     )
     return {
         "cameras": cameras,
-        "budget_mb": budget_mb or settings.max_pool_mb,
+        "budget_mb": budget_mb or settings.algorithm.max_pool_mb,
         "minutes": minutes,
         "camera_edges": len(topo.camera_edges),
         "camera_overlap": asdict(score["camera_overlap"]),

@@ -46,11 +46,11 @@ def run_one(engine: str, n_cameras: int, seconds: float, seed: int) -> dict[str,
     from camtopo.settings import Settings
 
     network, ticks, density = simulate(n_cameras, seconds, seed)
-    settings = Settings(transit_enabled=False)  # the exclusion engine alone (issue 2, item 6)
-    est = TopologyEstimator(network, settings, engine)
+    settings = Settings(transit={"enabled": False})  # the exclusion engine alone (issue 2, item 6)
+    est = TopologyEstimator(network, settings.estimator_parameters(), engine)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Warm the JIT on a copy so compile time is not counted as throughput.
-    warm = TopologyEstimator(network, settings, engine)
+    warm = TopologyEstimator(network, settings.estimator_parameters(), engine)
     for t, avail, cam, win in ticks[:70]:
         warm.buffer.add_tick(t, avail, cam, win)
     warm.finish()

@@ -108,7 +108,7 @@ def main() -> int:
                 "/api/partitions",
                 "/api/graph",
             ]
-            token = settings.api_token
+            token = settings.service.api_token
             auth = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
             res = asyncio.run(load(url, paths, args.requests, args.concurrency, auth))
         finally:

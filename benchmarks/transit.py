@@ -145,7 +145,7 @@ def run_network(net: Net, snapshot_s: float, min_walks: int, progress: bool) -> 
     truth = json.loads((folder / "truth.json").read_text())
     settings = Settings()
     hours = net.duration_s / 3600
-    sets = truth_sets(truth, round(min_walks * hours), settings.transit_max_lag_s)
+    sets = truth_sets(truth, round(min_walks * hours), settings.transit.max_lag_s)
 
     say("camtopo with transit evidence ...")
     res = estimate.estimate_trace(
@@ -175,7 +175,7 @@ def run_network(net: Net, snapshot_s: float, min_walks: int, progress: bool) -> 
 
     say("camtopo without transit evidence (overlap unchanged?) ...")
     plain = estimate.estimate_trace(
-        trace, network, settings.model_copy(update={"transit_enabled": False}), progress=progress
+        trace, network, settings.replace(transit={"enabled": False}), progress=progress
     )
     plain_links = [(e.a, e.b, e.kind) for e in plain.topology.camera_edges]
     overlap_with = {_pair(a, b) for a, b, k in final_links if k == "overlap"}
@@ -211,7 +211,7 @@ def run_network(net: Net, snapshot_s: float, min_walks: int, progress: bool) -> 
             "never_walked": sum(x.get("transit_s") is None for x in sets["transit"].values()),
             "one_way": sum(bool(x.get("one_way")) for x in sets["transit"].values()),
             "median_over_max_lag": sum(
-                (x.get("transit_s") or 0) > settings.transit_max_lag_s
+                (x.get("transit_s") or 0) > settings.transit.max_lag_s
                 for x in sets["transit"].values()
             ),
         },
@@ -321,7 +321,11 @@ def main(argv: list[str] | None = None) -> int:
 
     out = {
         "targets": TARGETS,
-        "settings": Settings().model_dump(exclude={"api_token", "redis_url", "kafka_bootstrap"}),
+        "settings": {
+            k: v
+            for k, v in Settings().by_variable().items()
+            if k not in {"api_token", "redis_url", "kafka_bootstrap"}
+        },
         "min_walks_per_hour": args.min_walks,
         "hours": args.hours,
         "seed": args.seed,

@@ -40,7 +40,9 @@ def run(cameras: int, minutes: float, caps: list[int], seed: int, snapshot_min: 
     settings = Settings()
     sim = Simulation.from_name("campus", cameras, seed=seed)
     network = sim.network
-    buffer = OccupancyBuffer(network, settings.temporal_tolerance_ticks, settings.spatial_radius)
+    buffer = OccupancyBuffer(
+        network, settings.temporal_tolerance_ticks, settings.algorithm.spatial_radius
+    )
     defaults = TransitParams()
     zones = defaults.zone_cols * defaults.zone_rows * network.n_cameras
     caps = [min(c, zones) for c in caps]  # a cap above the zones = every pair tracked
@@ -62,7 +64,7 @@ def run(cameras: int, minutes: float, caps: list[int], seed: int, snapshot_min: 
         if (tick.index + 1) % per_snapshot == 0:
             hours = (tick.index + 1) / sim.fps / 3600
             truth = sim.truth()
-            sets = truth_sets(truth, max(1, round(10 * hours)), settings.transit_max_lag_s)
+            sets = truth_sets(truth, max(1, round(10 * hours)), settings.transit.max_lag_s)
             names = network.cameras
             overlaps = {
                 tuple(sorted((network.camera_index(x["a"]), network.camera_index(x["b"]))))

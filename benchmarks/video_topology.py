@@ -112,14 +112,14 @@ def _simulation(run: Run) -> Any:
     from producers.simulated import RENDER_NOISE
 
     s = get_settings()
-    grid = Grid(s.grid_cols, s.grid_rows, s.frame_width, s.frame_height)
+    grid = Grid(s.grid.cols, s.grid.rows, s.grid.frame_width, s.grid.frame_height)
     # Rendering makes the detection errors; the simulator keeps only outages and clock skew,
     # which both traces share.
     return Simulation(
         build_scenario(run.scenario, run.cameras, run.seed, grid),
         seed=run.seed,
         noise=RENDER_NOISE,
-        fps=s.fps,
+        fps=s.grid.fps,
         density=run.density,
     )
 
@@ -432,7 +432,7 @@ def estimate_and_score(folder: Path, snapshot_s: float, progress: bool) -> dict[
     network = Network.load(folder / "network.json")
     truth = json.loads((folder / "truth.json").read_text())
     # The estimator's settings go with the figures: they are what the scores depend on.
-    out: dict[str, Any] = {"topologies": {}, "settings": settings.model_dump(mode="json")}
+    out: dict[str, Any] = {"topologies": {}, "settings": settings.by_variable(mode="json")}
     estimators: dict[str, Any] = {}
     for kind in TRACES:
         res = estimate_trace(
@@ -494,10 +494,13 @@ def why_missed(
             o_ij, p_ij = counts.pair_counts(i, j)
             o_ji, p_ji = counts.pair_counts(j, i)
             o = np.minimum(o_ij, o_ji)
-            c = np.minimum(c_prime(p_ij, o_ij, settings.o_ref), c_prime(p_ji, o_ji, settings.o_ref))
-            few = o < settings.o_ref
+            c = np.minimum(
+                c_prime(p_ij, o_ij, settings.algorithm.o_ref),
+                c_prime(p_ji, o_ji, settings.algorithm.o_ref),
+            )
+            few = o < settings.algorithm.o_ref
             reasons["few_opportunities"] = int(few.sum())
-            reasons["excluded"] = int((~few & (c < settings.c_star)).sum())
+            reasons["excluded"] = int((~few & (c < settings.algorithm.c_star)).sum())
             reasons["other"] = len(only) - reasons["few_opportunities"] - reasons["excluded"]
         out[f"true_pairs_{kind}_only"] = {"n": len(only), f"in_{other}": dict(reasons)}
     return out

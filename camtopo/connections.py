@@ -49,17 +49,17 @@ class KafkaSecuritySettingsError(CamtopoError, ValueError):
 
 
 def _check_kafka_security(settings: Settings) -> None:
-    protocol = settings.kafka_security_protocol
-    if protocol == "SASL_SSL" and (not settings.kafka_username or settings.kafka_password is None):
+    protocol = settings.kafka.security_protocol
+    if protocol == "SASL_SSL" and (not settings.kafka.username or settings.kafka.password is None):
         raise KafkaSecuritySettingsError(
             "CAMTOPO_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs CAMTOPO_KAFKA_USERNAME and "
             "CAMTOPO_KAFKA_PASSWORD (docs/security.md)"
         )
-    if protocol != "PLAINTEXT" and bool(settings.kafka_cert_file) != bool(settings.kafka_key_file):
+    if protocol != "PLAINTEXT" and bool(settings.kafka.cert_file) != bool(settings.kafka.key_file):
         raise KafkaSecuritySettingsError(
             "CAMTOPO_KAFKA_CERT_FILE and CAMTOPO_KAFKA_KEY_FILE go together"
         )
-    if protocol == "SSL" and not settings.kafka_cert_file:
+    if protocol == "SSL" and not settings.kafka.cert_file:
         raise KafkaSecuritySettingsError(
             "CAMTOPO_KAFKA_SECURITY_PROTOCOL=SSL authenticates by client certificate: set "
             "CAMTOPO_KAFKA_CERT_FILE and CAMTOPO_KAFKA_KEY_FILE (docs/security.md)"
@@ -70,7 +70,7 @@ def _kafka_security(settings: Settings) -> dict[str, Any]:
     """librdkafka's security options of the settings (none for PLAINTEXT). The broker's
     certificate is always verified, host name included (librdkafka's default, set anyway)."""
     _check_kafka_security(settings)
-    protocol = settings.kafka_security_protocol
+    protocol = settings.kafka.security_protocol
     if protocol == "PLAINTEXT":
         return {}
     conf: dict[str, Any] = {
@@ -78,17 +78,17 @@ def _kafka_security(settings: Settings) -> dict[str, Any]:
         "ssl.endpoint.identification.algorithm": "https",
     }
     if protocol == "SASL_SSL":
-        assert settings.kafka_password is not None  # _check_kafka_security
+        assert settings.kafka.password is not None  # _check_kafka_security
         conf |= {
-            "sasl.mechanisms": settings.kafka_sasl_mechanism,
-            "sasl.username": settings.kafka_username,
-            "sasl.password": settings.kafka_password.get_secret_value(),
+            "sasl.mechanisms": settings.kafka.sasl_mechanism,
+            "sasl.username": settings.kafka.username,
+            "sasl.password": settings.kafka.password.get_secret_value(),
         }
-    if settings.kafka_ca_file:
-        conf["ssl.ca.location"] = settings.kafka_ca_file
-    if settings.kafka_cert_file:
-        conf["ssl.certificate.location"] = settings.kafka_cert_file
-        conf["ssl.key.location"] = settings.kafka_key_file
+    if settings.kafka.ca_file:
+        conf["ssl.ca.location"] = settings.kafka.ca_file
+    if settings.kafka.cert_file:
+        conf["ssl.certificate.location"] = settings.kafka.cert_file
+        conf["ssl.key.location"] = settings.kafka.key_file
     return conf
 
 
@@ -98,7 +98,7 @@ def kafka_config(settings: Settings, role: KafkaRole, **options: Any) -> dict[st
 
     The dict holds the SASL password in clear (librdkafka takes it so): never log it."""
     return {
-        "bootstrap.servers": settings.kafka_bootstrap,
+        "bootstrap.servers": settings.kafka.bootstrap,
         "client.id": f"camtopo-{role}",
         **_kafka_security(settings),
         **options,
@@ -109,27 +109,27 @@ def kafka_ssl_context(settings: Settings) -> ssl.SSLContext:
     """The TLS context of Faust's aiokafka clients: the broker's certificate verified against
     ``kafka_ca_file`` (else the system's CAs), host name included; the client certificate if
     one is set."""
-    context = ssl.create_default_context(cafile=settings.kafka_ca_file or None)
-    if settings.kafka_cert_file:
-        context.load_cert_chain(settings.kafka_cert_file, settings.kafka_key_file)
+    context = ssl.create_default_context(cafile=settings.kafka.ca_file or None)
+    if settings.kafka.cert_file:
+        context.load_cert_chain(settings.kafka.cert_file, settings.kafka.key_file)
     return context
 
 
 def faust_broker(settings: Settings) -> dict[str, Any]:
     """The connection keyword arguments of a ``faust.App`` (its aiokafka clients)."""
-    hosts = [h.strip() for h in settings.kafka_bootstrap.split(",") if h.strip()]
+    hosts = [h.strip() for h in settings.kafka.bootstrap.split(",") if h.strip()]
     broker: dict[str, Any] = {"broker": ";".join(f"kafka://{h}" for h in hosts)}
     _check_kafka_security(settings)
-    protocol = settings.kafka_security_protocol
+    protocol = settings.kafka.security_protocol
     if protocol == "SASL_SSL":
         import faust
 
-        assert settings.kafka_password is not None  # _check_kafka_security
+        assert settings.kafka.password is not None  # _check_kafka_security
         broker["broker_credentials"] = faust.SASLCredentials(
-            username=settings.kafka_username,
-            password=settings.kafka_password.get_secret_value(),
+            username=settings.kafka.username,
+            password=settings.kafka.password.get_secret_value(),
             ssl_context=kafka_ssl_context(settings),
-            mechanism=settings.kafka_sasl_mechanism,
+            mechanism=settings.kafka.sasl_mechanism,
         )
     elif protocol == "SSL":
         import faust
@@ -179,24 +179,24 @@ def _redis_options(settings: Settings, url: str) -> dict[str, Any]:
     """Credentials and TLS of a Redis client: from the settings, never from the URL's text
     (a URL is logged and shown; a SecretStr is not)."""
     options: dict[str, Any] = {}
-    if settings.redis_username:
-        options["username"] = settings.redis_username
-    if settings.redis_password is not None:
-        options["password"] = settings.redis_password.get_secret_value()
+    if settings.redis.username:
+        options["username"] = settings.redis.username
+    if settings.redis.password is not None:
+        options["password"] = settings.redis.password.get_secret_value()
     if url.startswith("rediss://"):
         options["ssl_cert_reqs"] = "required"
-        if settings.redis_ca_file:
-            options["ssl_ca_certs"] = settings.redis_ca_file
-        if settings.redis_cert_file:
-            options["ssl_certfile"] = settings.redis_cert_file
-            options["ssl_keyfile"] = settings.redis_key_file
+        if settings.redis.ca_file:
+            options["ssl_ca_certs"] = settings.redis.ca_file
+        if settings.redis.cert_file:
+            options["ssl_certfile"] = settings.redis.cert_file
+            options["ssl_keyfile"] = settings.redis.key_file
     return options
 
 
 def redis_client(settings: Settings, url: str | None = None, **options: Any) -> redis.Redis:
-    """A client of ``url`` (default ``settings.redis_url``) that rides out a Redis restart:
+    """A client of ``url`` (default ``settings.redis.url``) that rides out a Redis restart:
     it reconnects with backoff for up to ~30 s, but says at once when its login is refused."""
-    url = url or settings.redis_url
+    url = url or settings.redis.url
     return redis.Redis.from_url(
         url,
         retry=_Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=20),
@@ -211,7 +211,7 @@ def redis_client(settings: Settings, url: str | None = None, **options: Any) -> 
 
 def async_redis_client(settings: Settings, url: str | None = None) -> aioredis.Redis:
     """The query service's client: short timeouts, a request fails rather than waits."""
-    url = url or settings.redis_url
+    url = url or settings.redis.url
     return aioredis.Redis.from_url(
         url,
         retry=_AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), retries=2),
@@ -327,8 +327,8 @@ def _registry_error(code: int, method: str, path: str, message: str) -> SchemaRe
 
 def schema_registry(settings: Settings) -> SchemaRegistryClient | None:
     """The registry client of ``settings``, or None in file mode (no URL set)."""
-    if not settings.schema_registry_url:
+    if not settings.schema_registry.url:
         return None
     return SchemaRegistryClient(
-        settings.schema_registry_url, wait_seconds=settings.schema_registry_wait_seconds
+        settings.schema_registry.url, wait_seconds=settings.schema_registry.wait_seconds
     )

@@ -93,8 +93,10 @@ def stream(args: argparse.Namespace, out: Path, offline: dict[str, Any]) -> int:
     try:
         kafka.start()
         redis.start()
-        kafka.create_topic(settings.occupancy_topic, partitions=settings.occupancy_partitions)
-        for topic in (settings.topology_changes_topic, settings.dead_letter_topic):
+        kafka.create_topic(
+            settings.kafka.occupancy_topic, partitions=settings.kafka.occupancy_partitions
+        )
+        for topic in (settings.kafka.topology_changes_topic, settings.kafka.dead_letter_topic):
             kafka.create_topic(topic, partitions=1)
         cli = [sys.executable, "-m", "camtopo.cli"]
         procs.append(subprocess.Popen([*cli, "process", "--network", str(out / "network.json")],
@@ -105,7 +107,7 @@ def stream(args: argparse.Namespace, out: Path, offline: dict[str, Any]) -> int:
         prometheus = _start_prometheus(metrics, out)
         if prometheus is not None:
             procs.append(prometheus[0])
-        url = f"http://{settings.http_host}:{http_port}/"
+        url = f"http://{settings.service.host}:{http_port}/"
         _wait_http(url + "healthz", 60)
         print(f"live viewer: {url}  (API: {url}openapi.json, metrics: {url}metrics)")
         if prometheus is not None:
@@ -115,7 +117,7 @@ def stream(args: argparse.Namespace, out: Path, offline: dict[str, Any]) -> int:
         camtopo("produce", "--simulate", "--scenario", args.scenario,
                 "--cameras", str(args.cameras), "--seed", str(args.seed),
                 "--duration", str(args.stream_minutes * 60), env=env)  # fmt: skip
-        time.sleep(settings.range_seconds + settings.late_cutoff_seconds + 3)
+        time.sleep(settings.processor.range_seconds + settings.processor.late_cutoff_seconds + 3)
         streamed = _get_json(url + "api/graph")
         truth = json.loads((out / "truth.json").read_text())
         _compare(offline, streamed, truth, args.stream_minutes, args.minutes)

@@ -93,7 +93,7 @@ def estimate_trace(
 ) -> EstimateResult:
     """Run the estimator over a trace file (see module doc for the input rules)."""
     settings = network_clock(settings or get_settings(), network)
-    est = TopologyEstimator(network, settings, engine)
+    est = TopologyEstimator(network, settings.estimator_parameters(), engine)
     report = InputReport()
     history: list[Snapshot] = []
     reorder_ticks = max(1, est.tick_of(reorder_ms))
@@ -130,7 +130,7 @@ def estimate_trace(
                 advanced = frontier - reorder_ticks
                 est.advance(advanced)
         if snapshot_every_s and first_tick is not None:
-            observed = (frontier - first_tick) * settings.tick_ms / 1000
+            observed = (frontier - first_tick) * settings.grid.tick_ms / 1000
             while observed >= next_snapshot:
                 history.append(snapshot(network, est.topology(), next_snapshot))
                 next_snapshot += snapshot_every_s
@@ -144,7 +144,7 @@ def estimate_trace(
     est.finish()
     topo = est.topology()
     if snapshot_every_s:
-        history.append(snapshot(network, topo, topo.observed_ticks * settings.tick_ms / 1000))
+        history.append(snapshot(network, topo, topo.observed_ticks * settings.grid.tick_ms / 1000))
     return EstimateResult(topo, report, history, time.perf_counter() - started, est)
 
 
@@ -154,14 +154,14 @@ def network_clock(settings: Settings, network: Network) -> Settings:
     CAMTOPO_FPS is the default for networks that do not say; network.json always says, so
     a different rate set on purpose is a contradiction, not a choice.
     """
-    if settings.fps == network.fps:
+    if settings.grid.fps == network.fps:
         return settings
-    if "fps" in settings.model_fields_set:
+    if "fps" in settings.grid.model_fields_set:
         raise NetworkError(
-            f"network.json's 'fps' is {network.fps} but CAMTOPO_FPS is {settings.fps}: a tick "
+            f"network.json's 'fps' is {network.fps} but CAMTOPO_FPS is {settings.grid.fps}: a tick "
             f"is one frame of the network; unset CAMTOPO_FPS or make them agree"
         )
-    return settings.model_copy(update={"fps": network.fps})
+    return settings.replace(grid={"fps": network.fps})
 
 
 def _no_frames(trace: Path, report: InputReport) -> TraceError:
@@ -202,12 +202,12 @@ def _accept(
         )
     tick = est.tick_of(line.t_ms)
     if frontier is not None and tick > frontier + max_ahead_ticks:
-        ahead = (tick - frontier) * est.settings.tick_ms / 1000
+        ahead = (tick - frontier) * est.params.tick_ms / 1000
         raise TraceError(
             line.where,
             "time_jump",
             f"t_ms {line.t_ms} is {ahead:.0f} s ahead of the trace so far (limit "
-            f"{max_ahead_ticks * est.settings.tick_ms / 1000:.0f} s)",
+            f"{max_ahead_ticks * est.params.tick_ms / 1000:.0f} s)",
         )
     try:
         est.buffer.add(camera, tick, line.occupied)
@@ -216,7 +216,7 @@ def _accept(
     except DuplicateFrameError as exc:
         raise TraceError(line.where, "duplicate_frame", str(exc)) from None
     except LateFrameError:
-        behind = ((frontier or tick) - tick) * est.settings.tick_ms / 1000
+        behind = ((frontier or tick) - tick) * est.params.tick_ms / 1000
         raise TraceError(
             line.where,
             "out_of_order",
@@ -242,8 +242,8 @@ def topology_json(network: Network, settings: Settings, result: EstimateResult) 
     return {
         "format": FORMAT,
         "network": network.to_json(),
-        "settings": settings.model_dump(include=set(ESTIMATOR_SETTINGS)),
-        "observed_s": topo.observed_ticks * settings.tick_ms / 1000,
+        "settings": {k: v for k, v in settings.by_variable().items() if k in ESTIMATOR_SETTINGS},
+        "observed_s": topo.observed_ticks * settings.grid.tick_ms / 1000,
         "input": result.report.to_json(),
         "window_edges": [
             {
@@ -311,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
     )
     args.out.write_text(json.dumps(topology_json(network, settings, result)))
     topo, rep = result.topology, result.report
-    hours = topo.observed_ticks * settings.tick_ms / 3.6e6
+    hours = topo.observed_ticks * settings.grid.tick_ms / 3.6e6
     print(
         f"{rep.frames} frames, {hours:.2f} h observed in {result.elapsed_s:.1f} s: "
         f"{len(topo.window_edges)} window edges, {len(topo.camera_edges)} camera edges "

@@ -183,18 +183,18 @@ def run(args: argparse.Namespace) -> int:
 
     s = get_settings()
     if args.bootstrap:
-        s = s.model_copy(update={"kafka_bootstrap": args.bootstrap})
-    groups: list[Any] = args.group or [g.strip() for g in s.lag_exporter_groups.split(",")]
-    reader = LagReader(s, groups, s.lag_exporter_timeout_s)
+        s = s.replace(kafka={"bootstrap": args.bootstrap})
+    groups: list[Any] = args.group or [g.strip() for g in s.lag_exporter.groups.split(",")]
+    reader = LagReader(s, groups, s.lag_exporter.timeout_s)
     registry = CollectorRegistry()
     registry.register(LagCollector(reader))
     ProcessCollector(registry=registry)  # process_resident_memory_bytes like every component
-    host = args.host or s.http_host
-    port = s.lag_exporter_port if args.port is None else args.port
+    host = args.host or s.service.host
+    port = s.lag_exporter.port if args.port is None else args.port
     server, _thread = start_http_server(port, addr=host, registry=registry)
     print(
         f"camtopo lag-exporter: http://{host}:{server.server_port}/metrics, Kafka "
-        f"{s.kafka_bootstrap}, groups {', '.join(reader.groups) or 'all'}",
+        f"{s.kafka.bootstrap}, groups {', '.join(reader.groups) or 'all'}",
         flush=True,
     )
     try:

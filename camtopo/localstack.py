@@ -278,15 +278,15 @@ class KafkaSecurity:
         }
 
     def client_settings(self, username: str, password: str) -> dict[str, Any]:
-        """The ``CAMTOPO_KAFKA_*`` security settings (as Settings fields) of a client."""
+        """The ``CAMTOPO_KAFKA_*`` security settings of a client, as ``settings.kafka`` fields."""
         from pydantic import SecretStr
 
         return {
-            "kafka_security_protocol": "SASL_SSL",
-            "kafka_sasl_mechanism": "SCRAM-SHA-512",
-            "kafka_username": username,
-            "kafka_password": SecretStr(password),
-            "kafka_ca_file": str(self.tls_ca_file),
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "username": username,
+            "password": SecretStr(password),
+            "ca_file": str(self.tls_ca_file),
         }
 
     def admin_settings(self) -> dict[str, Any]:
@@ -336,7 +336,7 @@ class KafkaCluster:
         from camtopo.settings import Settings
 
         update = self.security.admin_settings() if self.security is not None else {}
-        settings = Settings(kafka_bootstrap=self.bootstrap, **update)
+        settings = Settings(kafka={"bootstrap": self.bootstrap, **update})
         return kafka_config(settings, "admin", **options)
 
     def __repr__(self) -> str:
@@ -668,9 +668,9 @@ def _stack_services(data_dir: Path, brokers: int | None) -> tuple[KafkaCluster, 
     from camtopo.settings import get_settings
 
     settings = get_settings()
-    first_bootstrap = settings.kafka_bootstrap.split(",")[0].strip()
+    first_bootstrap = settings.kafka.bootstrap.split(",")[0].strip()
     kafka_port = _loopback_port(first_bootstrap, "CAMTOPO_KAFKA_BOOTSTRAP", 9092)
-    redis_port = _loopback_port(settings.redis_url, "CAMTOPO_REDIS_URL", 6379)
+    redis_port = _loopback_port(settings.redis.url, "CAMTOPO_REDIS_URL", 6379)
     kafka_dir = data_dir / "kafka"
     if brokers is None:
         # down/status act on whatever layout `up` created.
@@ -690,7 +690,7 @@ def _stack_registry(data_dir: Path, up: bool) -> SchemaRegistry:
 
     reg_dir = data_dir / "registry"
     port_file = reg_dir / "port"
-    url = get_settings().schema_registry_url
+    url = get_settings().schema_registry.url
     if url:
         port = _loopback_port(url, "CAMTOPO_SCHEMA_REGISTRY_URL", REGISTRY_DEFAULT_PORT)
     elif not up and port_file.is_file():
@@ -720,7 +720,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"schema registry up: {registry.url}  (in memory; log {registry.log_path})")
             from camtopo.settings import get_settings
 
-            if not get_settings().schema_registry_url:
+            if not get_settings().schema_registry.url:
                 print(
                     "  camtopo frames records in file mode until CAMTOPO_SCHEMA_REGISTRY_URL="
                     f"{registry.url} is set (docs/events.md)"
@@ -730,7 +730,7 @@ def run(args: argparse.Namespace) -> int:
             # with the wrong count is refused here rather than by a worker counting nothing.
             from processors.topics import ensure_topics
 
-            settings = get_settings().model_copy(update={"kafka_bootstrap": kafka.bootstrap})
+            settings = get_settings().replace(kafka={"bootstrap": kafka.bootstrap})
             topics = ensure_topics(settings)
             print("topics ok: " + ", ".join(f"{name} ({n})" for name, n in topics.items()))
             elapsed = time.monotonic() - started

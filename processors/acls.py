@@ -72,29 +72,33 @@ def role_rights(
 ) -> list[_Right]:
     """What ``role`` may do, with the topic and group names of ``settings``."""
     s = settings
-    occupancy, dead, changes = s.occupancy_topic, s.dead_letter_topic, s.topology_changes_topic
-    ranges, shards = s.ranges_topic, s.counter_shards_topic
+    occupancy, dead, changes = (
+        s.kafka.occupancy_topic,
+        s.kafka.dead_letter_topic,
+        s.kafka.topology_changes_topic,
+    )
+    ranges, shards = s.partitioned.ranges_topic, s.partitioned.counter_shards_topic
     if role == "producer":
         return [(_TOPIC, occupancy, _LIT, _WRITE), _IDEMPOTENT]
     if role == "single":
         return [
             (_TOPIC, occupancy, _LIT, _READ),
-            (_GROUP, s.processor_group, _LIT, _READ),
+            (_GROUP, s.processor.group, _LIT, _READ),
             (_TOPIC, dead, _LIT, _WRITE),
             (_TOPIC, changes, _LIT, _WRITE),
-            *_faust_internal(s.processor_group),
+            *_faust_internal(s.processor.group),
             _IDEMPOTENT,
         ]
     if role == "assembler":
         return [
             (_TOPIC, occupancy, _LIT, _READ),
             # its group and "<group>-resume" (processors/topics.read_published)
-            (_GROUP, s.assembler_group, _PRE, _READ),
+            (_GROUP, s.partitioned.assembler_group, _PRE, _READ),
             (_TOPIC, ranges, _LIT, _WRITE),
             (_TOPIC, ranges, _LIT, _READ),
             (_TOPIC, dead, _LIT, _WRITE),
             *_describe([changes, shards]),
-            *_faust_internal(s.assembler_group),
+            *_faust_internal(s.partitioned.assembler_group),
             _IDEMPOTENT,
         ]
     if role == "counter":
@@ -102,7 +106,7 @@ def role_rights(
             (_TOPIC, ranges, _LIT, _READ),
             (_TOPIC, shards, _LIT, _READ),
             # its lease group and each worker's "<group>-reader-<id>"
-            (_GROUP, s.counter_group, _PRE, _READ),
+            (_GROUP, s.partitioned.counter_group, _PRE, _READ),
             (_TOPIC, changes, _LIT, _WRITE),
             *_describe([occupancy, dead]),
             _IDEMPOTENT,

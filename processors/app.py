@@ -47,24 +47,24 @@ def occupancy_app(group: str, settings: Settings) -> tuple[faust.App, Any, Any]:
         consumer_auto_offset_reset="earliest",
         # Unacked records are the frames of open ranges, by design: do not wait for them.
         stream_wait_empty=False,
-        topic_partitions=settings.occupancy_partitions,
+        topic_partitions=settings.kafka.occupancy_partitions,
         broker_commit_interval=1.0,
         # A restart after kill -9 waits for the dead member's session to expire before the
         # group rebalances (Faust's default is 60 s); heartbeats at a third of it.
-        broker_session_timeout=settings.processor_session_timeout_seconds,
-        broker_heartbeat_interval=settings.processor_session_timeout_seconds / 3.0,
+        broker_session_timeout=settings.processor.session_timeout_seconds,
+        broker_heartbeat_interval=settings.processor.session_timeout_seconds / 3.0,
         producer_acks=-1,
     )
     occupancy = app.topic(
-        settings.occupancy_topic,
+        settings.kafka.occupancy_topic,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
-        partitions=settings.occupancy_partitions,
+        partitions=settings.kafka.occupancy_partitions,
     )
     dead_letters = app.topic(
-        settings.dead_letter_topic, key_serializer="raw", value_serializer="raw"
+        settings.kafka.dead_letter_topic, key_serializer="raw", value_serializer="raw"
     )
     return app, occupancy, dead_letters
 
@@ -76,14 +76,16 @@ def create_app(
     *,
     engine: str = "fast",
 ) -> tuple[faust.App, StreamProcessor[Any]]:
-    app, occupancy, dead_letters = occupancy_app(settings.processor_group, settings)
+    app, occupancy, dead_letters = occupancy_app(settings.processor.group, settings)
     proc: StreamProcessor[Any] = StreamProcessor(network, settings, store, engine)
     changes_topic = app.topic(
-        settings.topology_changes_topic, key_serializer="raw", value_serializer="raw"
+        settings.kafka.topology_changes_topic, key_serializer="raw", value_serializer="raw"
     )
     # At start: in registry mode this registers the topology_change schema, and a registry
     # that stays unreachable stops the worker here rather than at its first change.
-    changes_encoder = avro.encoder(settings, avro.TOPOLOGY_CHANGE, settings.topology_changes_topic)
+    changes_encoder = avro.encoder(
+        settings, avro.TOPOLOGY_CHANGE, settings.kafka.topology_changes_topic
+    )
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exclusion")
     watch = ConsumerWatch.from_settings(settings)
 
@@ -114,10 +116,10 @@ def create_app(
         while not app.should_stop:
             await asyncio.sleep(0.2)
             assignment = app.consumer.assignment() if app.consumer else set()
-            mine = [tp.partition for tp in assignment if tp.topic == settings.occupancy_topic]
+            mine = [tp.partition for tp in assignment if tp.topic == settings.kafka.occupancy_topic]
             proc.clock.assign(mine, time.time() * 1000.0)
             behind = watch.behind(app, assignment, proc.next_offsets, time.time() * 1000.0)
-            if not _owns_every_partition(mine, settings.occupancy_partitions):
+            if not _owns_every_partition(mine, settings.kafka.occupancy_partitions):
                 # Counting needs every camera's frames of a tick; with part of the partitions
                 # (a second worker in the group, or a dead member not yet expired) the clock
                 # would close ranges on a subset and drop the rest as closed. Wait instead.
@@ -128,8 +130,8 @@ def create_app(
                         "waiting: this worker holds %d of the %d %s partitions (another "
                         "--role single worker in group %s, or a dead one not yet expired); "
                         "nothing is counted meanwhile",
-                        len(mine), settings.occupancy_partitions, settings.occupancy_topic,
-                        settings.processor_group,
+                        len(mine), settings.kafka.occupancy_partitions,
+                        settings.kafka.occupancy_topic, settings.processor.group,
                     )  # fmt: skip
                 continue
             metrics.OWNED_PARTITIONS.set(len(mine))
@@ -137,7 +139,10 @@ def create_app(
             if batch is None:
                 # Ranges counted but not yet durable (spread checkpoints write a slice of the
                 # shards per range): once the stream pauses, write them all at once.
-                stale = time.monotonic() - proc.last_checkpoint_wall > 2 * settings.range_seconds
+                stale = (
+                    time.monotonic() - proc.last_checkpoint_wall
+                    > 2 * settings.processor.range_seconds
+                )
                 if not (proc.uncheckpointed and stale):
                     continue
                 resume = proc.resume_offsets(proc.acked_until_pending())

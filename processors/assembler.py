@@ -23,7 +23,6 @@ from camtopo import avro
 from camtopo.connections import SchemaRegistryUnavailable
 from camtopo.core.grid import Network
 from camtopo.core.partitioned import PartitionRanges, RangeBlock
-from camtopo.core.ranges import RangeGrid
 from camtopo.settings import Settings
 from processors import metrics
 from processors.app import occupancy_app, stop_without_registry
@@ -46,7 +45,7 @@ class RangePublisher(Generic[E]):
         self.network = network
         self.settings = settings
         self.ranges: PartitionRanges[E] = PartitionRanges(
-            RangeGrid.from_settings(settings), settings.idle_partition_seconds * 1000.0, published
+            settings.range_grid(), settings.processor.idle_partition_seconds * 1000.0, published
         )
         self.limits = Limits.from_settings(settings)
         self.decoder = avro.decoder(settings)  # file mode, or ids resolved via the registry
@@ -115,13 +114,13 @@ class RangePublisher(Generic[E]):
 def create_assembler_app(
     network: Network, settings: Settings, published: dict[int, int]
 ) -> tuple[faust.App, RangePublisher[Any]]:
-    app, occupancy, dead_letters = occupancy_app(settings.assembler_group, settings)
+    app, occupancy, dead_letters = occupancy_app(settings.partitioned.assembler_group, settings)
     pub: RangePublisher[Any] = RangePublisher(network, settings, published)
     ranges_topic = app.topic(
-        settings.ranges_topic,
+        settings.partitioned.ranges_topic,
         key_serializer="raw",
         value_serializer="raw",
-        partitions=settings.occupancy_partitions,
+        partitions=settings.kafka.occupancy_partitions,
     )
 
     watch = ConsumerWatch.from_settings(settings)
@@ -159,7 +158,7 @@ def create_assembler_app(
         while not app.should_stop:
             await asyncio.sleep(0.2)
             assignment = app.consumer.assignment() if app.consumer else set()
-            mine = [tp.partition for tp in assignment if tp.topic == settings.occupancy_topic]
+            mine = [tp.partition for tp in assignment if tp.topic == settings.kafka.occupancy_topic]
             now = time.time() * 1000.0
             pub.ranges.assign(mine, now)
             metrics.OWNED_PARTITIONS.set(len(mine))

@@ -52,12 +52,12 @@ def run(args: argparse.Namespace) -> int:
     # this worker owning part of the partitions it waits for, counting nothing. A wrong count
     # stops here with what to do (TopicMismatch, one line from the command line).
     ensure_topics(settings, "single" if args.role == "single" else "all")
-    if settings.processor_metrics_port:
-        start_http_server(settings.processor_metrics_port, addr=settings.http_host)
+    if settings.processor.metrics_port:
+        start_http_server(settings.processor.metrics_port, addr=settings.service.host)
     if args.role == "count":
         from processors.counter import run_counter
 
-        store = TopologyStore(settings.redis_url, network, settings)
+        store = TopologyStore(settings.redis.url, network, settings)
         return run_counter(network, settings, store)
     if args.role == "assemble":
         from processors.assembler import create_assembler_app
@@ -66,21 +66,21 @@ def run(args: argparse.Namespace) -> int:
         app, _ = create_assembler_app(network, settings, read_published(settings))
         print(
             f"camtopo process --role assemble: {network.n_cameras} cameras; consuming "
-            f"{settings.occupancy_topic}, publishing {settings.ranges_topic}",
+            f"{settings.kafka.occupancy_topic}, publishing {settings.partitioned.ranges_topic}",
             flush=True,
         )
         Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
         return 0
     from processors.app import create_app
 
-    store = TopologyStore(settings.redis_url, network, settings)
+    store = TopologyStore(settings.redis.url, network, settings)
     app, proc = create_app(network, settings, store, engine=args.engine)
     cp = proc.restore()
     if cp is not None:
         print(f"camtopo process: restored {cp.rows} rows at range {cp.range_id}", flush=True)
     print(
         f"camtopo process: {network.n_cameras} cameras, {network.n_windows} windows; "
-        f"consuming {settings.occupancy_topic} from {settings.kafka_bootstrap}",
+        f"consuming {settings.kafka.occupancy_topic} from {settings.kafka.bootstrap}",
         flush=True,
     )
     worker = Worker(app, loglevel=args.loglevel, quiet=True)

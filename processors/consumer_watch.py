@@ -46,7 +46,8 @@ class ConsumerWatch:
     @classmethod
     def from_settings(cls, settings: Settings) -> ConsumerWatch:
         return cls(
-            settings.broker_silence_seconds * 1000.0, settings.broker_outage_hold_seconds * 1000.0
+            settings.processor.broker_silence_seconds * 1000.0,
+            settings.processor.broker_outage_hold_seconds * 1000.0,
         )
 
     def behind(

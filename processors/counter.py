@@ -27,7 +27,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -40,8 +40,8 @@ from camtopo.connections import kafka_config
 from camtopo.core.adjacency import HalfEdgeIndex
 from camtopo.core.evidence import mutual_edges
 from camtopo.core.grid import Network
+from camtopo.core.parameters import EstimatorParameters
 from camtopo.core.partitioned import RangeCollector, WholeRanges, owned_windows, window_shards
-from camtopo.core.ranges import RangeGrid
 from camtopo.core.topology import TopologyEstimator
 from camtopo.settings import Settings
 from processors import metrics
@@ -72,7 +72,7 @@ class RowCounter:
         self.network = network
         self.settings = settings
         self.store = store
-        self.grid = RangeGrid.from_settings(settings)
+        self.grid = settings.range_grid()
         self.shards: list[int] = []
         self.estimator: TopologyEstimator | None = None
         self.collector: RangeCollector | None = None
@@ -88,7 +88,7 @@ class RowCounter:
         self._uncheckpointed: int | None = None  # newest range counted but not all written
         self._deferred = 0  # ranges in a row whose checkpoint slice and half-edges waited
         self.last_counted_wall = time.monotonic()  # the stream pauses when this gets old
-        self._window_shard = window_shards(network, settings.redis_shards)
+        self._window_shard = window_shards(network, settings.redis.shards)
         self._joiner = ThreadPoolExecutor(1, thread_name_prefix="topology-join")
         self._join: Future[list[dict[str, Any]]] | None = None  # the leader's join under way
         self._carry: list[dict[str, Any]] = []  # changes of a join finished before a rebuild
@@ -116,7 +116,7 @@ class RowCounter:
         self._half_cursor = 0
         if not self.shards:
             return None
-        owned = owned_windows(self.network, self.settings.redis_shards, self.shards)
+        owned = owned_windows(self.network, self.settings.redis.shards, self.shards)
         est = TopologyEstimator(self.network, self.pool_share(owned))
         counts = est.counts
         counts.owned = owned  # type: ignore[attr-defined]
@@ -130,33 +130,38 @@ class RowCounter:
             log.warning(
                 "%d stored segments did not fit this worker's share of CAMTOPO_MAX_POOL_MB=%d "
                 "and restart from zero",
-                dropped, self.settings.max_pool_mb,
+                dropped, self.settings.algorithm.max_pool_mb,
             )  # fmt: skip
         start = min(r for r, _ in held.values())
         self.replay_until = max(r for r, _ in held.values())
         if start == NO_RANGE:
             self.context_range = None
-            self.collector = RangeCollector(self.grid, self.settings.occupancy_partitions)
+            self.collector = RangeCollector(self.grid, self.settings.kafka.occupancy_partitions)
         else:
             # Resume where the oldest shard stands; its range's frames are padding context.
             counts.last_tick = next(t for r, t in held.values() if r == start)  # type: ignore[attr-defined]
             est.buffer.next_tick = self.grid.held_from(start)
             self.context_range = start
-            self.collector = RangeCollector(self.grid, self.settings.occupancy_partitions, start)
+            self.collector = RangeCollector(
+                self.grid, self.settings.kafka.occupancy_partitions, start
+            )
         self.estimator = est
-        self.half = HalfEdgeIndex(counts, self.settings.c_star, self.settings.o_ref)  # type: ignore[arg-type]
+        self.half = HalfEdgeIndex(
+            counts, self.settings.algorithm.c_star, self.settings.algorithm.o_ref
+        )  # type: ignore[arg-type]
         log.info(
             "counting shards %s (leader: %s) from range %s, replaying through %d",
             self.shards, self.leader, start, self.replay_until,
         )  # fmt: skip
         return None if start == NO_RANGE else start
 
-    def pool_share(self, owned: np.ndarray) -> Settings:
-        """Settings whose pool budget is this worker's share of ``max_pool_mb`` (by rows
+    def pool_share(self, owned: np.ndarray) -> EstimatorParameters:
+        """Parameters whose pool budget is this worker's share of ``max_pool_mb`` (by rows
         owned): the budget bounds the counts of the whole network, as in one engine, however
         many workers count them; a worker that takes over more shards gets more."""
-        mb = max(1, round(self.settings.max_pool_mb * int(owned.sum()) / owned.size))
-        return self.settings.model_copy(update={"max_pool_mb": mb})
+        mb = max(1, round(self.settings.algorithm.max_pool_mb * int(owned.sum()) / owned.size))
+        params = self.settings.estimator_parameters()
+        return replace(params, exclusion=replace(params.exclusion, max_pool_mb=mb))
 
     # --- counting -----------------------------------------------------------------------------
     def next_batch(self) -> WholeRanges | None:
@@ -197,7 +202,8 @@ class RowCounter:
         lap = _phase("count", lap)
         if ticks.size:
             metrics.observe_many(
-                metrics.DELAY, time.time() - np.asarray(ticks) * (self.settings.tick_ms / 1000.0)
+                metrics.DELAY,
+                time.time() - np.asarray(ticks) * (self.settings.grid.tick_ms / 1000.0),
             )
         if whole.range_id <= self.replay_until:
             self.store.restore_applied_rows(est, whole.range_id)
@@ -234,7 +240,7 @@ class RowCounter:
         ``counter_defer_max_ranges`` ranges in a row: under a lasting overload, Redis and the
         topology still move on."""
         next_closed = time.time() * 1000.0 >= self.grid.close_ms(range_id + 1)
-        if not next_closed or self._deferred >= self.settings.counter_defer_max_ranges:
+        if not next_closed or self._deferred >= self.settings.partitioned.counter_defer_max_ranges:
             self._deferred = 0
             return False
         self._deferred += 1
@@ -245,7 +251,7 @@ class RowCounter:
         """The owned shards the next spread checkpoint writes: spaced evenly over every
         ``counter_checkpoint_spread_ranges`` checkpoints (32 shards over 60: one every
         second range, not 32 in a row and then 28 without a write)."""
-        n = self.settings.counter_checkpoint_spread_ranges
+        n = self.settings.partitioned.counter_checkpoint_spread_ranges
         k = self._checkpoints % n
         self._checkpoints += 1
         return [s for pos, s in enumerate(self.shards) if pos * n // len(self.shards) == k]
@@ -261,7 +267,7 @@ class RowCounter:
         if whole:
             self._uncheckpointed = None
         held = self.store.held_range(self.shards)
-        now, tick_s = time.time(), self.settings.tick_ms / 1000.0
+        now, tick_s = time.time(), self.settings.grid.tick_ms / 1000.0
         while self._undurable and self._undurable[0][0] <= held:
             metrics.observe_many(metrics.DURABLE_DELAY, now - self._undurable.pop(0)[1] * tick_s)
         return rows
@@ -276,8 +282,12 @@ class RowCounter:
         (:meth:`_start_join`). Returns changes of a join since."""
         changes = self._take()
         self._unpassed = range_id
-        most = math.ceil(len(self.shards) * ranges / self.settings.topology_every_ranges)
-        budget = self.settings.topology_max_share * self.settings.range_seconds * ranges
+        most = math.ceil(len(self.shards) * ranges / self.settings.processor.topology_every_ranges)
+        budget = (
+            self.settings.partitioned.topology_max_share
+            * self.settings.processor.range_seconds
+            * ranges
+        )
         self._half_edges(most, budget)
         self._start_join()
         return changes
@@ -352,11 +362,13 @@ class RowCounter:
     ) -> list[dict[str, Any]]:
         """In the join thread: every worker's half-edges into the topology, published."""
         lap = time.perf_counter()
-        edges = mutual_edges(self.store.read_half_edges(), self.settings.o_ref)
+        edges = mutual_edges(self.store.read_half_edges(), self.settings.algorithm.o_ref)
         changes = self.store.publish_topology(edges, transit, range_end_ms)
         self.store.write_meta(totals)
         seconds = _phase("join", lap) - lap
-        self._next_join = time.monotonic() + seconds * (1 / self.settings.topology_max_share - 1)
+        self._next_join = time.monotonic() + seconds * (
+            1 / self.settings.partitioned.topology_max_share - 1
+        )
         return changes
 
 
@@ -396,7 +408,9 @@ def run_counter(network: Network, settings: Settings, store: TopologyStore) -> i
 
     ensure_topics(settings)
     # Registry mode registers the topology_change schema now: unreachable = stop at start.
-    changes_encoder = avro.encoder(settings, avro.TOPOLOGY_CHANGE, settings.topology_changes_topic)
+    changes_encoder = avro.encoder(
+        settings, avro.TOPOLOGY_CHANGE, settings.kafka.topology_changes_topic
+    )
     counter = RowCounter(network, settings, store)
     stop = False
     wanted: list[int] | None = None
@@ -421,26 +435,28 @@ def run_counter(network: Network, settings: Settings, store: TopologyStore) -> i
         counter.rebuild([])  # stop writing: the shards are somebody else's now
         wanted = []
 
-    session_ms = int(settings.processor_session_timeout_seconds * 1000)
+    session_ms = int(settings.processor.session_timeout_seconds * 1000)
     lease = Consumer(
         kafka_config(
             settings,
             "counter",
             **{
-                "group.id": settings.counter_group,
+                "group.id": settings.partitioned.counter_group,
                 "enable.auto.commit": False,
                 "session.timeout.ms": session_ms,
                 "heartbeat.interval.ms": session_ms // 3,
             },
         )
     )
-    lease.subscribe([settings.counter_shards_topic], on_assign=on_assign, on_revoke=on_revoke)
+    lease.subscribe(
+        [settings.partitioned.counter_shards_topic], on_assign=on_assign, on_revoke=on_revoke
+    )
     reader = Consumer(
         kafka_config(
             settings,
             "counter",
             **{
-                "group.id": f"{settings.counter_group}-reader-{uuid.uuid4().hex[:8]}",
+                "group.id": f"{settings.partitioned.counter_group}-reader-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "fetch.max.bytes": 64 << 20,
@@ -448,9 +464,10 @@ def run_counter(network: Network, settings: Settings, store: TopologyStore) -> i
         )
     )
     producer = Producer(kafka_config(settings, "counter", **{"enable.idempotence": True}))
-    n_parts = settings.occupancy_partitions
+    n_parts = settings.kafka.occupancy_partitions
     everything = [
-        TopicPartition(settings.ranges_topic, p, OFFSET_BEGINNING) for p in range(n_parts)
+        TopicPartition(settings.partitioned.ranges_topic, p, OFFSET_BEGINNING)
+        for p in range(n_parts)
     ]
     paused: set[int] = set()
     start: int | None = None
@@ -494,15 +511,15 @@ def run_counter(network: Network, settings: Settings, store: TopologyStore) -> i
                         log.warning(
                             "partition %d has no blocks for ranges %d..%d on %s (older than "
                             "its retention, or no data then): counted as empty",
-                            p, lo, hi, settings.ranges_topic,
+                            p, lo, hi, settings.partitioned.ranges_topic,
                         )  # fmt: skip
                 except ValueError as exc:  # our own topic: a bug or a foreign writer
                     metrics.DEAD_LETTERS.labels("bad_block").inc()
                     log.error("block %s/%d/%d not counted: %s", msg.topic(), msg.partition(),
                               msg.offset(), exc)  # fmt: skip
-            ahead = set(counter.collector.ahead(settings.counter_buffer_frames))
+            ahead = set(counter.collector.ahead(settings.partitioned.counter_buffer_frames))
             if ahead != paused:
-                tp = lambda ps: [TopicPartition(settings.ranges_topic, p) for p in ps]  # noqa: E731
+                tp = lambda ps: [TopicPartition(settings.partitioned.ranges_topic, p) for p in ps]  # noqa: E731
                 if ahead - paused:
                     reader.pause(tp(ahead - paused))
                 if paused - ahead:
@@ -515,7 +532,7 @@ def run_counter(network: Network, settings: Settings, store: TopologyStore) -> i
                         publish_changes(
                             producer,
                             done.changes,
-                            settings.topology_changes_topic,
+                            settings.kafka.topology_changes_topic,
                             encoder=changes_encoder,
                         )
                     # A long replay must still poll, or the group drops this worker after
@@ -523,14 +540,17 @@ def run_counter(network: Network, settings: Settings, store: TopologyStore) -> i
                     lease.poll(0)
                     if wanted is not None:
                         break
-                stale = time.monotonic() - counter.last_counted_wall > 2 * settings.range_seconds
+                stale = (
+                    time.monotonic() - counter.last_counted_wall
+                    > 2 * settings.processor.range_seconds
+                )
                 if stale:
                     counter.checkpoint(whole=True)
                     if changes := counter.idle():
                         publish_changes(
                             producer,
                             changes,
-                            settings.topology_changes_topic,
+                            settings.kafka.topology_changes_topic,
                             encoder=changes_encoder,
                         )
             except (LeaseLost, *_TRANSIENT) as exc:
@@ -540,12 +560,15 @@ def run_counter(network: Network, settings: Settings, store: TopologyStore) -> i
                 metrics.STORE_RETRIES.labels("rebuild").inc()
                 wanted = sorted(tp.partition for tp in lease.assignment())
                 time.sleep(0.5)
-            metrics.CONSUMER_LAG.set(_lag(reader, settings.ranges_topic, n_parts))
+            metrics.CONSUMER_LAG.set(_lag(reader, settings.partitioned.ranges_topic, n_parts))
     finally:
         try:  # the last join's changes still go out
             if pending := counter.close():
                 publish_changes(
-                    producer, pending, settings.topology_changes_topic, encoder=changes_encoder
+                    producer,
+                    pending,
+                    settings.kafka.topology_changes_topic,
+                    encoder=changes_encoder,
                 )
         except (LeaseLost, *_TRANSIENT) as exc:
             log.warning("last topology join failed: %s", exc)

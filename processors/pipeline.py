@@ -35,7 +35,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from camtopo import avro
 from camtopo.core.grid import Network
 from camtopo.core.offsets import PartitionOffsets, next_offsets
-from camtopo.core.ranges import ClosedBatch, ProcessorClock, RangeAssembler, RangeGrid, Verdict
+from camtopo.core.ranges import ClosedBatch, ProcessorClock, RangeAssembler, Verdict
 from camtopo.core.ticks import DuplicateFrameError, LateFrameError
 from camtopo.core.topology import TopologyEstimator
 from camtopo.settings import Settings
@@ -101,9 +101,9 @@ class StreamProcessor(Generic[E]):
         self.network = network
         self.settings = settings
         self.store = store
-        self.grid = RangeGrid.from_settings(settings)
-        self.estimator = TopologyEstimator(network, settings, engine)
-        self.clock = ProcessorClock(settings.idle_partition_seconds * 1000.0)
+        self.grid = settings.range_grid()
+        self.estimator = TopologyEstimator(network, settings.estimator_parameters(), engine)
+        self.clock = ProcessorClock(settings.processor.idle_partition_seconds * 1000.0)
         self.assembler = RangeAssembler(self.grid)
         self.limits = Limits.from_settings(settings)
         self.decoder = avro.decoder(settings)  # file mode, or ids resolved via the registry
@@ -249,7 +249,7 @@ class StreamProcessor(Generic[E]):
         est.advance(batch.frontier)
         # The counts now hold these frames (the topology update reads them from here).
         metrics.observe_many(
-            metrics.DELAY, time.time() - batch.ticks * (self.settings.tick_ms / 1000.0)
+            metrics.DELAY, time.time() - batch.ticks * (self.settings.grid.tick_ms / 1000.0)
         )
         # Records are released (acked) only once no block will read their ticks again: the
         # next block's padding reads ``tolerance`` ticks before the first uncounted one.
@@ -283,10 +283,10 @@ class StreamProcessor(Generic[E]):
     def spread_slice(self) -> list[int]:
         """The shards the next spread checkpoint writes: every ``checkpoint_spread_ranges``
         checkpoints in a row cover every shard once."""
-        n = self.settings.checkpoint_spread_ranges
+        n = self.settings.processor.checkpoint_spread_ranges
         k = self._checkpoints % n
         self._checkpoints += 1
-        return [s for s in range(self.settings.redis_shards) if s % n == k]
+        return [s for s in range(self.settings.redis.shards) if s % n == k]
 
     def checkpoint(
         self, resume_offsets: Mapping[int, int], whole: bool = True
@@ -308,7 +308,7 @@ class StreamProcessor(Generic[E]):
                                     range_id, resume_offsets, shards)  # fmt: skip
             durable = getattr(report, "durable_range", range_id)
             self._ranges_since_topology += 1
-            if self._ranges_since_topology >= self.settings.topology_every_ranges:
+            if self._ranges_since_topology >= self.settings.processor.topology_every_ranges:
                 try:
                     changes = self.store.update_topology(
                         self.estimator, int(self.grid.end_ms(range_id))
@@ -322,7 +322,7 @@ class StreamProcessor(Generic[E]):
         while self._since_checkpoint and self._since_checkpoint[0][0] <= durable:
             _, counted_until, ticks = self._since_checkpoint.pop(0)
             metrics.observe_many(
-                metrics.DURABLE_DELAY, now - ticks * (self.settings.tick_ms / 1000.0)
+                metrics.DURABLE_DELAY, now - ticks * (self.settings.grid.tick_ms / 1000.0)
             )
         return counted_until, changes
 
@@ -331,7 +331,7 @@ class StreamProcessor(Generic[E]):
         it succeeds; past ``checkpoint_retry_seconds`` the error propagates (worker stops). A
         full Redis is waited for as long as it takes (an operator frees memory; a restart would
         only find it full again), with ``camtopo_store_retries_total`` rising for the alert."""
-        deadline = time.monotonic() + self.settings.checkpoint_retry_seconds
+        deadline = time.monotonic() + self.settings.processor.checkpoint_retry_seconds
         wait = 0.2
         while True:
             try:

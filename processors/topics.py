@@ -67,30 +67,34 @@ class TopicsUnavailable(ConnectionError):
 def pipeline_topics(settings: Settings, scope: Scope = "all") -> list[TopicSpec]:
     """The topics ``scope`` uses, with the partition counts the settings give them."""
     occupancy = TopicSpec(
-        settings.occupancy_topic, settings.occupancy_partitions, "CAMTOPO_OCCUPANCY_PARTITIONS"
+        settings.kafka.occupancy_topic,
+        settings.kafka.occupancy_partitions,
+        "CAMTOPO_OCCUPANCY_PARTITIONS",
     )
     if scope == "occupancy":
         return [occupancy]
     single = [
         occupancy,
-        TopicSpec(settings.dead_letter_topic, 1),
-        TopicSpec(settings.topology_changes_topic, 1),
+        TopicSpec(settings.kafka.dead_letter_topic, 1),
+        TopicSpec(settings.kafka.topology_changes_topic, 1),
     ]
     if scope == "single":
         return single
-    retention_ms = int(settings.ranges_retention_hours * 3_600_000)
+    retention_ms = int(settings.partitioned.ranges_retention_hours * 3_600_000)
     return [
         *single,
         # One partition per occupancy partition: an assembler publishes partition p's blocks
         # to partition p (processors/assembler.py).
         TopicSpec(
-            settings.ranges_topic,
-            settings.occupancy_partitions,
+            settings.partitioned.ranges_topic,
+            settings.kafka.occupancy_partitions,
             "CAMTOPO_OCCUPANCY_PARTITIONS",
             {"retention.ms": str(retention_ms)},
         ),
         # One (empty) partition per Redis shard: its assignment says who counts which rows.
-        TopicSpec(settings.counter_shards_topic, settings.redis_shards, "CAMTOPO_REDIS_SHARDS"),
+        TopicSpec(
+            settings.partitioned.counter_shards_topic, settings.redis.shards, "CAMTOPO_REDIS_SHARDS"
+        ),
     ]
 
 
@@ -128,7 +132,7 @@ def ensure_topics(
     from confluent_kafka.admin import AdminClient, NewTopic
 
     specs = pipeline_topics(settings, scope)
-    bootstrap = settings.kafka_bootstrap
+    bootstrap = settings.kafka.bootstrap
     # Failures are raised below in one line; librdkafka's connection logs would only repeat them.
     admin = AdminClient(kafka_config(settings, "admin", log_level=0))
     deadline = time.monotonic() + timeout
@@ -209,13 +213,16 @@ def read_published(settings: Settings, timeout: float = 10.0) -> dict[int, int]:
         kafka_config(
             settings,
             "reader",
-            **{"group.id": f"{settings.assembler_group}-resume", "enable.auto.commit": False},
+            **{
+                "group.id": f"{settings.partitioned.assembler_group}-resume",
+                "enable.auto.commit": False,
+            },
         )
     )
     out: dict[int, int] = {}
     try:
-        for p in range(settings.occupancy_partitions):
-            tp = TopicPartition(settings.ranges_topic, p)
+        for p in range(settings.kafka.occupancy_partitions):
+            tp = TopicPartition(settings.partitioned.ranges_topic, p)
             for attempt in range(20):  # a just-created topic may still be electing leaders
                 try:
                     low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
@@ -226,7 +233,7 @@ def read_published(settings: Settings, timeout: float = 10.0) -> dict[int, int]:
                     time.sleep(0.25)
             if high <= low:
                 continue
-            consumer.assign([TopicPartition(settings.ranges_topic, p, high - 1)])
+            consumer.assign([TopicPartition(settings.partitioned.ranges_topic, p, high - 1)])
             msg = consumer.poll(timeout)
             if msg is not None and not msg.error() and msg.key() is not None:
                 out[p] = int(msg.key())

@@ -14,13 +14,16 @@ producer) would otherwise hold ranges open for frames that do not exist yet, or 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from camtopo.avro import OCCUPANCY, Decoder, UndecodableRecord, UnknownSchemaVersion, decode
 from camtopo.core.grid import Network, NetworkError
 from camtopo.core.ticks import tick_of
+
+if TYPE_CHECKING:
+    from camtopo.settings import Settings
 
 REASONS = (
     "undecodable",  # not a framed Avro record, or a corrupt body
@@ -60,12 +63,12 @@ class Limits:
     max_lead_ms: float  # record or frame after the processor's wall clock
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Limits:
+    def from_settings(cls, settings: Settings) -> Limits:
         return cls(
-            settings.tick_ms,
-            settings.max_future_seconds * 1000.0,
-            settings.max_frame_age_seconds * 1000.0,
-            settings.max_clock_lead_seconds * 1000.0,
+            settings.grid.tick_ms,
+            settings.processor.max_future_seconds * 1000.0,
+            settings.processor.max_frame_age_seconds * 1000.0,
+            settings.processor.max_clock_lead_seconds * 1000.0,
         )
 
 

@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fast", action="store_true", help="as fast as possible, not real time")
     p.add_argument("--duration", type=float, default=None, help="stop after N seconds of frames")
     p.add_argument("--bootstrap", default=None, help="Kafka bootstrap (default: settings)")
-    p.add_argument("--topic", default=None, help="topic (default: settings.occupancy_topic)")
+    p.add_argument("--topic", default=None, help="topic (default: CAMTOPO_OCCUPANCY_TOPIC)")
     p.add_argument("--frames-per-record", type=int, default=None, help="frames batched per record")
     p.add_argument("--start-ms", type=int, default=None, help="capture-time origin (default: now)")
     p.add_argument("--producer-id", default=None)
@@ -72,7 +72,12 @@ def build_feeds(args: argparse.Namespace, settings: Any, start_ms: int) -> tuple
     from producers.simulated import SimulatedNetwork
     from producers.sources import open_source
 
-    grid = Grid(settings.grid_cols, settings.grid_rows, settings.frame_width, settings.frame_height)
+    grid = Grid(
+        settings.grid.cols,
+        settings.grid.rows,
+        settings.grid.frame_width,
+        settings.grid.frame_height,
+    )
     params = DetectionParams.from_settings(settings)
     feeds: list[Any] = []
     hook = None
@@ -88,7 +93,7 @@ def build_feeds(args: argparse.Namespace, settings: Any, start_ms: int) -> tuple
             noise=not args.no_noise,
             density=args.density,
             grid=grid,
-            fps=settings.fps,
+            fps=settings.grid.fps,
         )
         hook = net.advance
         for c in range(net.sim.cameras.n):
@@ -106,11 +111,15 @@ def build_feeds(args: argparse.Namespace, settings: Any, start_ms: int) -> tuple
         ):
             # A typo on the command line fails fast; a file that breaks later is a status.
             raise FileNotFoundError(f"--source {spec}: {target} does not exist")
-        source = open_source(target, settings.source_read_timeout_s, settings.source_reconnect_s)
+        source = open_source(
+            target, settings.producer.source_read_timeout_s, settings.producer.source_reconnect_s
+        )
         if source.live and args.fast:
             raise ValueError(f"--fast cannot pace a live stream ({target}); drop --fast")
         feeds.append(
-            VisionFeed(camera, source, grid, params, clock=replay_clock(start_ms, settings.fps))
+            VisionFeed(
+                camera, source, grid, params, clock=replay_clock(start_ms, settings.grid.fps)
+            )
         )
     if not feeds:
         raise ValueError("nothing to produce: give --source SPEC (repeatable) or --simulate")
@@ -125,45 +134,45 @@ def run(args: argparse.Namespace) -> int:
     from producers.producer import OccupancyPublisher, ProducerLoop
 
     s = get_settings()
-    fpr = args.frames_per_record or s.producer_frames_per_record
+    fpr = args.frames_per_record or s.producer.frames_per_record
     if fpr <= 0:
         raise ValueError(f"--frames-per-record must be positive, got {fpr}")
     # Before the first record (and before the capture clock starts): a producer started ahead
     # of the processor must not let the broker auto-create the topic with 1 partition.
-    target = {"kafka_bootstrap": args.bootstrap or s.kafka_bootstrap}
+    target = {"bootstrap": args.bootstrap or s.kafka.bootstrap}
     if args.topic:
         target["occupancy_topic"] = args.topic
-    ensure_topics(s.model_copy(update=target), "occupancy")
+    ensure_topics(s.replace(kafka=target), "occupancy")
     start_ms = args.start_ms if args.start_ms is not None else int(time.time() * 1000)
     feeds, hook = build_feeds(args, s, start_ms)
     publisher = OccupancyPublisher(
-        args.bootstrap or s.kafka_bootstrap,
+        args.bootstrap or s.kafka.bootstrap,
         args.topic,
         s,
         producer_id=args.producer_id,
         stats_interval_ms=1000,
     )
-    if s.producer_metrics_port:
+    if s.producer.metrics_port:
         from prometheus_client import start_http_server
 
-        start_http_server(s.producer_metrics_port, addr=s.http_host)
-    max_ticks = None if args.duration is None else round(args.duration * s.fps)
+        start_http_server(s.producer.metrics_port, addr=s.service.host)
+    max_ticks = None if args.duration is None else round(args.duration * s.grid.fps)
     bar = tqdm(total=max_ticks, unit="tick", disable=args.no_progress, desc="produce")
 
     def progress(_tick: int) -> None:
         bar.update(1)
-        if _tick % s.fps == 0:
+        if _tick % s.grid.fps == 0:
             st = publisher.stats
             bar.set_postfix(records=st.records, delivered=st.delivered, failed=st.failed)
 
     print(
         f"producing {len(feeds)} camera(s) to {publisher.topic} at "
-        f"{'full speed' if args.fast else f'{s.fps} FPS real time'}, {fpr} frame(s) per record"
+        f"{'full speed' if args.fast else f'{s.grid.fps} FPS real time'}, {fpr} frame(s) per record"
     )
     loop = ProducerLoop(
         feeds,
         publisher,
-        fps=s.fps,
+        fps=s.grid.fps,
         frames_per_record=fpr,
         realtime=not args.fast,
         before_tick=hook,

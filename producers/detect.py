@@ -261,7 +261,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--fps",
         type=float,
         default=None,
-        help="frame rate of image folders and of videos reporting none (default: settings.fps)",
+        help="frame rate of image folders and of videos reporting none (default: CAMTOPO_FPS)",
     )
     p.add_argument(
         "--warmup-s",
@@ -283,10 +283,10 @@ def run(args: argparse.Namespace) -> int:
     from producers.command import parse_source
 
     s = get_settings()
-    grid = Grid(s.grid_cols, s.grid_rows, s.frame_width, s.frame_height)
+    grid = Grid(s.grid.cols, s.grid.rows, s.grid.frame_width, s.grid.frame_height)
     sources = [pair for folder in args.folder for pair in folder_sources(folder)]
     sources += [parse_source(spec, len(sources) + i) for i, spec in enumerate(args.source)]
-    default_fps = args.fps or float(s.fps)
+    default_fps = args.fps or float(s.grid.fps)
     if default_fps <= 0:
         raise ValueError(f"--fps must be positive, got {args.fps}")
     runs = open_cameras(sources, grid, DetectionParams.from_settings(s), default_fps, args.start_ms)
@@ -297,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
     for r in runs:
         print(f"{r.camera}: {r.spec} at {r.fps:g} fps, {r.expected or '?'} frames")
     if output.suffix == ".avro":
-        fpr = args.frames_per_record or s.producer_frames_per_record
+        fpr = args.frames_per_record or s.producer.frames_per_record
         with output.open("wb") as fh:
             sink: JsonlSink | AvroSink = AvroSink(fh, {r.camera: grid for r in runs}, fpr)
             summary = detect_footage(runs, sink, args.warmup_s, args.duration, not args.no_progress)

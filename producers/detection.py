@@ -37,11 +37,11 @@ class DetectionParams:
     def from_settings(cls, settings: Settings | None = None) -> DetectionParams:
         s = settings or get_settings()
         return cls(
-            history=s.mog2_history,
-            var_threshold=s.mog2_var_threshold,
-            learning_rate=s.mog2_learning_rate,
-            kernel_px=s.morph_kernel_px,
-            min_blob_area=s.min_blob_area_px,
+            history=s.detection.mog2_history,
+            var_threshold=s.detection.mog2_var_threshold,
+            learning_rate=s.detection.mog2_learning_rate,
+            kernel_px=s.detection.morph_kernel_px,
+            min_blob_area=s.detection.min_blob_area_px,
         )
 
 

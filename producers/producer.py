@@ -60,18 +60,18 @@ class OccupancyPublisher:
         stats_interval_ms: int = 0,
     ) -> None:
         s = settings or get_settings()
-        self.topic = topic or s.occupancy_topic
+        self.topic = topic or s.kafka.occupancy_topic
         self.producer_id = producer_id or f"produce-{uuid.uuid4().hex[:8]}"
         self.stats = PublishStats()
         self._on_delivery = on_delivery
-        conf = kafka_config(s.model_copy(update={"kafka_bootstrap": bootstrap}), "producer")
+        conf = kafka_config(s.replace(kafka={"bootstrap": bootstrap}), "producer")
         conf |= {
             "client.id": self.producer_id,
             "enable.idempotence": True,
             "acks": "all",
-            "queue.buffering.max.messages": s.producer_queue_messages,
-            "linger.ms": s.producer_linger_ms,
-            "compression.type": s.producer_compression,
+            "queue.buffering.max.messages": s.producer.queue_messages,
+            "linger.ms": s.producer.linger_ms,
+            "compression.type": s.producer.compression,
             # After a broker outage, deliver what was buffered within ~1 s (librdkafka backs
             # off up to 10 s), well inside the processor's idle_partition_seconds.
             "reconnect.backoff.max.ms": 1000,
@@ -81,7 +81,7 @@ class OccupancyPublisher:
             conf["statistics.interval.ms"] = stats_interval_ms
             conf["stats_cb"] = self._statistics
         conf.update(config or {})
-        self.flush_timeout_s = s.producer_flush_timeout_s
+        self.flush_timeout_s = s.producer.flush_timeout_s
         # Before the Kafka producer: in registry mode the schema is registered now, and an
         # unreachable registry stops here, with nothing produced (never a record unframed).
         self._encoder = avro.encoder(s, avro.OCCUPANCY, self.topic)

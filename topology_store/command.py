@@ -16,7 +16,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
     if args.redis_url:
-        settings = settings.model_copy(update={"redis_url": args.redis_url})
+        settings = settings.replace(redis={"url": args.redis_url})
     network = Network.load(args.network) if args.network else None
     if args.demo:
         _fill_demo(settings, args.demo)
@@ -31,10 +31,10 @@ def _fill_demo(settings: Any, n_cameras: int) -> None:
 
     net = synthetic.make_network(n_cameras)
     est = synthetic.run(net, settings, 3000)
-    store = TopologyStore(settings.redis_url, net.network, settings)
+    store = TopologyStore(settings.redis.url, net.network, settings)
     store.checkpoint(est, 0, {})
-    store.update_topology(est, int(3000 * settings.tick_ms))
-    print(f"demo: stored {len(net.network.cameras)} random cameras at {settings.redis_url}")
+    store.update_topology(est, int(3000 * settings.grid.tick_ms))
+    print(f"demo: stored {len(net.network.cameras)} random cameras at {settings.redis.url}")
 
 
 def register(subparsers: Any) -> None:
@@ -87,7 +87,7 @@ def run_store(args: argparse.Namespace) -> int:
 
     network = Network.load(args.network)
     settings = network_clock(get_settings(), network)  # range ids count the network's ticks
-    store = TopologyStore(settings.redis_url, network, settings)
+    store = TopologyStore(settings.redis.url, network, settings)
     try:
         if args.action == "rewind":
             moved = store.rewind()

@@ -175,7 +175,7 @@ class QueryState:
         refresh_s: float = 2.0,
     ) -> None:
         self.settings = settings
-        self.keys = Keys(prefix, settings.redis_shards)
+        self.keys = Keys(prefix, settings.redis.shards)
         self.redis = async_redis_client(settings, redis_url)
         self.network = network
         self.refresh_s = refresh_s
@@ -228,7 +228,7 @@ class QueryState:
 
     async def row(self, window: int) -> Row | None:
         network = await self.ensure_network()
-        shard = int(network.window_camera[window]) % self.settings.redis_shards
+        shard = int(network.window_camera[window]) % self.settings.redis.shards
         key = self.keys.rows(shard)
         blob = await self.redis.hget(key, str(window))
         if blob is None:
@@ -364,9 +364,9 @@ class ExposedWithoutToken(CamtopoError):
 
 def check_exposure(settings: Settings, host: str) -> None:
     """Refuse to serve the topology beyond loopback without a token, unless told to."""
-    if settings.api_token is not None or is_loopback(host):
+    if settings.service.api_token is not None or is_loopback(host):
         return
-    if not settings.api_auth:
+    if not settings.service.api_auth:
         log.warning(
             "serving on %s WITHOUT a token (CAMTOPO_API_AUTH=off): anyone who reaches this "
             "port can read the camera network's movement model",
@@ -414,9 +414,13 @@ def _bearer(request: web.Request) -> bytes | None:
 
 
 def bearer_auth(settings: Settings) -> Middleware:
-    token = settings.api_token.get_secret_value().encode() if settings.api_token else None
-    key = stream_key(settings.api_token) if settings.api_token else None
-    open_paths = OPEN_PATHS if settings.metrics_auth else (*OPEN_PATHS, "/metrics")
+    token = (
+        settings.service.api_token.get_secret_value().encode()
+        if settings.service.api_token
+        else None
+    )
+    key = stream_key(settings.service.api_token) if settings.service.api_token else None
+    open_paths = OPEN_PATHS if settings.service.metrics_auth else (*OPEN_PATHS, "/metrics")
 
     def refuse(message: str) -> web.Response:
         # The message never repeats what was sent: it may be a token.
@@ -443,7 +447,7 @@ def bearer_auth(settings: Settings) -> Middleware:
 
 
 def cors_origins(settings: Settings) -> frozenset[str]:
-    return frozenset(o.strip() for o in settings.http_cors_origins.split(",") if o.strip())
+    return frozenset(o.strip() for o in settings.service.cors_origins.split(",") if o.strip())
 
 
 def cors(settings: Settings) -> Middleware:
@@ -476,15 +480,15 @@ def limits(settings: Settings) -> Middleware:
     """Bounds on what one request may cost: URL length, body size, requests served at once.
     Over the concurrency limit a request is refused at once (503, Retry-After), never queued:
     a queue would only turn an overload into hung clients."""
-    busy = asyncio.Semaphore(settings.http_max_concurrent)
+    busy = asyncio.Semaphore(settings.service.max_concurrent)
     retry = {"Retry-After": "1"}
 
     @web.middleware
     async def bound(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if len(request.raw_path) > settings.http_max_url_chars:
-            return _json_error(414, f"URL longer than {settings.http_max_url_chars} characters")
-        if (request.content_length or 0) > settings.http_max_body_bytes:
-            return _json_error(413, f"body larger than {settings.http_max_body_bytes} bytes")
+        if len(request.raw_path) > settings.service.max_url_chars:
+            return _json_error(414, f"URL longer than {settings.service.max_url_chars} characters")
+        if (request.content_length or 0) > settings.service.max_body_bytes:
+            return _json_error(413, f"body larger than {settings.service.max_body_bytes} bytes")
         if request.path == STREAM_PATH:  # long-lived: bounded by http_max_streams instead
             return await handler(request)
         if busy.locked():
@@ -556,7 +560,9 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 async def openapi(request: web.Request) -> web.Response:
     settings = _state(request).settings
     return web.json_response(
-        openapi_document(settings.api_token is not None, metrics_secured=settings.metrics_auth)
+        openapi_document(
+            settings.service.api_token is not None, metrics_secured=settings.service.metrics_auth
+        )
     )
 
 
@@ -565,7 +571,7 @@ async def stream_token(request: web.Request) -> web.Response:
     settings = _state(request).settings
     if STREAM_KEY not in request.app:  # no token configured: the stream is open
         return web.json_response({"stream_token": None, "expires_in_s": None})
-    ttl = settings.stream_token_ttl_s
+    ttl = settings.service.stream_token_ttl_s
     value = make_stream_token(request.app[STREAM_KEY], int(time.time() + ttl))
     return web.json_response(
         {"stream_token": value, "expires_in_s": ttl}, headers={"Cache-Control": "no-store"}
@@ -620,7 +626,7 @@ async def graphml(request: web.Request) -> web.Response:
 
 async def partitions(request: web.Request) -> web.Response:
     state = _state(request)
-    size = state.settings.partition_max_cameras
+    size = state.settings.store.partition_max_cameras
     body = await state.cached("partitions", lambda view: view.partitions(size))
     return web.Response(body=body, content_type="application/json")
 
@@ -636,7 +642,7 @@ async def changes(request: web.Request) -> web.Response:
 async def stream(request: web.Request) -> web.StreamResponse:
     """Server-sent events: one ``change`` event per topology change, ids from the change log."""
     state = _state(request)
-    if len(state.subscribers) >= state.settings.http_max_streams:
+    if len(state.subscribers) >= state.settings.service.max_streams:
         return _json_error(503, "too many open event streams; retry later", {"Retry-After": "5"})
     # Checked, and the missed changes read, before the response starts: once the 200 is sent,
     # a bad id or a Redis failure can only end the stream, not be told to the client.
@@ -725,11 +731,11 @@ def create_app(
     app = web.Application(
         middlewares=[errors_and_metrics, limits(settings), cors(settings), bearer_auth(settings)],
         # No route reads a body; this bounds what a reader would take, should one ever do.
-        client_max_size=settings.http_max_body_bytes,
+        client_max_size=settings.service.max_body_bytes,
     )
     app[STATE] = state
-    if settings.api_token is not None:
-        app[STREAM_KEY] = stream_key(settings.api_token)
+    if settings.service.api_token is not None:
+        app[STREAM_KEY] = stream_key(settings.service.api_token)
     app[CORS_ORIGINS] = cors_origins(settings)
     app.on_response_prepare.append(_response_headers)
 
@@ -770,13 +776,13 @@ def serve(
     port: int | None = None,
     network: Network | None = None,
 ) -> None:
-    host = host or settings.http_host
+    host = host or settings.service.host
     check_exposure(settings, host)
     app = create_app(settings, network=network)
     web.run_app(
         app,
         host=host,
-        port=port or settings.http_port,
+        port=port or settings.service.port,
         print=log.info,
         shutdown_timeout=5,
         access_log_class=AccessLogger,

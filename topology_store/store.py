@@ -41,7 +41,6 @@ from camtopo.core.engine import FastExclusion
 from camtopo.core.evidence import WindowEdges, c_prime, camera_edges
 from camtopo.core.grid import Network, NetworkError
 from camtopo.core.partitioned import owned_windows, window_shards
-from camtopo.core.ranges import RangeGrid
 from camtopo.core.topology import merge_transit
 from camtopo.errors import CamtopoError
 from camtopo.settings import Settings
@@ -202,8 +201,8 @@ def pair_evidence(
     p_ij = int(row_i.p[j]) if row_i is not None else 0
     o_ji = int(row_j.o[ci]) if row_j is not None else 0
     p_ji = int(row_j.p[i]) if row_j is not None else 0
-    c_ij = float(c_prime(np.array([p_ij]), np.array([o_ij]), settings.o_ref)[0])
-    c_ji = float(c_prime(np.array([p_ji]), np.array([o_ji]), settings.o_ref)[0])
+    c_ij = float(c_prime(np.array([p_ij]), np.array([o_ij]), settings.algorithm.o_ref)[0])
+    c_ji = float(c_prime(np.array([p_ji]), np.array([o_ji]), settings.algorithm.o_ref)[0])
     return {
         "a": network.label(i),
         "b": network.label(j),
@@ -215,8 +214,8 @@ def pair_evidence(
         "p_ba": p_ji,
         "e_ba": o_ji - p_ji,
         "c_ba": round(c_ji, 6),
-        "c_star": settings.c_star,
-        "adjacent": c_ij > settings.c_star and c_ji > settings.c_star,
+        "c_star": settings.algorithm.c_star,
+        "adjacent": c_ij > settings.algorithm.c_star and c_ji > settings.algorithm.c_star,
     }
 
 
@@ -234,15 +233,15 @@ class TopologyStore:
     ) -> None:
         self.network = network
         self.settings = settings
-        self.keys = Keys(prefix, settings.redis_shards)
+        self.keys = Keys(prefix, settings.redis.shards)
         self.redis = (
             client
             if client is not None
             else redis_client(settings, redis_url, decode_responses=False)
         )
         self._cache = _Cache()
-        self._window_shard = window_shards(network, settings.redis_shards)
-        self.grid = RangeGrid.from_settings(settings)
+        self._window_shard = window_shards(network, settings.redis.shards)
+        self.grid = settings.range_grid()
 
     @classmethod
     def from_redis(
@@ -250,7 +249,7 @@ class TopologyStore:
     ) -> TopologyStore:
         """A store for the network a processor saved in Redis (the query service's case)."""
         client = redis_client(settings, redis_url, decode_responses=False)
-        raw = client.get(Keys(prefix, settings.redis_shards).network)
+        raw = client.get(Keys(prefix, settings.redis.shards).network)
         if raw is None:
             raise StoreError(f"no network saved under prefix {prefix!r} at {redis_url}")
         return cls(
@@ -262,7 +261,7 @@ class TopologyStore:
 
     # --- shards -------------------------------------------------------------------------------
     def shard_of_camera(self, camera: int) -> int:
-        return camera % self.settings.redis_shards
+        return camera % self.settings.redis.shards
 
     def shard_of_window(self, window: int) -> int:
         return int(self._window_shard[window])
@@ -279,7 +278,7 @@ class TopologyStore:
 
     def _read_shard_ranges(self) -> dict[int, int]:
         pipe = self.redis.pipeline(transaction=False)
-        for s in range(self.settings.redis_shards):
+        for s in range(self.settings.redis.shards):
             pipe.get(self.keys.range(s))
         return {s: int(v) if v is not None else NO_RANGE for s, v in enumerate(pipe.execute())}
 
@@ -294,7 +293,7 @@ class TopologyStore:
         if not self._cache.shard_ranges:
             self.shard_ranges()
         ranges = np.array(
-            [self._cache.shard_ranges.get(s, NO_RANGE) for s in range(self.settings.redis_shards)],
+            [self._cache.shard_ranges.get(s, NO_RANGE) for s in range(self.settings.redis.shards)],
             dtype=np.int64,
         )
         return ranges[self._window_shard] >= range_id
@@ -370,7 +369,7 @@ class TopologyStore:
         self._write_network()
         if not self._cache.shard_ranges:
             self.shard_ranges()
-        n_shards_all = self.settings.redis_shards
+        n_shards_all = self.settings.redis.shards
         chosen = range(n_shards_all) if shards is None else sorted(set(shards))
         among = None if shards is None else owned_windows(self.network, n_shards_all, chosen)
         self._cache.totals[range_id] = {
@@ -538,7 +537,7 @@ class TopologyStore:
             # memory is then ahead of Redis in rows it would not write again. Rebuild.
             raise LeaseLost("Redis restarted since the shards were loaded")
         counts = fast_counts(estimator)
-        rows = counts.take_dirty(owned_windows(self.network, self.settings.redis_shards, shards))
+        rows = counts.take_dirty(owned_windows(self.network, self.settings.redis.shards, shards))
         shard_of = self._window_shard[rows]
         written = 0
         done: set[int] = set()
@@ -570,7 +569,7 @@ class TopologyStore:
     def read_half_edges(self) -> np.ndarray:
         """int32 (4, n): every shard's half-edges (i, j, O_ij, P_ij)."""
         pipe = self.redis.pipeline(transaction=False)
-        for shard in range(self.settings.redis_shards):
+        for shard in range(self.settings.redis.shards):
             pipe.get(self.keys.half(shard))
         parts = []
         for shard, raw in enumerate(pipe.execute()):
@@ -608,7 +607,7 @@ class TopologyStore:
         """Raise :class:`CheckpointAhead` if ``range_id`` ends past the clock's allowed lead."""
         now_ms = time.time() * 1000.0 if now_ms is None else now_ms
         lead_s = (self.grid.end_ms(range_id) - now_ms) / 1000.0
-        if range_id > NO_RANGE and lead_s > self.settings.max_clock_lead_seconds:
+        if range_id > NO_RANGE and lead_s > self.settings.processor.max_clock_lead_seconds:
             raise CheckpointAhead(
                 f"{where} holds range {range_id}, which ends {lead_s:,.0f} s after this "
                 "machine's clock. A forged or skewed timestamp carried a processor clock there; "
@@ -636,7 +635,7 @@ class TopologyStore:
                 else:
                     self.redis.set(key, limit)
 
-        for shard in range(self.settings.redis_shards):
+        for shard in range(self.settings.redis.shards):
             lower(self.keys.range(shard), None, to_range)
             lower(self.keys.tick(shard), None, to_tick)
         lower(self.keys.transit, "range_id", to_range)
@@ -695,7 +694,7 @@ class TopologyStore:
         ranges = self.shard_ranges()
         self.refuse_if_ahead(max(ranges.values(), default=NO_RANGE), "a shard")
         self.refuse_if_ahead(meta.get("range_id", NO_RANGE), self.keys.checkpoint)
-        n_rows = sum(self._import_shard(counts, s) for s in range(self.settings.redis_shards))
+        n_rows = sum(self._import_shard(counts, s) for s in range(self.settings.redis.shards))
         if not meta and n_rows == 0:
             return None
         self._load_transit(estimator)
@@ -704,7 +703,7 @@ class TopologyStore:
         estimator.observations = meta.get("observations", 0)
         counts.last_tick = meta.get("last_tick")
         self._cache.meta_range = meta.get("range_id", NO_RANGE)
-        n_shards = self.settings.redis_shards
+        n_shards = self.settings.redis.shards
         self._cache.synced = {s: self._cache.meta_range for s in range(n_shards)}
         self._cache.totals = {
             self._cache.meta_range: {
@@ -763,7 +762,7 @@ class TopologyStore:
         new = build_graph(self.network, edges, links)
         old = self._stored_graph()
         now_ms = int(time.time() * 1000)
-        diff = diff_graphs(old, new, self.settings.reweight_step, range_end_ms, now_ms)
+        diff = diff_graphs(old, new, self.settings.store.reweight_step, range_end_ms, now_ms)
         pipe = self.redis.pipeline(transaction=True)  # all {topo} keys: one slot
         if diff.upserts:
             pipe.hset(
@@ -776,7 +775,7 @@ class TopologyStore:
             pipe.xadd(
                 self.keys.changes,
                 {"event": json.dumps(change, separators=(",", ":"))},
-                maxlen=self.settings.change_log_length,
+                maxlen=self.settings.store.change_log_length,
                 approximate=True,
             )
         pipe.hset(
@@ -822,7 +821,7 @@ class TopologyStore:
         return self.view().graphml()
 
     def partitions(self) -> dict[str, Any]:
-        return self.view().partitions(self.settings.partition_max_cameras)
+        return self.view().partitions(self.settings.store.partition_max_cameras)
 
     def read_row(self, window: int) -> Row | None:
         key = self.keys.rows(self.shard_of_window(window))

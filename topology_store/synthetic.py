@@ -61,7 +61,7 @@ def run(
 ) -> TopologyEstimator:
     """Feed ``ticks`` ticks of random occupancy (every camera sends every frame) and count them."""
     net = synthetic.network
-    est = estimator or TopologyEstimator(net, settings, engine=engine)
+    est = estimator or TopologyEstimator(net, settings.estimator_parameters(), engine=engine)
     cams = np.array([c for place in synthetic.places for c, _ in place], dtype=np.int64)
     wins = np.array([w for place in synthetic.places for _, w in place], dtype=np.int64)
     owner = np.repeat(np.arange(len(synthetic.places)), [len(p) for p in synthetic.places])

@@ -44,17 +44,6 @@ class RangeGrid:
         if self.ticks_per_range < 1 or self.tick_ms <= 0 or self.late_ms < 0 or self.tolerance < 0:
             raise ValueError(f"bad range grid {self}")
 
-    @classmethod
-    def from_settings(cls, settings: object) -> RangeGrid:
-        """Tr, Td, fps and temporal tolerance from a :class:`camtopo.settings.Settings`."""
-        fps = settings.fps  # type: ignore[attr-defined]
-        return cls(
-            ticks_per_range=max(1, round(settings.range_seconds * fps)),  # type: ignore[attr-defined]
-            tick_ms=1000.0 / fps,
-            late_ms=settings.late_cutoff_seconds * 1000.0,  # type: ignore[attr-defined]
-            tolerance=settings.temporal_tolerance_ticks,  # type: ignore[attr-defined]
-        )
-
     def range_of(self, tick: int) -> int:
         return tick // self.ticks_per_range
 

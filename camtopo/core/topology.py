@@ -20,58 +20,48 @@ from camtopo.core.evidence import (
 )
 from camtopo.core.grid import Network
 from camtopo.core.padding import PaddedBlock
+from camtopo.core.parameters import EstimatorParameters, ExclusionParameters
 from camtopo.core.reference import DenseExclusion
 from camtopo.core.ticks import OccupancyBuffer, tick_of
-from camtopo.core.transit import DirectedTransit, TransitEstimator, TransitParams
-from camtopo.settings import Settings
+from camtopo.core.transit import DirectedTransit, TransitEstimator
 
 log = logging.getLogger(__name__)
 
 
-def make_counts(network: Network, settings: Settings, engine: str = "fast") -> ExclusionCounts:
+def make_counts(
+    network: Network, params: ExclusionParameters, engine: str = "fast"
+) -> ExclusionCounts:
     """``fast`` (production), ``exact`` (fast engine, paper semantics) or ``dense`` (reference)."""
     if engine == "dense":
-        return DenseExclusion(network, settings.count_limit)
+        return DenseExclusion(network, params.count_limit)
     if engine == "exact":
-        return FastExclusion(network, count_limit=settings.count_limit)
+        return FastExclusion(network, count_limit=params.count_limit)
     if engine == "fast":
         return FastExclusion(
             network,
-            count_limit=settings.count_limit,
-            readmit_after=settings.readmit_after,
-            activity_gate=settings.activity_gate,
-            prune=settings.prune,
-            prune_min_opportunities=settings.prune_min_opportunities,
-            prune_max_ratio=settings.prune_max_ratio,
-            max_pool_bytes=settings.max_pool_mb << 20,
+            count_limit=params.count_limit,
+            readmit_after=params.readmit_after,
+            activity_gate=params.activity_gate,
+            prune=params.prune,
+            prune_min_opportunities=params.prune_min_opportunities,
+            prune_max_ratio=params.prune_max_ratio,
+            max_pool_bytes=params.max_pool_mb << 20,
         )
     raise ValueError(f"unknown engine {engine!r}; choose fast, exact or dense")
 
 
-def make_transit(network: Network, settings: Settings) -> TransitEstimator | None:
-    if not settings.transit_enabled:
+def make_transit(network: Network, params: EstimatorParameters) -> TransitEstimator | None:
+    if params.transit is None:
         return None
-    if network.n_cameras > settings.transit_max_cameras:
+    if network.n_cameras > params.transit_max_cameras:
         log.warning(
             "transit evidence is off: %d cameras > transit_max_cameras = %d (its zone-pair "
             "map grows with the square of the network; see docs/transit.md)",
             network.n_cameras,
-            settings.transit_max_cameras,
+            params.transit_max_cameras,
         )
         return None
-    return TransitEstimator(
-        network,
-        TransitParams(
-            tick_s=settings.tick_ms / 1000,
-            max_lag_s=settings.transit_max_lag_s,
-            bin_s=settings.transit_bin_s,
-            control_s=settings.transit_control_s,
-            z_star=settings.transit_z_star,
-            min_ratio=settings.transit_min_ratio,
-            min_excess=settings.transit_min_excess,
-            max_dest=settings.transit_max_dest,
-        ),
-    )
+    return TransitEstimator(network, params.transit)
 
 
 def merge_transit(
@@ -116,18 +106,17 @@ class Topology:
 
 
 class TopologyEstimator:
-    """Occupancy buffer + exclusion counts, with the settings' padding and thresholds."""
+    """Occupancy buffer + exclusion counts, with the parameters' padding and thresholds."""
 
-    def __init__(self, network: Network, settings: Settings, engine: str = "fast") -> None:
+    def __init__(self, network: Network, params: EstimatorParameters, engine: str = "fast") -> None:
         self.network = network
-        self.settings = settings
-        self.buffer = OccupancyBuffer(
-            network, settings.temporal_tolerance_ticks, settings.spatial_radius
-        )
-        self.counts = make_counts(network, settings, engine)
-        self.transit = make_transit(network, settings)
+        self.params = params
+        ex = params.exclusion
+        self.buffer = OccupancyBuffer(network, ex.tolerance_ticks, ex.spatial_radius)
+        self.counts = make_counts(network, ex, engine)
+        self.transit = make_transit(network, params)
         self.adjacency = (
-            AdjacencyIndex(self.counts, settings.c_star, settings.o_ref)
+            AdjacencyIndex(self.counts, ex.c_star, ex.o_ref)
             if isinstance(self.counts, FastExclusion)
             else None
         )
@@ -138,7 +127,7 @@ class TopologyEstimator:
         self.transit_through = 0
 
     def tick_of(self, t_ms: int) -> int:
-        return tick_of(t_ms, self.settings.tick_ms)
+        return tick_of(t_ms, self.params.tick_ms)
 
     def add_frame(self, camera: int, t_ms: int, windows: np.ndarray | list[int]) -> None:
         self.buffer.add(camera, self.tick_of(t_ms), windows)
@@ -167,7 +156,8 @@ class TopologyEstimator:
         """Adjacent window pairs now: refreshed from changed rows on the fast engine."""
         if self.adjacency is not None:
             return self.adjacency.window_edges()
-        return window_edges(self.counts, self.settings.c_star, self.settings.o_ref)
+        ex = self.params.exclusion
+        return window_edges(self.counts, ex.c_star, ex.o_ref)
 
     def topology(self) -> Topology:
         edges = self.window_edges()

@@ -649,6 +649,30 @@ class TransitEstimator:
             setattr(twin, name, getattr(self, name).copy())
         return twin
 
+    def forget_camera(self, camera: int) -> int:
+        """Forget the camera's transit evidence both ways (its zones as source and as
+        destination: slots freed, coarse screens zeroed), for a camera whose view changed.
+        Its open tracks are left to end. Returns the slots freed."""
+        zones = np.flatnonzero(self.zone_camera == camera)
+        mine = np.zeros(self.n_zones, dtype=np.bool_)
+        mine[zones] = True
+        src = np.arange(self.slot_dst.size) // self.params.max_dest
+        used = self.slot_dst >= 0
+        drop = used & (mine[src] | mine[np.where(used, self.slot_dst, 0)])
+        for s in np.flatnonzero(drop).tolist():
+            self.slot_of[src[s], self.slot_dst[s]] = -1
+        self.slot_dst[drop] = -1
+        self.hist[drop] = 0
+        self.wide[drop] = 0
+        coarse = self.coarse.reshape(self.n_zones, self.n_zones, -1)  # [b, a]: rows b*n + a
+        coarse[zones, :, :] = 0
+        coarse[:, zones, :] = 0
+        cw = self.coarse_wide.reshape(self.n_zones, self.n_zones)
+        cw[zones, :] = 0
+        cw[:, zones] = 0
+        self.slot_free = self._free_slots()
+        return int(drop.sum())
+
     # --- checkpoints ---
 
     _STATE_ARRAYS = (

@@ -36,14 +36,14 @@ def run(args: argparse.Namespace) -> int:
     if args.duration <= 0:
         raise ValueError(f"--duration must be positive, got {args.duration}")
     s = get_settings()
-    grid = Grid(s.grid_cols, s.grid_rows, s.frame_width, s.frame_height)
+    grid = Grid(s.grid.cols, s.grid.rows, s.grid.frame_width, s.grid.frame_height)
     t0 = time.perf_counter()
     scenario = build_scenario(args.scenario, args.cameras, args.seed, grid)
     sim = Simulation(
         scenario,
         seed=args.seed,
         noise=NoiseConfig.off() if args.no_noise else NoiseConfig(),
-        fps=s.fps,
+        fps=s.grid.fps,
         density=args.density,
     )
     print(f"built {args.scenario} with {args.cameras} cameras in {time.perf_counter() - t0:.1f} s")

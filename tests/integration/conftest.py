@@ -36,15 +36,18 @@ def stack(kafka: KafkaCluster, redis_server: RedisServer, kafka_topic, tmp_path:
     url = f"redis://127.0.0.1:{redis_server.port}/{next(_db_counter)}"
     redis.Redis.from_url(url).flushdb()
     settings = Settings(
-        kafka_bootstrap=kafka.bootstrap,
-        occupancy_topic=topic,
-        dead_letter_topic=dead,
-        topology_changes_topic=changes,
-        occupancy_partitions=4,
-        redis_url=url,
-        redis_shards=8,
-        processor_group=f"proc-{uuid.uuid4().hex[:8]}",
-        idle_partition_seconds=2.0,
-        processor_metrics_port=free_port(),
+        kafka={
+            "bootstrap": kafka.bootstrap,
+            "occupancy_topic": topic,
+            "dead_letter_topic": dead,
+            "topology_changes_topic": changes,
+            "occupancy_partitions": 4,
+        },
+        redis={"url": url, "shards": 8},
+        processor={
+            "group": f"proc-{uuid.uuid4().hex[:8]}",
+            "idle_partition_seconds": 2.0,
+            "metrics_port": free_port(),
+        },
     )
     return Stack(kafka, redis_server, topic, dead, url, settings, tmp_path / "network.json")

@@ -58,7 +58,7 @@ def counting(url: str) -> CountingRegistry:
 
 
 def settings_for(registry_url: str, **more: Any) -> Settings:
-    return Settings(schema_registry_url=registry_url, **more)
+    return Settings(schema_registry={"url": registry_url, **more})
 
 
 def framed_id(value: bytes) -> int:
@@ -189,9 +189,7 @@ def test_a_registry_down_at_start_stops_the_producer_in_one_line_and_nothing_is_
     dead_url = f"http://127.0.0.1:{free_port()}/apis/ccompat/v7"
     started = time.monotonic()
     with pytest.raises(SchemaRegistryUnavailable, match="unreachable for 2s"):
-        OccupancyPublisher(
-            kafka.bootstrap, topic, settings_for(dead_url, schema_registry_wait_seconds=2)
-        )
+        OccupancyPublisher(kafka.bootstrap, topic, settings_for(dead_url, wait_seconds=2))
     assert 1.5 < time.monotonic() - started < 10, "retried with backoff, and bounded"
 
     # The CLI: exit 2 with one line on stderr, and the topic stays empty.

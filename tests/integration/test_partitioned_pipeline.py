@@ -22,7 +22,6 @@ import pytest
 from confluent_kafka import Producer
 
 from camtopo.core.grid import Network
-from camtopo.core.ranges import RangeGrid
 from camtopo.core.topology import TopologyEstimator
 from camtopo.localstack import free_port
 from camtopo.simulation import Simulation
@@ -48,20 +47,18 @@ class Workers:
 
     def __init__(self, stack: Stack, tmp_path: Path) -> None:
         tag = uuid.uuid4().hex[:8]
-        self.settings = stack.settings.model_copy(
-            update={
+        self.settings = stack.settings.replace(
+            partitioned={
                 "assembler_group": f"asm-{tag}",
                 "counter_group": f"cnt-{tag}",
                 "ranges_topic": f"ranges-{tag}",
                 "counter_shards_topic": f"shards-{tag}",
-                # The paper's thresholds: overlaps appear within these short traces.
-                "o_ref": 20.0,
-                "c_star": 0.8,
-                "activity_gate": 0,
                 # Several checkpoints per shard within the trace, so a restart finds shards
                 # at different ranges (the default, 60, writes each shard once in 2 minutes).
                 "counter_checkpoint_spread_ranges": 10,
-            }
+            },
+            # The paper's thresholds: overlaps appear within these short traces.
+            algorithm={"o_ref": 20.0, "c_star": 0.8, "activity_gate": 0},
         )
         self.stack = stack
         self.tmp = tmp_path
@@ -69,10 +66,7 @@ class Workers:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        for name, value in self.settings.model_dump().items():
-            if value is None:  # unset: str(None) would be read back as the string "None"
-                continue
-            env[f"CAMTOPO_{name.upper()}"] = str(value)
+        env |= self.settings.environment()
         env["CAMTOPO_PROCESSOR_METRICS_PORT"] = str(free_port())
         return env
 
@@ -157,11 +151,11 @@ def _assert_shards_equal_offline(w: Workers, network: Network, records: list) ->
     and the leader's transit state equals the offline one through its range."""
     w.stop()  # no write may land while the store is read
     store = TopologyStore(w.stack.redis_url, network, w.settings)
-    streamed = TopologyEstimator(network, w.settings)
+    streamed = TopologyEstimator(network, w.settings.estimator_parameters())
     cp = store.load_into(streamed)
     assert cp is not None and min(cp.shard_ranges.values()) >= _last_range(w.settings, records)
     offline = _offline(network, w.settings, records)
-    grid = RangeGrid.from_settings(w.settings)
+    grid = w.settings.range_grid()
     shard = np.array([store.shard_of_window(i) for i in range(network.n_windows)])
     for range_id in sorted(set(cp.shard_ranges.values())):
         offline.advance(grid.first_tick(range_id + 1))

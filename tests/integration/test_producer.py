@@ -178,7 +178,7 @@ def test_bad_sources_report_status_while_other_cameras_keep_going(
         (folder / f"{i:04d}.jpg").write_bytes(data[: len(data) // 3] if i == 7 else data)
     stream = MjpegStream()
 
-    settings = Settings(source_read_timeout_s=1.0, source_reconnect_s=0.5)
+    settings = Settings(producer={"source_read_timeout_s": 1.0, "source_reconnect_s": 0.5})
     clock = replay_clock(1_700_000_000_000, 10)
     specs = {
         "good": str(good_video),

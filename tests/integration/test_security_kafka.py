@@ -52,7 +52,7 @@ class Secured:
         sec = self.kafka.security
         assert sec is not None
         update = sec.client_settings(role, password or self.passwords[role])
-        return self.base.model_copy(update=update)
+        return self.base.replace(kafka=update)
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +66,11 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     cluster = KafkaCluster(data_dir=folder / "data", security=security).start()
     try:
         base = Settings(
-            kafka_bootstrap=cluster.bootstrap,
-            occupancy_partitions=4,
-            redis_shards=8,
-            processor_group=f"proc-{uuid.uuid4().hex[:6]}",
+            kafka={"bootstrap": cluster.bootstrap, "occupancy_partitions": 4},
+            redis={"shards": 8},
+            processor={"group": f"proc-{uuid.uuid4().hex[:6]}"},
         )
-        admin = base.model_copy(update=security.admin_settings())
+        admin = base.replace(kafka=security.admin_settings())
         ensure_topics(admin, "all")
         passwords = {role: secrets.token_urlsafe(18) for role in ROLES}
         create_users(admin, passwords)
@@ -124,31 +123,35 @@ def _read(settings: Settings, topic: str, group: str, timeout: float = 20) -> in
 
 def test_each_role_is_refused_outside_its_rights(secured: Secured) -> None:
     s = secured.base
-    occ, dead, changes = s.occupancy_topic, s.dead_letter_topic, s.topology_changes_topic
+    occ, dead, changes = (
+        s.kafka.occupancy_topic,
+        s.kafka.dead_letter_topic,
+        s.kafka.topology_changes_topic,
+    )
     reader_group = f"{READER_GROUP}-{uuid.uuid4().hex[:6]}"
     probes = [
         # (role, action, topic, group, allowed)
         ("producer", "write", occ, None, True),
         ("producer", "write", changes, None, False),
         ("producer", "write", dead, None, False),
-        ("producer", "read", occ, s.processor_group, False),
-        ("single", "read", occ, s.processor_group, True),
+        ("producer", "read", occ, s.processor.group, False),
+        ("single", "read", occ, s.processor.group, True),
         ("single", "read", occ, "another-group", False),
         ("single", "write", dead, None, True),
         ("single", "write", changes, None, True),
         ("single", "write", occ, None, False),
-        ("single", "write", s.ranges_topic, None, False),
-        ("assembler", "write", s.ranges_topic, None, True),
+        ("single", "write", s.partitioned.ranges_topic, None, False),
+        ("assembler", "write", s.partitioned.ranges_topic, None, True),
         ("assembler", "write", changes, None, False),
-        ("assembler", "read", occ, s.assembler_group, True),
-        ("assembler", "read", changes, s.assembler_group, False),
-        ("assembler", "read", occ, s.counter_group, False),
+        ("assembler", "read", occ, s.partitioned.assembler_group, True),
+        ("assembler", "read", changes, s.partitioned.assembler_group, False),
+        ("assembler", "read", occ, s.partitioned.counter_group, False),
         ("assembler", "write", occ, None, False),
-        ("counter", "read", s.ranges_topic, s.counter_group, True),
-        ("counter", "read", s.ranges_topic, s.assembler_group, False),
-        ("counter", "write", s.ranges_topic, None, False),
+        ("counter", "read", s.partitioned.ranges_topic, s.partitioned.counter_group, True),
+        ("counter", "read", s.partitioned.ranges_topic, s.partitioned.assembler_group, False),
+        ("counter", "write", s.partitioned.ranges_topic, None, False),
         ("counter", "write", dead, None, False),
-        ("counter", "read", occ, s.counter_group, False),
+        ("counter", "read", occ, s.partitioned.counter_group, False),
         ("counter", "write", changes, None, True),
         ("counter", "write", occ, None, False),
         ("reader", "read", changes, reader_group, True),
@@ -156,7 +159,7 @@ def test_each_role_is_refused_outside_its_rights(secured: Secured) -> None:
         ("reader", "read", occ, reader_group, False),
         ("reader", "read", dead, reader_group, False),
         ("reader", "write", changes, None, False),
-        ("lag-exporter", "read", occ, s.assembler_group, False),
+        ("lag-exporter", "read", occ, s.partitioned.assembler_group, False),
         ("lag-exporter", "read", changes, reader_group, False),
         ("lag-exporter", "write", changes, None, False),
     ]
@@ -207,9 +210,12 @@ def test_a_new_password_replaces_the_old_one(secured: Secured) -> None:
 
     def as_(password: str) -> Settings:
         update = secured.kafka.security.client_settings("reader-2", password)  # type: ignore[union-attr]
-        return secured.base.model_copy(update=update)
+        return secured.base.replace(kafka=update)
 
-    changes, group = secured.base.topology_changes_topic, f"{READER_GROUP}-{uuid.uuid4().hex[:6]}"
+    changes, group = (
+        secured.base.kafka.topology_changes_topic,
+        f"{READER_GROUP}-{uuid.uuid4().hex[:6]}",
+    )
     assert _read(as_(old), changes, group) is None
     create_users(secured.admin, {"reader-2": new})
     time.sleep(1)  # the new credential reaches the broker through the metadata log
@@ -236,9 +242,9 @@ def _env(settings: Settings, **extra: str) -> dict[str, str]:
         "kafka_bootstrap", "kafka_security_protocol", "kafka_sasl_mechanism", "kafka_username",
         "kafka_ca_file", "occupancy_partitions", "redis_url", "redis_shards", "processor_group",
     ):  # fmt: skip
-        env[f"CAMTOPO_{name.upper()}"] = str(getattr(settings, name))
-    assert settings.kafka_password is not None
-    env["CAMTOPO_KAFKA_PASSWORD"] = settings.kafka_password.get_secret_value()
+        env[f"CAMTOPO_{name.upper()}"] = str(settings.by_variable()[name])
+    assert settings.kafka.password is not None
+    env["CAMTOPO_KAFKA_PASSWORD"] = settings.kafka.password.get_secret_value()
     return env | extra
 
 
@@ -272,11 +278,11 @@ def test_the_single_worker_pipeline_counts_with_acls_and_logs_no_password(
     network = sim / "network.json"
     metrics_port = free_port()
     proc_env = _env(
-        secured.role("single").model_copy(update={"redis_url": redis_url}),
+        secured.role("single").replace(redis={"url": redis_url}),
         CAMTOPO_PROCESSOR_METRICS_PORT=str(metrics_port),
         CAMTOPO_IDLE_PARTITION_SECONDS="2",
     )
-    prod_env = _env(secured.role("producer").model_copy(update={"redis_url": redis_url}))
+    prod_env = _env(secured.role("producer").replace(redis={"url": redis_url}))
     proc_log, prod_log = tmp_path / "processor.log", tmp_path / "producer.log"
     processor = _camtopo("process", "--network", str(network), env=proc_env, log=proc_log)
     producer = None
@@ -309,10 +315,10 @@ def test_the_single_worker_pipeline_counts_with_acls_and_logs_no_password(
         from camtopo.core.grid import Network
 
         net = Network.load(network)
-        settings = secured.base.model_copy(update={"redis_url": redis_url})
+        settings = secured.base.replace(redis={"url": redis_url})
         deadline = time.monotonic() + 60
         while True:
-            est = TopologyEstimator(net, settings)
+            est = TopologyEstimator(net, settings.estimator_parameters())
             cp = TopologyStore(redis_url, net, settings).load_into(est)
             # a whole checkpoint (every shard), with count rows
             if cp is not None and cp.range_id >= 0 and cp.rows > 0:
@@ -333,7 +339,7 @@ def test_the_single_worker_pipeline_counts_with_acls_and_logs_no_password(
         redis_server.stop()
     # No secret in any log: the processor's and producer's output (stdout and stderr) and the
     # broker's server.log.
-    secrets_ = [*secured.passwords.values(), secured.admin.kafka_password.get_secret_value()]
+    secrets_ = [*secured.passwords.values(), secured.admin.kafka.password.get_secret_value()]
     logs = {
         "processor": proc_log.read_text(errors="replace"),
         "producer": prod_log.read_text(errors="replace"),
@@ -349,15 +355,16 @@ def test_the_single_worker_pipeline_counts_with_acls_and_logs_no_password(
 # --- the partitioned pipeline and the lag exporter -------------------------------------------
 
 # The settings that name a topic or a group: the ACLs are granted on these names.
-_NAMES = (
-    "occupancy_topic", "dead_letter_topic", "topology_changes_topic", "ranges_topic",
-    "counter_shards_topic", "assembler_group", "counter_group", "processor_group",
-)  # fmt: skip
+_NAMES = {
+    "kafka": ("occupancy_topic", "dead_letter_topic", "topology_changes_topic"),
+    "partitioned": ("ranges_topic", "counter_shards_topic", "assembler_group", "counter_group"),
+    "processor": ("group",),
+}
 
 
 def _secrets(secured: Secured) -> list[str]:
-    assert secured.admin.kafka_password is not None
-    return [*secured.passwords.values(), secured.admin.kafka_password.get_secret_value()]
+    assert secured.admin.kafka.password is not None
+    return [*secured.passwords.values(), secured.admin.kafka.password.get_secret_value()]
 
 
 def _leaks(texts: dict[str, str], secrets_: list[str]) -> list[tuple[str, int, str]]:
@@ -428,24 +435,26 @@ def test_the_partitioned_pipeline_and_the_lag_exporter_work_with_acls(
     tag = uuid.uuid4().hex[:6]
     redis_server = RedisServer(data_dir=tmp_path / "redis").start()
     occ, dead = f"occ-{tag}", f"dead-{tag}"
-    settings = secured.role("assembler").model_copy(
-        update={
+    settings = secured.role("assembler").replace(
+        kafka={
             "occupancy_topic": occ,
             "dead_letter_topic": dead,
             "topology_changes_topic": f"changes-{tag}",
-            "processor_group": f"proc-{tag}",
-            "redis_url": redis_server.url,
-            "idle_partition_seconds": 2.0,
-        }
+        },
+        processor={"group": f"proc-{tag}", "idle_partition_seconds": 2.0},
+        redis={"url": redis_server.url},
     )
     stack = Stack(secured.kafka, redis_server, occ, dead, redis_server.url, settings,
                   tmp_path / "network.json")  # fmt: skip
     workers = SecuredWorkers(stack, tmp_path)
     # Every checkpoint writes every shard: the wait below ends as soon as the last range is
     # counted (spread checkpoints are test_partitioned_pipeline's business).
-    workers.settings = workers.settings.model_copy(update={"counter_checkpoint_spread_ranges": 1})
-    names = {k: getattr(workers.settings, k) for k in _NAMES}
-    admin = secured.admin.model_copy(update=names)
+    workers.settings = workers.settings.replace(partitioned={"counter_checkpoint_spread_ranges": 1})
+    names = {
+        section: {k: getattr(getattr(workers.settings, section), k) for k in fields}
+        for section, fields in _NAMES.items()
+    }
+    admin = secured.admin.replace(**names)
     ensure_topics(admin, "all")  # the admin creates the topics; no role may
     grant_roles(admin, {r: r for r in ("producer", "assembler", "counter", "lag-exporter")})
     lag_port = free_port()
@@ -458,7 +467,7 @@ def test_the_partitioned_pipeline_and_the_lag_exporter_work_with_acls(
         sim, records = _trace(12, 60, seed=5)
         sim.network.save(stack.network_path)
         producer = Producer(
-            kafka_config(secured.role("producer").model_copy(update=names), "producer",
+            kafka_config(secured.role("producer").replace(**names), "producer",
                          **{"enable.idempotence": True, "log_level": 0})
         )  # fmt: skip
         for rec in records:
@@ -473,7 +482,7 @@ def test_the_partitioned_pipeline_and_the_lag_exporter_work_with_acls(
         # The exporter, logged in as a principal that may describe but not read, sees the
         # assemblers' committed offsets on the occupancy topic.
         deadline = time.monotonic() + 30
-        asm = (workers.settings.assembler_group, occ)
+        asm = (workers.settings.partitioned.assembler_group, occ)
         while True:
             assert exporter.poll() is None, lag_log.read_text()[-3000:]
             try:

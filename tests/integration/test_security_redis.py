@@ -52,11 +52,13 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisSer
     security = RedisSecurity("camtopo", password_file, "camtopo:*", cert, key, ca)
     server = RedisServer(data_dir=folder / "data", security=security).start()
     settings = Settings(
-        redis_url=server.url,
-        redis_username="camtopo",
-        redis_password=SecretStr(PASSWORD),
-        redis_ca_file=str(ca),
-        redis_shards=8,
+        redis={
+            "url": server.url,
+            "username": "camtopo",
+            "password": SecretStr(PASSWORD),
+            "ca_file": str(ca),
+            "shards": 8,
+        }
     )
     yield server, settings
     server.stop()
@@ -67,11 +69,11 @@ def test_the_store_checkpoints_and_restores_through_tls_as_its_acl_user(secured)
     assert server.url.startswith("rediss://")
     net = synthetic.make_network(6, seed=3)
     est = synthetic.run(net, settings, 600)
-    store = TopologyStore(settings.redis_url, net.network, settings)
+    store = TopologyStore(settings.redis.url, net.network, settings)
     store.checkpoint(est, 3, {0: 7})
     store.update_topology(est, 60_000)
-    twin = TopologyEstimator(net.network, settings)
-    cp = TopologyStore(settings.redis_url, net.network, settings).load_into(twin)
+    twin = TopologyEstimator(net.network, settings.estimator_parameters())
+    cp = TopologyStore(settings.redis.url, net.network, settings).load_into(twin)
     assert cp is not None and cp.range_id == 3 and cp.rows > 0
     assert store.health()["status"] == "ok"
     # The password is not in the URL, and nowhere in what the store shows.
@@ -96,8 +98,8 @@ def test_the_user_has_no_rights_outside_camtopo_keys(secured) -> None:
 def test_a_wrong_password_or_no_login_is_refused_at_once(secured) -> None:
     _, settings = secured
     for who in (
-        settings.model_copy(update={"redis_password": SecretStr("wrong")}),
-        settings.model_copy(update={"redis_username": "default", "redis_password": None}),
+        settings.replace(redis={"password": SecretStr("wrong")}),
+        settings.replace(redis={"username": "default", "password": None}),
     ):
         started = time.monotonic()
         with pytest.raises((RedisLoginRefused, redis.exceptions.AuthenticationError)) as err:
@@ -108,8 +110,8 @@ def test_a_wrong_password_or_no_login_is_refused_at_once(secured) -> None:
 
 def test_without_tls_or_without_the_ca_nothing_gets_through(secured) -> None:
     server, settings = secured
-    plain = settings.model_copy(update={"redis_url": server.url.replace("rediss", "redis")})
-    unverified = settings.model_copy(update={"redis_ca_file": None})
+    plain = settings.replace(redis={"url": server.url.replace("rediss", "redis")})
+    unverified = settings.replace(redis={"ca_file": None})
     for who in (plain, unverified):
         client = redis.Redis.from_url(
             who.redis_url, socket_connect_timeout=2, socket_timeout=2, retry=None,

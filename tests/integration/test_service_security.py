@@ -36,7 +36,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 @pytest.fixture(scope="module")
 def store(redis_server: RedisServer) -> Iterator[TopologyStore]:
     net = synthetic.make_network(12, seed=2)
-    settings = Settings(redis_shards=8)
+    settings = Settings(redis={"shards": 8})
     # Database 5 under the default prefix: `camtopo serve` (below) reads that prefix.
     url = redis_server.url.rsplit("/", 1)[0] + "/5"
     filled = TopologyStore(url, net.network, settings)
@@ -56,7 +56,7 @@ def _url(store: TopologyStore) -> str:
 def in_process(
     store: TopologyStore, test: Callable[[TestClient], Awaitable[None]], **kw: Any
 ) -> None:
-    settings = store.settings.model_copy(update={"api_token": SecretStr(TOKEN), **kw})
+    settings = store.settings.replace(service={"api_token": SecretStr(TOKEN), **kw})
 
     async def main() -> None:
         app = create_app(settings, redis_url=_url(store), refresh_s=0.2)
@@ -171,7 +171,7 @@ def test_every_refusal_is_json(store) -> None:
         # No software versions in any answer.
         assert (await client.get("/healthz")).headers["Server"] == "camtopo"
 
-    in_process(store, check, http_max_streams=1)
+    in_process(store, check, max_streams=1)
 
 
 def test_cors_only_for_listed_origins(store) -> None:
@@ -195,7 +195,7 @@ def test_cors_only_for_listed_origins(store) -> None:
         assert "Access-Control-Allow-Origin" not in r.headers
         await _error(r, 401)  # not a preflight it answers: an unauthenticated request
 
-    in_process(store, check, http_cors_origins=f"{good}, https://other.example")
+    in_process(store, check, cors_origins=f"{good}, https://other.example")
 
     async def none(client: TestClient) -> None:  # the default: no CORS headers at all
         r = await client.get("/api/graph", headers={**AUTH, "Origin": good})

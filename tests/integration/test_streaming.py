@@ -24,7 +24,6 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from camtopo.core.grid import Network
-from camtopo.core.ranges import RangeGrid
 from camtopo.core.ticks import tick_of
 from camtopo.core.topology import TopologyEstimator
 from camtopo.localstack import free_port
@@ -46,7 +45,7 @@ def _env(settings: Settings) -> dict[str, str]:
         "occupancy_partitions", "redis_url", "redis_shards", "processor_group",
         "idle_partition_seconds", "processor_metrics_port", "broker_silence_seconds",
     ):  # fmt: skip
-        env[f"CAMTOPO_{name.upper()}"] = str(getattr(settings, name))
+        env[f"CAMTOPO_{name.upper()}"] = str(settings.by_variable()[name])
     return env
 
 
@@ -112,7 +111,7 @@ def _produce(bootstrap: str, topic: str, records: list[Record]) -> None:
 
 
 def _offline(network: Network, settings: Settings, records: list[Record]) -> TopologyEstimator:
-    est = TopologyEstimator(network, settings)
+    est = TopologyEstimator(network, settings.estimator_parameters())
     for rec in records:
         cam = network.camera_index(rec.camera)
         for t, occ in rec.frames:
@@ -121,13 +120,15 @@ def _offline(network: Network, settings: Settings, records: list[Record]) -> Top
 
 
 def _last_range(settings: Settings, records: list[Record]) -> int:
-    grid = RangeGrid.from_settings(settings)
-    return max(grid.range_of(tick_of(t, settings.tick_ms)) for r in records for t, _ in r.frames)
+    grid = settings.range_grid()
+    return max(
+        grid.range_of(tick_of(t, settings.grid.tick_ms)) for r in records for t, _ in r.frames
+    )
 
 
 def _first_range(settings: Settings, records: list[Record]) -> int:
-    grid = RangeGrid.from_settings(settings)
-    return grid.range_of(tick_of(records[0].frames[0][0], settings.tick_ms))
+    grid = settings.range_grid()
+    return grid.range_of(tick_of(records[0].frames[0][0], settings.grid.tick_ms))
 
 
 def _wait_for_range(stack: Stack, proc: Processor, network: Network, range_id: int,
@@ -166,12 +167,12 @@ def _assert_stream_equals_offline(
     """
     processor.kill()
     store = TopologyStore(stack.redis_url, network, stack.settings)
-    streamed = TopologyEstimator(network, stack.settings)
+    streamed = TopologyEstimator(network, stack.settings.estimator_parameters())
     cp = store.load_into(streamed)
     assert cp is not None
     assert cp.range_id >= _last_range(stack.settings, records)
     offline = _offline(network, stack.settings, records)
-    grid = RangeGrid.from_settings(stack.settings)
+    grid = stack.settings.range_grid()
     shard = np.array([store.shard_of_window(w) for w in range(network.n_windows)])
     for range_id in sorted(set(cp.shard_ranges.values())):
         offline.advance(grid.first_tick(range_id + 1))
@@ -189,7 +190,7 @@ def _assert_same_transit(
     assert streamed.transit is not None and offline.transit is not None
     raw = store.redis.hget(store.keys.transit, "range_id")
     assert raw is not None, "no transit state was checkpointed"
-    grid = RangeGrid.from_settings(store.settings)
+    grid = store.settings.range_grid()
     offline.advance(grid.first_tick(int(raw) + 1))
     assert streamed.transit_through == offline.transit_through
     mine, theirs = streamed.transit.state(), offline.transit.state()
@@ -249,7 +250,7 @@ def test_redis_killed_and_restarted_mid_stream_resumes_without_loss(
     stack.redis.kill()  # no shutdown save: only what reached the AOF survives
     # Keep Redis down until a checkpoint has failed past redis-py's own retries (the
     # processor keeps consuming and counting meanwhile, and acks nothing).
-    port = stack.settings.processor_metrics_port
+    port = stack.settings.processor.metrics_port
     deadline = time.monotonic() + 90
     while _metric(port, "camtopo_store_retries_total") == 0 and time.monotonic() < deadline:
         processor.check_alive()
@@ -306,10 +307,10 @@ def test_a_rebalance_mid_stream_reads_records_again_without_dead_letters_or_loss
     sim, records = _trace(20, 120, seed=9)
     sim.network.save(stack.network_path)
     _produce(stack.kafka.bootstrap, stack.topic, records)
-    port, second_port = stack.settings.processor_metrics_port, free_port()
+    port, second_port = stack.settings.processor.metrics_port, free_port()
     second = Processor(
-        stack, tmp_path / "second.log", stack.settings.model_copy(
-            update={"processor_metrics_port": second_port}),
+        stack, tmp_path / "second.log",
+        stack.settings.replace(processor={"metrics_port": second_port}),
     )  # fmt: skip
     # Started together, so that the catch-up cannot end before the group is shared (a lone
     # worker counts 120 s of 20 cameras in seconds).
@@ -368,7 +369,7 @@ def test_bad_input_goes_to_dead_letters_and_counting_goes_on(
     # A valid record stamped 50 min ahead, on every partition (the forged clock): refused,
     # it moves no clock, and every real frame after it is still counted.
     ahead = encode_frames(net, 2, [(t, 0, [4])])
-    for n in range(stack.settings.occupancy_partitions):
+    for n in range(stack.settings.kafka.occupancy_partitions):
         mixed.insert(len(mixed) // 3, Record(f"cam-{n}", ahead, t + 3_000_000, ()))
     _produce(stack.kafka.bootstrap, stack.topic, mixed)
     processor.start()
@@ -386,7 +387,7 @@ def test_bad_input_goes_to_dead_letters_and_counting_goes_on(
     # each dead letter says where its record came from
     assert all(stack.topic.encode() in h["source"] for h in headers)
     # Nothing holds a partition: everything is committed, and the processor's gauge says so.
-    port = stack.settings.processor_metrics_port
+    port = stack.settings.processor.metrics_port
     deadline = time.monotonic() + 60
     while _committed_lag(stack) and time.monotonic() < deadline:
         time.sleep(1)
@@ -402,10 +403,12 @@ def _committed_lag(stack: Stack) -> int:
     from confluent_kafka import TopicPartition
 
     consumer = Consumer(
-        {"bootstrap.servers": stack.kafka.bootstrap, "group.id": stack.settings.processor_group}
+        {"bootstrap.servers": stack.kafka.bootstrap, "group.id": stack.settings.processor.group}
     )
     try:
-        parts = [TopicPartition(stack.topic, p) for p in range(stack.settings.occupancy_partitions)]
+        parts = [
+            TopicPartition(stack.topic, p) for p in range(stack.settings.kafka.occupancy_partitions)
+        ]
         lag = 0
         for tp in consumer.committed(parts, timeout=10):
             high = consumer.get_watermark_offsets(tp, timeout=10)[1]
@@ -445,8 +448,8 @@ def test_a_broker_outage_mid_stream_closes_no_range_early_and_loses_nothing(
     records = list(
         simulated_records(sim, seconds * sim.fps, 5, send_delay_ms=300, time_offset_ms=offset)
     )
-    settings = stack.settings.model_copy(
-        update={"idle_partition_seconds": 5.0, "broker_silence_seconds": 3.0}
+    settings = stack.settings.replace(
+        processor={"idle_partition_seconds": 5.0, "broker_silence_seconds": 3.0}
     )
     processor.settings = settings
     processor.start()
@@ -464,7 +467,7 @@ def test_a_broker_outage_mid_stream_closes_no_range_early_and_loses_nothing(
     producer.join(180)
     assert not producer.is_alive(), "the producer did not deliver its records"
     _wait_for_range(stack, processor, sim.network, _last_range(settings, records))
-    port = settings.processor_metrics_port
+    port = settings.processor.metrics_port
     dropped = {v: _metric(port, "camtopo_frames_total", verdict=v) for v in ("late", "closed")}
     assert _metric(port, "camtopo_unconfirmed_partitions") == 0
     assert dropped == {"late": 0, "closed": 0}
@@ -483,7 +486,7 @@ def test_a_full_redis_stops_acks_and_resumes_when_memory_is_freed(
     sim.network.save(stack.network_path)
     _produce(stack.kafka.bootstrap, stack.topic, records)
     admin = redis.Redis.from_url(stack.redis_url)
-    port = stack.settings.processor_metrics_port
+    port = stack.settings.processor.metrics_port
     store = TopologyStore(stack.redis_url, sim.network, stack.settings)
     # Below what Redis holds already: with noeviction every write is refused (reads are not).
     used = int(admin.info("memory")["used_memory"])

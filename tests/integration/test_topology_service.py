@@ -26,7 +26,7 @@ TOKEN = "s3cret-s3cret-s3cret"
 @pytest.fixture(scope="module")
 def filled(redis_server) -> tuple[TopologyStore, synthetic.SyntheticNetwork]:
     net = synthetic.make_network(12, seed=2)
-    settings = Settings(redis_shards=8)
+    settings = Settings(redis={"shards": 8})
     est = synthetic.run(net, settings, 3000)
     store = TopologyStore(
         redis_server.url, net.network, settings, prefix=f"s{uuid.uuid4().hex[:6]}"
@@ -37,7 +37,7 @@ def filled(redis_server) -> tuple[TopologyStore, synthetic.SyntheticNetwork]:
 
 
 def serve(store: TopologyStore, test: Callable[[TestClient], Awaitable[None]], **kw: Any) -> None:
-    settings = store.settings.model_copy(update=kw)
+    settings = store.settings.replace(service=kw)
 
     async def main() -> None:
         app = create_app(

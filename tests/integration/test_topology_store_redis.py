@@ -19,7 +19,7 @@ from topology_store.store import NO_RANGE, StoreError, TopologyStore
 
 pytestmark = pytest.mark.redis
 
-SETTINGS = Settings(redis_shards=8)
+SETTINGS = Settings(redis={"shards": 8})
 
 
 def fresh_store(url: str, net: synthetic.SyntheticNetwork, **kw: Any) -> TopologyStore:
@@ -49,7 +49,7 @@ def test_checkpoint_then_load_into_new_engine_gives_identical_counts(redis_serve
         np.count_nonzero(est.counts.O.any(axis=1) | (est.counts.activity > 0))
     )
 
-    twin = TopologyEstimator(net.network, SETTINGS, engine=engine)
+    twin = TopologyEstimator(net.network, SETTINGS.estimator_parameters(), engine=engine)
     loader = TopologyStore(redis_server.url, net.network, SETTINGS, prefix=store.keys.prefix)
     cp = loader.load_into(twin)
     assert cp is not None and cp.range_id == 7 and cp.resume_offsets == {0: 120, 3: 44}
@@ -63,7 +63,12 @@ def test_checkpoint_then_load_into_new_engine_gives_identical_counts(redis_serve
 def test_only_dirty_rows_are_rewritten_and_empty_store_loads_none(redis_server) -> None:
     net = synthetic.make_network(6, seed=1)
     store = fresh_store(redis_server.url, net)
-    assert store.load_into(TopologyEstimator(net.network, SETTINGS, engine="exact")) is None
+    assert (
+        store.load_into(
+            TopologyEstimator(net.network, SETTINGS.estimator_parameters(), engine="exact")
+        )
+        is None
+    )
     est = synthetic.run(net, SETTINGS, 600)
     first = store.checkpoint(est, 0, {})
     again = store.checkpoint(est, 1, {})
@@ -79,7 +84,7 @@ def test_redis_sigkill_and_restart_loses_nothing_checkpointed(redis_server) -> N
     time.sleep(1.5)  # appendfsync everysec: what is a second old is on disk
     redis_server.kill()
     redis_server.start()
-    twin = TopologyEstimator(net.network, SETTINGS, engine="exact")
+    twin = TopologyEstimator(net.network, SETTINGS.estimator_parameters(), engine="exact")
     cp = TopologyStore(redis_server.url, net.network, SETTINGS, prefix=store.keys.prefix).load_into(
         twin
     )
@@ -127,7 +132,7 @@ def test_crash_between_shards_then_replay_neither_loses_nor_double_counts(redis_
         store.checkpoint(est, 1, {0: 1800})
 
     # Restart: load, see shards at mixed ranges, replay range 1 from the meta's offsets.
-    restarted = TopologyEstimator(net.network, SETTINGS, engine="exact")
+    restarted = TopologyEstimator(net.network, SETTINGS.estimator_parameters(), engine="exact")
     store2 = TopologyStore(redis_server.url, net.network, SETTINGS, prefix=store.keys.prefix)
     cp = store2.load_into(restarted)
     assert cp is not None and cp.range_id == 0 and cp.resume_offsets == {0: 900}
@@ -145,7 +150,7 @@ def test_crash_between_shards_then_replay_neither_loses_nor_double_counts(redis_
     same_counts(ref, restarted)
 
     # And what is in Redis now is the uninterrupted run's state too.
-    final = TopologyEstimator(net.network, SETTINGS, engine="exact")
+    final = TopologyEstimator(net.network, SETTINGS.estimator_parameters(), engine="exact")
     reopen(redis_server.url, net, store).load_into(final)
     same_counts(ref, final)
 
@@ -161,7 +166,7 @@ def test_without_the_mask_replay_would_double_count(redis_server) -> None:
     CrashAfter(store, 3)
     with pytest.raises(SystemExit):
         store.checkpoint(est, 1, {})
-    naive = TopologyEstimator(net.network, SETTINGS, engine="exact")
+    naive = TopologyEstimator(net.network, SETTINGS.estimator_parameters(), engine="exact")
     reopen(redis_server.url, net, store).load_into(naive)
     naive.buffer = buf
     synthetic.run(net, SETTINGS, 900, start_tick=900, estimator=naive)
@@ -179,7 +184,9 @@ def test_store_refuses_a_different_network_and_out_of_order_ranges(redis_server)
     other = synthetic.make_network(7, seed=1)
     wrong = TopologyStore(redis_server.url, other.network, SETTINGS, prefix=store.keys.prefix)
     with pytest.raises(StoreError, match="different network"):
-        wrong.load_into(TopologyEstimator(other.network, SETTINGS, engine="exact"))
+        wrong.load_into(
+            TopologyEstimator(other.network, SETTINGS.estimator_parameters(), engine="exact")
+        )
     assert store.applied_range(7 % 8) in (5, NO_RANGE)
 
 
@@ -220,10 +227,12 @@ def test_a_checkpoint_ahead_of_the_clock_is_refused_and_rewind_brings_it_back(
     store.checkpoint(est, ahead, {0: 10})
     assert store.health()["status"] == "clock_ahead"
     with pytest.raises(CheckpointAhead, match="camtopo store rewind"):
-        reopen(redis_server.url, net, store).load_into(TopologyEstimator(net.network, SETTINGS))
+        reopen(redis_server.url, net, store).load_into(
+            TopologyEstimator(net.network, SETTINGS.estimator_parameters())
+        )
     moved = reopen(redis_server.url, net, store).rewind()
     assert moved and all(old >= ahead for key, old in moved.items() if key.endswith(":range"))
-    twin = TopologyEstimator(net.network, SETTINGS)
+    twin = TopologyEstimator(net.network, SETTINGS.estimator_parameters())
     cp = reopen(redis_server.url, net, store).load_into(twin)
     assert cp is not None and now_range <= cp.range_id < ahead
     assert cp.resume_offsets == {0: 10}

@@ -43,7 +43,7 @@ def fill(redis_server: RedisServer, net: synthetic.SyntheticNetwork) -> Topology
     """A store (own prefix) holding ``net``'s estimated topology."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} missing: apt-get install -y chromium", pytrace=False)
-    settings = Settings(redis_shards=8)
+    settings = Settings(redis={"shards": 8})
     est = synthetic.run(net, settings, 3000)
     store = TopologyStore(
         redis_server.url, net.network, settings, prefix=f"v{uuid.uuid4().hex[:6]}"

@@ -59,12 +59,16 @@ class SlowStore:
 @pytest.fixture
 def leader() -> tuple[RowCounter, SlowStore]:
     sim = Simulation.from_name("campus", 6, seed=1)
-    settings = Settings(topology_every_ranges=1, topology_max_share=1.0, transit_enabled=False)
+    settings = Settings(
+        processor={"topology_every_ranges": 1},
+        partitioned={"topology_max_share": 1.0},
+        transit={"enabled": False},
+    )
     store = SlowStore()
     counter = RowCounter(sim.network, settings, store)  # type: ignore[arg-type]
-    est = TopologyEstimator(sim.network, settings)
+    est = TopologyEstimator(sim.network, settings.estimator_parameters())
     counter.estimator, counter.shards = est, [0]  # shard 0: the leader
-    counter.half = HalfEdgeIndex(est.counts, settings.c_star, settings.o_ref)  # type: ignore[arg-type]
+    counter.half = HalfEdgeIndex(est.counts, settings.algorithm.c_star, settings.algorithm.o_ref)  # type: ignore[arg-type]
     yield counter, store
     store.release.set()
     counter.close()
@@ -109,7 +113,7 @@ def test_a_failed_join_raises_once_in_the_counting_loop_and_the_next_one_runs(le
 
 def test_a_join_waits_out_its_share_but_a_pause_brings_the_topology_up_to_date(leader) -> None:
     counter, store = leader
-    counter.settings = counter.settings.model_copy(update={"topology_max_share": 1e-6})
+    counter.settings = counter.settings.replace(partitioned={"topology_max_share": 1e-6})
     store.release.set()
     counter.topology(1)
     _until_done(counter)  # the next join waits a million times as long as this one took
@@ -126,19 +130,23 @@ def test_a_join_waits_out_its_share_but_a_pause_brings_the_topology_up_to_date(l
 
 def test_each_range_refreshes_a_few_shards_and_the_leader_joins_once_all_are_new() -> None:
     sim = Simulation.from_name("campus", 12, seed=1)
-    settings = Settings(topology_every_ranges=4, topology_max_share=1.0, redis_shards=8,
-                        transit_enabled=False)  # fmt: skip
+    settings = Settings(
+        processor={"topology_every_ranges": 4},
+        partitioned={"topology_max_share": 1.0},
+        redis={"shards": 8},
+        transit={"enabled": False},
+    )
     store = SlowStore()
     store.release.set()
     counter = RowCounter(sim.network, settings, store)  # type: ignore[arg-type]
-    est = TopologyEstimator(sim.network, settings)
+    est = TopologyEstimator(sim.network, settings.estimator_parameters())
     for tick in sim.ticks(600):  # every shard has rows that changed
         keep = tick.available[tick.cam]
         est.buffer.add_tick(tick.index, tick.available, tick.cam[keep], tick.window[keep])
     est.advance(600)
     assert set(counter._window_shard[np.flatnonzero(est.counts.dirty)]) == set(range(8))
     counter.estimator, counter.shards = est, list(range(8))
-    counter.half = HalfEdgeIndex(est.counts, settings.c_star, settings.o_ref)  # type: ignore[arg-type]
+    counter.half = HalfEdgeIndex(est.counts, settings.algorithm.c_star, settings.algorithm.o_ref)  # type: ignore[arg-type]
     try:
         for range_id in range(3):  # 8 shards over 4 ranges: 2 a range, no join yet
             counter.topology(range_id)
@@ -159,7 +167,7 @@ def _empty(range_id: int) -> WholeRanges:
 
 def test_a_range_behind_defers_its_checkpoint_and_half_edges_a_few_ranges_at_most(leader) -> None:
     counter, store = leader
-    counter.settings = counter.settings.model_copy(update={"counter_defer_max_ranges": 2})
+    counter.settings = counter.settings.replace(partitioned={"counter_defer_max_ranges": 2})
     store.release.set()
     grid = counter.grid
     now = grid.last_closed(time.time() * 1000.0)  # the newest range closed by now
@@ -178,7 +186,7 @@ def test_a_range_behind_defers_its_checkpoint_and_half_edges_a_few_ranges_at_mos
     counter.count(_empty(ahead))
     _until_done(counter)
     assert store.checkpoints[-1] == ahead and store.published[-1] == int(grid.end_ms(ahead))
-    counter.settings = counter.settings.model_copy(update={"counter_defer_max_ranges": 0})
+    counter.settings = counter.settings.replace(partitioned={"counter_defer_max_ranges": 0})
     counter.count(_empty(ahead + 1))
     counter.count(_empty(old + 50))  # far behind, but deferring is off
     assert store.checkpoints[-2:] == [ahead + 1, old + 50]

@@ -98,7 +98,7 @@ def test_avro_container_file_gives_the_same_counts_as_json_lines(tmp_path):
     avro_path = tmp_path / "occupancy.avro"
     with avro_path.open("wb") as fh:
         fastavro.writer(fh, avro.schema(avro.OCCUPANCY), records)
-    settings = Settings(activity_gate=0, prune=False)
+    settings = Settings(algorithm={"activity_gate": 0, "prune": False})
     from_json = estimate_trace(path, NETWORK, settings, progress=False)
     from_avro = estimate_trace(avro_path, NETWORK, settings, progress=False)
     assert from_avro.report.frames == from_json.report.frames == 400
@@ -144,7 +144,7 @@ def test_ticks_follow_the_networks_frame_rate(tmp_path):
     assert result.report.frames == 1000
     assert result.topology.observed_ticks == 500
     with pytest.raises(ValueError, match=r"network\.json's 'fps' is 25 but CAMTOPO_FPS is 10"):
-        estimate_trace(path, network, Settings(fps=10), progress=False)
+        estimate_trace(path, network, Settings(grid={"fps": 10}), progress=False)
 
 
 def test_a_frame_within_the_allowance_is_taken_at_the_very_start(tmp_path):
@@ -195,7 +195,9 @@ def test_skewed_clocks_and_staggered_starts_are_taken_from_the_first_frame(tmp_p
     import numpy as np
 
     arrival, by_time, network = skewed_trace(tmp_path)
-    settings = Settings(activity_gate=0, prune=False)  # the fast engine, counting exactly
+    settings = Settings(
+        algorithm={"activity_gate": 0, "prune": False}
+    )  # the fast engine, counting exactly
     got = estimate_trace(arrival, network, settings, progress=False)  # no --skip-bad
     want = estimate_trace(by_time, network, settings, engine="dense", progress=False)
     assert got.report.frames == want.report.frames == len(arrival.read_text().splitlines())

@@ -64,7 +64,7 @@ def test_the_simulators_files_validate(simulated):
 def test_estimate_and_baseline_topologies_validate(simulated):
     network = Network.load(simulated / "network.json")
     # low thresholds, so the file holds window edges, camera edges and snapshots to check
-    settings = Settings(o_ref=2, c_star=0.3, activity_gate=0)
+    settings = Settings(algorithm={"o_ref": 2, "c_star": 0.3, "activity_gate": 0})
     result = estimate_trace(
         simulated / "occupancy.jsonl", network, settings, snapshot_every_s=20, progress=False
     )

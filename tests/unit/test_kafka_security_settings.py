@@ -30,10 +30,12 @@ def ca_file(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def _sasl(**more: object) -> Settings:
     return Settings(
-        kafka_security_protocol="SASL_SSL",
-        kafka_username="producer",
-        kafka_password=SecretStr(PASSWORD),
-        **more,
+        kafka={
+            "security_protocol": "SASL_SSL",
+            "username": "producer",
+            "password": SecretStr(PASSWORD),
+            **more,
+        }
     )
 
 
@@ -46,7 +48,7 @@ def test_plaintext_is_unchanged() -> None:
 
 
 def test_sasl_ssl_reaches_librdkafka_and_faust(ca_file: str) -> None:
-    settings = _sasl(kafka_ca_file=ca_file)
+    settings = _sasl(ca_file=ca_file)
     conf = kafka_config(settings, "counter", **{"group.id": "g"})
     assert conf["security.protocol"] == "SASL_SSL"
     assert conf["sasl.mechanisms"] == "SCRAM-SHA-512"
@@ -65,9 +67,9 @@ def test_sasl_ssl_reaches_librdkafka_and_faust(ca_file: str) -> None:
 
 def test_incomplete_settings_are_refused_naming_the_setting_not_the_value() -> None:
     for settings, missing in (
-        (Settings(kafka_security_protocol="SASL_SSL", kafka_username="u"), "KAFKA_PASSWORD"),
-        (_sasl(kafka_cert_file="c.pem"), "KAFKA_KEY_FILE"),
-        (Settings(kafka_security_protocol="SSL"), "KAFKA_CERT_FILE"),
+        (Settings(kafka={"security_protocol": "SASL_SSL", "username": "u"}), "KAFKA_PASSWORD"),
+        (_sasl(cert_file="c.pem"), "KAFKA_KEY_FILE"),
+        (Settings(kafka={"security_protocol": "SSL"}), "KAFKA_CERT_FILE"),
     ):
         for build in (lambda s: kafka_config(s, "admin"), faust_broker):
             with pytest.raises(KafkaSecuritySettingsError) as err:

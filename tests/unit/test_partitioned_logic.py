@@ -41,11 +41,13 @@ def _assemble(
     sim: Simulation, records: list[Record], settings: Settings, order: list[int] | None = None
 ) -> list[RangeBlock]:
     """Feed the records to PartitionRanges (in ``order``) and close everything at the end."""
-    grid = RangeGrid.from_settings(settings)
-    ranges: PartitionRanges[int] = PartitionRanges(grid, settings.idle_partition_seconds * 1000)
+    grid = settings.range_grid()
+    ranges: PartitionRanges[int] = PartitionRanges(
+        grid, settings.processor.idle_partition_seconds * 1000
+    )
     ranges.assign(range(PARTITIONS), wall_ms=0)
     blocks = []
-    tick_ms = settings.tick_ms
+    tick_ms = settings.grid.tick_ms
     order = order if order is not None else list(range(len(records)))
     last_of = {_partition(records[n]): pos for pos, n in enumerate(order)}
     for pos, n in enumerate(order):
@@ -77,7 +79,7 @@ def _frames_by_range(cams: np.ndarray, ticks: np.ndarray, windows: list[np.ndarr
 def test_whole_ranges_hold_every_frame_once_in_any_partition_interleaving() -> None:
     settings = Settings()
     sim, records = _trace()
-    grid = RangeGrid.from_settings(settings)
+    grid = settings.range_grid()
     # Partitions read at different speeds: all of partition 0 first, then the rest in order.
     order = sorted(range(len(records)), key=lambda n: (_partition(records[n]) != 0, n))
     collected = {}
@@ -97,7 +99,7 @@ def test_whole_ranges_hold_every_frame_once_in_any_partition_interleaving() -> N
     for rec in records:
         cam = sim.network.camera_index(rec.camera)
         for t, occ in rec.frames:
-            tick = tick_of(t, settings.tick_ms)
+            tick = tick_of(t, settings.grid.tick_ms)
             expected.setdefault(tick // grid.ticks_per_range, set()).add((cam, tick, occ))
     assert collected[True] == expected
     # Each partition's clock is its own: reading one far ahead of the others changes nothing.
@@ -126,7 +128,7 @@ def test_republished_blocks_are_dropped_and_overlaps_keep_only_new_ranges() -> N
 
 def test_a_partition_that_sends_nothing_closes_empty_ranges_once_idle() -> None:
     settings = Settings()
-    grid = RangeGrid.from_settings(settings)
+    grid = settings.range_grid()
     ranges: PartitionRanges[int] = PartitionRanges(grid, 5000.0)
     ranges.assign([0, 1], wall_ms=100_000)
     ranges.take(0, 0, [1000], [np.array([1])], 100_100, 100_100, 7, 0)
@@ -154,12 +156,14 @@ def test_rows_counted_by_several_workers_equal_one_worker_and_so_does_adjacency(
     split: int,
 ) -> None:
     # The paper's thresholds: adjacency appears within the short trace.
-    settings = Settings(redis_shards=8, o_ref=20, c_star=0.8, activity_gate=0)
+    settings = Settings(
+        redis={"shards": 8}, algorithm={"o_ref": 20, "c_star": 0.8, "activity_gate": 0}
+    )
     sim, records = _trace(n_ticks=1200)
     net = sim.network
 
     def run(owned: np.ndarray | None) -> TopologyEstimator:
-        est = TopologyEstimator(net, settings)
+        est = TopologyEstimator(net, settings.estimator_parameters())
         est.counts.owned = owned  # type: ignore[attr-defined]
         for rec in records:
             cam = net.camera_index(rec.camera)
@@ -169,8 +173,8 @@ def test_rows_counted_by_several_workers_equal_one_worker_and_so_does_adjacency(
         return est
 
     whole = run(None)
-    shards = [list(range(settings.redis_shards))[k::split] for k in range(split)]
-    parts = [run(owned_windows(net, settings.redis_shards, s)) for s in shards]
+    shards = [list(range(settings.redis.shards))[k::split] for k in range(split)]
+    parts = [run(owned_windows(net, settings.redis.shards, s)) for s in shards]
     assert whole.observations > 1000
     for i in range(net.n_windows):
         want = whole.counts.export_row(i)  # type: ignore[attr-defined]
@@ -179,10 +183,10 @@ def test_rows_counted_by_several_workers_equal_one_worker_and_so_does_adjacency(
         assert all(np.array_equal(a, b) for a, b in zip(want, got, strict=True)), net.label(i)
     halves = []
     for est in parts:
-        index = HalfEdgeIndex(est.counts, settings.c_star, settings.o_ref)  # type: ignore[arg-type]
+        index = HalfEdgeIndex(est.counts, settings.algorithm.c_star, settings.algorithm.o_ref)  # type: ignore[arg-type]
         index.refresh()
         halves.append(index.half(np.arange(net.n_windows)))
-    joined = mutual_edges(np.concatenate(halves, axis=1), settings.o_ref)
+    joined = mutual_edges(np.concatenate(halves, axis=1), settings.algorithm.o_ref)
     expected = whole.window_edges()
     assert len(expected) > 0
     for name in ("i", "j", "o_ij", "p_ij", "o_ji", "p_ji", "c_ij", "c_ji"):
@@ -207,14 +211,14 @@ def test_counting_workers_share_one_pool_budget_by_the_rows_they_own() -> None:
     from processors.counter import RowCounter
 
     sim = Simulation.from_name("campus", 12, seed=3)
-    settings = Settings(max_pool_mb=1000, redis_shards=8)
+    settings = Settings(algorithm={"max_pool_mb": 1000}, redis={"shards": 8})
     counter = RowCounter(sim.network, settings, store=None)  # type: ignore[arg-type]
     halves = [owned_windows(sim.network, 8, shards) for shards in ([0, 2, 4, 6], [1, 3, 5, 7])]
-    budgets = [counter.pool_share(rows).max_pool_mb for rows in halves]
+    budgets = [counter.pool_share(rows).exclusion.max_pool_mb for rows in halves]
     assert sum(budgets) == pytest.approx(1000, abs=1) and min(budgets) < 1000
     # Take over every shard (the other worker died): the whole budget.
     everything = owned_windows(sim.network, 8, range(8))
-    assert counter.pool_share(everything).max_pool_mb == 1000
+    assert counter.pool_share(everything).exclusion.max_pool_mb == 1000
 
 
 def test_records_read_again_are_released_with_their_original_until_the_partition_is_dropped() -> (

@@ -13,7 +13,7 @@ GRID = RangeGrid(ticks_per_range=20, tick_ms=100.0, late_ms=5000.0, tolerance=5)
 
 
 def test_grid_from_settings_uses_paper_defaults() -> None:
-    assert RangeGrid.from_settings(Settings()) == GRID
+    assert Settings().range_grid() == GRID
 
 
 def test_range_closes_td_after_its_end() -> None:

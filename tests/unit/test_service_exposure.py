@@ -31,21 +31,21 @@ def test_exposed_hosts_need_a_token(host: str) -> None:
     assert not is_loopback(host)
     with pytest.raises(ExposedWithoutToken, match="CAMTOPO_API_TOKEN"):
         check_exposure(Settings(), host)
-    check_exposure(Settings(api_token=SecretStr(TOKEN)), host)  # a token: allowed
+    check_exposure(Settings(service={"api_token": SecretStr(TOKEN)}), host)  # a token: allowed
 
 
 def test_auth_off_allows_exposure_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
-        check_exposure(Settings(api_auth="off"), "0.0.0.0")  # type: ignore[arg-type]
+        check_exposure(Settings(service={"api_auth": "off"}), "0.0.0.0")  # type: ignore[arg-type]
     assert any("WITHOUT a token" in r.getMessage() for r in caplog.records)
 
 
 def test_the_token_never_shows_in_repr_dumps_or_errors() -> None:
-    settings = Settings(api_token=TOKEN)  # type: ignore[arg-type]
+    settings = Settings(service={"api_token": TOKEN})  # type: ignore[arg-type]
     assert TOKEN not in repr(settings) and TOKEN not in str(settings)
     assert TOKEN not in settings.model_dump_json()
     with pytest.raises(ValidationError) as refused:
-        Settings(api_token="short-secret-1")  # type: ignore[arg-type]
+        Settings(service={"api_token": "short-secret-1"})  # type: ignore[arg-type]
     assert "short-secret-1" not in str(refused.value)
 
 

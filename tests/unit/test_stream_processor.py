@@ -59,7 +59,7 @@ def test_streaming_counts_equal_the_offline_estimator() -> None:
     settings = Settings()
     sim = Simulation.from_name("campus", 12, seed=3)
     proc, records = _run(sim, 600, settings)
-    offline = TopologyEstimator(sim.network, settings)
+    offline = TopologyEstimator(sim.network, settings.estimator_parameters())
     for rec in records:
         cam = sim.network.camera_index(rec.camera)
         for t, occ in rec.frames:
@@ -74,7 +74,7 @@ def test_streaming_counts_equal_the_offline_estimator() -> None:
 
 
 def _offline_rows(sim: Simulation, settings: Settings, records: list, frontier: int) -> list:
-    offline = TopologyEstimator(sim.network, settings)
+    offline = TopologyEstimator(sim.network, settings.estimator_parameters())
     for rec in records:
         cam = sim.network.camera_index(rec.camera)
         for t, occ in rec.frames:
@@ -141,7 +141,7 @@ def test_a_camera_clock_half_a_tick_off_the_grid_sends_no_duplicate() -> None:
     assert batch is not None
     assert sorted(batch.ticks.tolist()) == list(range(101, 111))
     # The offline estimator puts the frames on the same ticks (and takes each once).
-    offline = TopologyEstimator(net, settings)
+    offline = TopologyEstimator(net, settings.estimator_parameters())
     assert [offline.tick_of(t) for t, _, _ in frames] == list(range(101, 111))
     for t, _, occ in frames:
         offline.add_frame(0, t, occ)
@@ -194,7 +194,9 @@ def _batches(settings: Settings, store: _FlakyStore) -> tuple[StreamProcessor, l
 
 def test_spread_checkpoints_ack_what_every_shard_holds() -> None:
     store = _FlakyStore(shards=6)
-    proc, applied = _batches(Settings(checkpoint_spread_ranges=3, redis_shards=6), store)
+    proc, applied = _batches(
+        Settings(processor={"checkpoint_spread_ranges": 3}, redis={"shards": 6}), store
+    )
     assert len(applied) >= 9
     # Each batch writes a third of the shards; three in a row cover all of them.
     assert store.slices[:3] == [[0, 3], [1, 4], [2, 5]] and store.slices[3] == [0, 3]
@@ -213,7 +215,7 @@ def test_spread_checkpoints_ack_what_every_shard_holds() -> None:
 
 def test_a_checkpoint_retries_through_a_redis_outage() -> None:
     store = _FlakyStore(fail=2)
-    _, applied = _batches(Settings(checkpoint_retry_seconds=30), store)
+    _, applied = _batches(Settings(processor={"checkpoint_retry_seconds": 30}), store)
     assert store.fail == 0 and store.ranges == [a.range_id for a in applied]
 
 
@@ -222,7 +224,7 @@ def test_a_long_redis_outage_stops_the_processor() -> None:
 
     store = _FlakyStore(fail=10**6)
     try:
-        _batches(Settings(checkpoint_retry_seconds=0), store)
+        _batches(Settings(processor={"checkpoint_retry_seconds": 0}), store)
     except RedisConnectionError:
         return
     raise AssertionError("a checkpoint that cannot reach Redis must not be skipped")

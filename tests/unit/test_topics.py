@@ -8,7 +8,11 @@ import pytest
 from camtopo.settings import Settings
 from processors.topics import TopicMismatch, TopicSpec, check_partitions, pipeline_topics
 
-SETTINGS = Settings(occupancy_partitions=8, redis_shards=64, ranges_retention_hours=2.0)
+SETTINGS = Settings(
+    kafka={"occupancy_partitions": 8},
+    redis={"shards": 64},
+    partitioned={"ranges_retention_hours": 2.0},
+)
 
 
 def _counts(specs: list[TopicSpec]) -> dict[str, int]:
@@ -36,13 +40,14 @@ def test_each_scope_names_the_topics_its_commands_use_with_the_configured_counts
 
 def test_topic_names_and_counts_follow_the_settings() -> None:
     settings = Settings(
-        occupancy_topic="occ",
-        occupancy_partitions=3,
-        dead_letter_topic="dead",
-        topology_changes_topic="changes",
-        ranges_topic="ranges",
-        counter_shards_topic="shards",
-        redis_shards=6,
+        kafka={
+            "occupancy_topic": "occ",
+            "occupancy_partitions": 3,
+            "dead_letter_topic": "dead",
+            "topology_changes_topic": "changes",
+        },
+        partitioned={"ranges_topic": "ranges", "counter_shards_topic": "shards"},
+        redis={"shards": 6},
     )
     assert _counts(pipeline_topics(settings)) == {
         "occ": 3,

@@ -16,7 +16,7 @@ from topology_store.blobs import BlobError, decode_row, encode_row, encode_rows
 def counted() -> synthetic.TopologyEstimator:
     net = synthetic.make_network(8, seed=3)
     # No activity gate: every occupied window gets a row, so many rows are exercised.
-    return synthetic.run(net, Settings(activity_gate=0), 800, engine="fast")
+    return synthetic.run(net, Settings(algorithm={"activity_gate": 0}), 800, engine="fast")
 
 
 def test_every_row_round_trips_through_its_blob(counted) -> None:
@@ -41,7 +41,9 @@ def test_fast_encoder_writes_the_same_bytes_as_the_generic_one(counted) -> None:
 def busy_run(count_limit: int) -> synthetic.TopologyEstimator:
     """Dense enough that 16-bit counts pass 255 (and 8-bit ones reach the paper's halving)."""
     net = synthetic.make_network(8, seed=3)
-    return synthetic.run(net, Settings(count_limit=count_limit), 3000, rate=0.1, engine="fast")
+    return synthetic.run(
+        net, Settings(algorithm={"count_limit": count_limit}), 3000, rate=0.1, engine="fast"
+    )
 
 
 @pytest.fixture(scope="module", params=[4096, 256], ids=["uint16", "uint8-paper"])
@@ -109,7 +111,10 @@ def test_a_store_of_wider_counts_is_refused_not_wrapped() -> None:
     row = decode_row(encode_rows(busy.counts, np.array([i]))[0], net.n_cameras, net.n_windows)
     assert row.o.max() > 255
     narrow = synthetic.run(
-        synthetic.make_network(8, seed=3), Settings(count_limit=256), 10, engine="fast"
+        synthetic.make_network(8, seed=3),
+        Settings(algorithm={"count_limit": 256}),
+        10,
+        engine="fast",
     )
     with pytest.raises(BlobError, match=r"rows\[7\].*uint16.*count_limit 256"):
         _import_row(narrow.counts, i, row, "rows[7]")

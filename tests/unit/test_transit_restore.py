@@ -44,15 +44,15 @@ def test_restored_transit_state_skips_the_ticks_it_already_has() -> None:
                 est.buffer.add(cam, index, occ)
         est.advance(until)
 
-    whole = TopologyEstimator(sim.network, settings)
+    whole = TopologyEstimator(sim.network, settings.estimator_parameters())
     feed(whole, ticks, ticks[-1][0])
     # A first run stops at tick 2000; its transit state is saved at tick 2000 but (as with a
     # spread checkpoint) its counts only at tick 1500: the restored run re-feeds 1500..2000.
-    first = TopologyEstimator(sim.network, settings)
+    first = TopologyEstimator(sim.network, settings.estimator_parameters())
     feed(first, ticks[:2000], ticks[2000][0])
     assert first.transit is not None
     state, through = first.transit.state(), first.transit_through
-    restored = TopologyEstimator(sim.network, settings)
+    restored = TopologyEstimator(sim.network, settings.estimator_parameters())
     assert restored.transit is not None
     restored.transit.load_state(state)
     restored.transit_through = through
@@ -63,7 +63,7 @@ def test_restored_transit_state_skips_the_ticks_it_already_has() -> None:
     for name in ("hist", "wide", "stats", "dep_t", "arr_t", "slot_dst"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
     # Without the skip, the re-fed ticks would have been counted twice.
-    naive = TopologyEstimator(sim.network, settings)
+    naive = TopologyEstimator(sim.network, settings.estimator_parameters())
     assert naive.transit is not None
     naive.transit.load_state(state)
     feed(naive, ticks[1500:], ticks[-1][0])
@@ -78,7 +78,7 @@ def test_transit_state_does_not_depend_on_how_ticks_were_batched() -> None:
     ticks = [(tk.index, tick_frames(tk)) for tk in sim.ticks(2400)]
     states = []
     for step in (20, 140):
-        est = TopologyEstimator(sim.network, settings)
+        est = TopologyEstimator(sim.network, settings.estimator_parameters())
         for k in range(0, len(ticks), step):
             for index, frames in ticks[k : k + step]:
                 for cam, occ in frames.items():
