@@ -56,6 +56,7 @@ __all__ = [
     "StoreSettings",
     "TransitSettings",
     "get_settings",
+    "sections_markdown",
 ]
 
 ENV_PREFIX = "CAMTOPO_"
@@ -114,7 +115,8 @@ class Settings(BaseModel):
         (``kafka_bootstrap``), as ``model_dump(mode=mode)`` gives it: the flat form that
         result files record."""
         dumps = {
-            section: getattr(self, section).model_dump(mode=mode) for section in type(self).model_fields
+            section: getattr(self, section).model_dump(mode=mode)
+            for section in type(self).model_fields
         }
         return {
             var.removeprefix(ENV_PREFIX).lower(): dumps[section][name]
@@ -189,6 +191,17 @@ class Settings(BaseModel):
             late_ms=self.processor.late_cutoff_seconds * 1000.0,
             tolerance=self.temporal_tolerance_ticks,
         )
+
+
+def sections_markdown() -> str:
+    """The section -> variables table of docs/operations.md (a test keeps it in step)."""
+    rows = ["| section | field (`CAMTOPO_*` variable) |", "|---|---|"]
+    for section in Settings.model_fields:
+        fields = [
+            f"`{name}` (`{var}`)" for var, sec, name in Settings.variables() if sec == section
+        ]
+        rows.append(f"| `{section}` | {', '.join(fields)} |")
+    return "\n".join(rows) + "\n"
 
 
 @lru_cache(maxsize=1)
