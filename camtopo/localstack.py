@@ -605,21 +605,129 @@ class RedisServer(_ScriptService):
         start_timeout: float = 30.0,
         stop_at_exit: bool = True,
         security: RedisSecurity | None = None,
+        replicaof: int | None = None,
     ) -> None:
         if appendfsync not in ("always", "everysec", "no"):
             raise ValueError(f"appendfsync must be always|everysec|no, got {appendfsync!r}")
         super().__init__(port, data_dir, start_timeout, stop_at_exit)
         self.appendfsync = appendfsync
         self.security = security
+        self.replicaof = replicaof  # the loopback port of its primary (a replica's first start)
 
     @property
     def url(self) -> str:
         tls = self.security is not None and self.security.tls_cert_file is not None
         return f"{'rediss' if tls else 'redis'}://{LOOPBACK}:{self.port}/0"
 
+    def _args(self, command: str) -> list[str]:
+        args = super()._args(command)
+        if command == "start" and self.replicaof is not None:
+            args += ["--replicaof", f"{LOOPBACK}:{self.replicaof}"]
+        return args
+
     def _env(self) -> dict[str, str]:
         env = {"CAMTOPO_REDIS_APPENDFSYNC": self.appendfsync}
         return env | (self.security.env() if self.security is not None else {})
+
+
+class SentinelServer(_ScriptService):
+    """One Redis Sentinel (infra/sentinel.sh) watching the primary on ``monitor`` (a port)."""
+
+    script, name, pid_marker = "sentinel.sh", "redis", ":{}"
+    setup_check = staticmethod(check_redis_setup)
+
+    def __init__(self, monitor: int, master: str, port: int | None = None,
+                 data_dir: Path | str | None = None) -> None:  # fmt: skip
+        super().__init__(port, data_dir, 30.0, True)
+        self.monitor, self.master = monitor, master
+
+    @property
+    def url(self) -> str:
+        return f"redis://{LOOPBACK}:{self.port}"
+
+    def _args(self, command: str) -> list[str]:
+        args = super()._args(command)
+        if command == "start":
+            args += ["--monitor", f"{LOOPBACK}:{self.monitor}", "--name", self.master]
+        return args
+
+
+class RedisSentinelGroup:
+    """A primary, one replica (both AOF on) and three sentinels (quorum 2, failure detected
+    after 1 s) on loopback: Redis failover for the tests (docs/operations.md, "Redis failover").
+    ``.sentinels`` and ``.master`` are what CAMTOPO_REDIS_SENTINELS and
+    CAMTOPO_REDIS_SENTINEL_MASTER take."""
+
+    def __init__(self, data_dir: Path | str | None = None, master: str = "camtopo") -> None:
+        root = Path(data_dir if data_dir is not None else tempfile.mkdtemp(prefix="camtopo-ha-"))
+        self.master = master
+        self.servers = [RedisServer(data_dir=root / "a")]
+        self.servers.append(RedisServer(data_dir=root / "b", replicaof=self.servers[0].port))
+        self.sentinel_servers = [
+            SentinelServer(self.servers[0].port, master, data_dir=root / f"sentinel{n}")
+            for n in range(3)
+        ]
+
+    @property
+    def sentinels(self) -> str:
+        return ",".join(f"{LOOPBACK}:{s.port}" for s in self.sentinel_servers)
+
+    def start(self) -> Self:
+        for service in (*self.servers, *self.sentinel_servers):
+            service.start()
+        self.wait_ready()
+        return self
+
+    def stop(self) -> None:
+        for service in (*self.sentinel_servers, *self.servers):
+            service.stop()
+
+    def _ask(self, *command: str) -> Any:
+        import redis
+
+        for sentinel in self.sentinel_servers:
+            try:
+                return redis.Redis(port=sentinel.port, socket_timeout=2).execute_command(*command)
+            except redis.RedisError:
+                continue
+        raise RuntimeError("no sentinel answers")
+
+    def primary(self) -> RedisServer:
+        """The server the sentinels name as the primary now."""
+        _, port = self._ask("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master)
+        return next(s for s in self.servers if s.port == int(port))
+
+    def replica(self) -> RedisServer:
+        primary = self.primary()
+        return next(s for s in self.servers if s is not primary)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until the replica is in sync and every sentinel knows it and the other two (a
+        failover needs a majority of them to elect a leader)."""
+        import redis
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                link = redis.Redis(port=self.replica().port).info("replication")
+                views = [
+                    redis.Redis(port=s.port).sentinel_master(self.master)
+                    for s in self.sentinel_servers
+                ]
+                if link.get("master_link_status") == "up" and all(
+                    v["num-slaves"] >= 1 and v["num-other-sentinels"] >= 2 for v in views
+                ):
+                    return
+            except (redis.RedisError, RuntimeError, StopIteration):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the sentinel group did not become ready in {timeout:.0f} s")
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 # --- schema registry --------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 # Debian's redis-server on loopback with persistence on (append-only file), for the local stack.
 #
 #   infra/redis.sh start|stop|status [--port 6379] [--dir DIR] [--timeout SECONDS]
+#                                    [--replicaof HOST:PORT]
 #
 # Environment defaults: CAMTOPO_REDIS_PORT, CAMTOPO_REDIS_DATA, CAMTOPO_REDIS_APPENDFSYNC
 # (everysec), CAMTOPO_REDIS_AOF_REWRITE_PERCENTAGE (400), CAMTOPO_REDIS_BIND (127.0.0.1).
@@ -9,7 +10,8 @@
 # only user (the default user is off; rights: read/write/transactions on CAMTOPO_REDIS_ACL_KEYS,
 # default 'camtopo:*', nothing dangerous); CAMTOPO_REDIS_TLS_CERT_FILE, _KEY_FILE and _CA_FILE
 # serve TLS only on the port. The append-only file, redis.log and redis.pid live in DIR.
-# See docs/infra.md.
+# --replicaof starts a replica of that primary (AOF on too: promoted by Sentinel, it must keep
+# what it holds through its own restart; infra/sentinel.sh, docs/operations.md). See docs/infra.md.
 set -euo pipefail
 
 INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -30,7 +32,7 @@ say() { printf 'redis.sh: %s\n' "$*" >&2; }
 # shellcheck source=infra/daemon.sh
 source "$INFRA_DIR/daemon.sh"
 usage() {
-    sed -n '2,7p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit "${1:-2}"
 }
 
@@ -42,17 +44,21 @@ dir="${CAMTOPO_REDIS_DATA:-$REPO_DIR/.stack/redis}"
 appendfsync="${CAMTOPO_REDIS_APPENDFSYNC:-everysec}"
 rewrite_pct="${CAMTOPO_REDIS_AOF_REWRITE_PERCENTAGE:-400}"
 timeout=30
+replicaof=""
 while (($#)); do
     case "$1" in
         --port) port="$2"; shift 2 ;;
         --dir | --data-dir) dir="$2"; shift 2 ;;
         --timeout) timeout="$2"; shift 2 ;;
+        --replicaof) replicaof="$2"; shift 2 ;;
         -h | --help) usage 0 ;;
         *) die "unknown option '$1' (see: $0 --help)" ;;
     esac
 done
 [[ "$port" =~ ^[0-9]+$ ]] || die "--port must be a number, got '$port'"
 [[ "$timeout" =~ ^[0-9]+$ ]] || die "--timeout must be whole seconds, got '$timeout'"
+[[ -z "$replicaof" || "$replicaof" =~ ^[^:[:space:]]+:[0-9]+$ ]] \
+    || die "--replicaof must be HOST:PORT, got '$replicaof'"
 case "$appendfsync" in always | everysec | no) ;; *) die "CAMTOPO_REDIS_APPENDFSYNC must be always|everysec|no" ;; esac
 [[ "$rewrite_pct" =~ ^[0-9]+$ ]] || die "CAMTOPO_REDIS_AOF_REWRITE_PERCENTAGE must be a whole number, got '$rewrite_pct'"
 mkdir -p "$dir"
@@ -134,6 +140,7 @@ start() {
     local secured=() text
     text="$(security_args)" || exit 1
     [[ -z "$text" ]] || mapfile -t secured <<<"$text"
+    [[ -z "$replicaof" ]] || secured+=(--replicaof "${replicaof%:*}" "${replicaof##*:}")
     redis-server --bind "$HOST" --port "$port" --dir "$dir" \
         --daemonize yes --pidfile "$PIDFILE" --logfile "$LOGFILE" \
         --appendonly yes --appendfsync "$appendfsync" --save '' --rdbcompression no \

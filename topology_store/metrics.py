@@ -35,3 +35,25 @@ HTTP_SECONDS = Histogram(
     "camtopo_http_request_seconds", "Query service request latency", ["route"], buckets=_FAST
 )
 SSE_CLIENTS = Gauge("camtopo_viewer_stream_clients", "Open server-sent-event streams")
+
+# Redis failover (docs/operations.md, "Redis failover").
+SERVER_CHANGES = Counter(
+    "camtopo_store_server_changes_total",
+    "Checkpoints that found another Redis server than the last one (failover or restart): "
+    "lost_writes = it lacked some of this store's writes, rewritten from memory; complete = "
+    "nothing lacked; rebuild = a counting worker rebuilt from Redis and replayed",
+    ["outcome"],
+)
+ROWS_REWRITTEN = Counter(
+    "camtopo_store_rows_rewritten_total",
+    "Count rows rewritten because the Redis server answering lacked them (after a failover)",
+)
+REPLICAS_ACKED = Gauge(
+    "camtopo_store_replicas_acked",
+    "Replicas that confirmed the last checkpoint (WAIT; with CAMTOPO_REDIS_MIN_REPLICAS_ACKED)",
+)
+REPLICA_SHORTFALL = Counter(
+    "camtopo_store_replica_shortfall_total",
+    "Checkpoints acked with fewer replicas than CAMTOPO_REDIS_MIN_REPLICAS_ACKED (a failover "
+    "then could lose them)",
+)

@@ -357,10 +357,16 @@ class TopologyStore:
         range; recovery replays from it. None = every shard.
 
         If Redis fails part-way, the rows not yet written are marked dirty again and the error
-        is raised: a later checkpoint writes them.
+        is raised: a later checkpoint writes them. If another server answers than last time
+        (a failover, or a restart), what it lost of this store's writes is rewritten first
+        (:meth:`_follow_server`). With ``CAMTOPO_REDIS_MIN_REPLICAS_ACKED`` the checkpoint
+        returns (and the processor acks Kafka) only once that many replicas hold it, or the
+        wait timed out (counted: the guarantee did not hold for it).
         """
         started = time.perf_counter()
         counts = fast_counts(estimator)
+        if self._follow_server(counts):
+            shards = None  # what the old server lost is rewritten now, whole
         if range_id < self._cache.meta_range:
             raise StoreError(
                 f"checkpoint of range {range_id} is older than the stored checkpoint "
@@ -416,6 +422,7 @@ class TopologyStore:
         except Exception:
             counts.dirty[rows[done:]] = True
             raise
+        self._confirm_replicas()
         seconds = time.perf_counter() - started
         metrics.CHECKPOINT_SECONDS.observe(seconds)
         metrics.ROWS_WRITTEN.inc(written)
@@ -423,6 +430,63 @@ class TopologyStore:
         return CheckpointReport(
             range_id, self._cache.meta_range, written, n_shards, skipped, n_bytes, seconds
         )
+
+    def _follow_server(self, counts: FastExclusion) -> bool:
+        """After a failover (or a restart) to another Redis server: rewrite what it lacks.
+
+        Replication is asynchronous, so a promoted replica may miss this store's last writes,
+        acknowledged by the old primary. Every shard is written as one transaction with its
+        range id, and a replica applies the primary's writes in order, so a shard whose range
+        id on the new server is below the one this store last wrote lost exactly its writes
+        since then: all its rows are marked dirty, from the counts in memory, which are exact.
+        The transit state, the meta and the graph are re-read or rewritten too. Returns True
+        if the server changed (the caller then checkpoints every shard at once).
+        """
+        run_id = self._run_id()
+        if run_id == self._cache.run_id:
+            return False
+        first, self._cache.run_id = not self._cache.run_id, run_id
+        if first:
+            return False
+        held = self._read_shard_ranges()
+        lost = sorted(s for s, r in self._cache.shard_ranges.items() if held.get(s, NO_RANGE) < r)
+        rows = np.isin(self._window_shard, lost)
+        counts.dirty[rows] = True
+        self._cache.shard_ranges = dict(held)
+        meta = self.redis.hget(self.keys.checkpoint, "range_id")
+        self._cache.meta_range = min(self._cache.meta_range, int(meta) if meta else NO_RANGE)
+        if self._cache.transit_synced is not None:
+            raw = self.redis.hget(self.keys.transit, "range_id")
+            self._cache.transit_synced = min(
+                self._cache.transit_synced, int(raw) if raw is not None else NO_RANGE
+            )
+        self._cache.graph = None
+        self._cache.network_written = False
+        metrics.SERVER_CHANGES.labels("lost_writes" if lost else "complete").inc()
+        metrics.ROWS_REWRITTEN.inc(int(rows.sum()))
+        log.warning(
+            "another Redis server answers (failover or restart): %d shards lacked this "
+            "store's last writes (%d rows, rewritten now from memory)",
+            len(lost), int(rows.sum()),
+        )  # fmt: skip
+        return True
+
+    def _confirm_replicas(self) -> None:
+        """WAIT until ``min_replicas_acked`` replicas hold every write so far (then a failover
+        cannot lose this checkpoint), at most ``wait_timeout_ms``; a shortfall is counted and
+        logged, not fatal (after a failover the new primary has no replica until the old one
+        returns, and counting on is worth more than stopping)."""
+        want = self.settings.redis.min_replicas_acked
+        if want <= 0:
+            return
+        got = int(self.redis.wait(want, self.settings.redis.wait_timeout_ms))
+        metrics.REPLICAS_ACKED.set(got)
+        if got < want:
+            metrics.REPLICA_SHORTFALL.inc()
+            log.warning(
+                "checkpoint held by %d of %d replicas after %d ms: a failover now could lose it",
+                got, want, self.settings.redis.wait_timeout_ms,
+            )  # fmt: skip
 
     def _write_shard(
         self,
@@ -533,9 +597,11 @@ class TopologyStore:
         """
         started = time.perf_counter()
         if self._run_id() != self._cache.run_id:
-            # A restarted Redis may have lost the last writes (AOF everysec): this worker's
-            # memory is then ahead of Redis in rows it would not write again. Rebuild.
-            raise LeaseLost("Redis restarted since the shards were loaded")
+            # A restarted Redis may have lost the last writes (AOF everysec), a promoted
+            # replica those not yet replicated: this worker's memory is then ahead of Redis in
+            # rows it would not write again. Rebuild from Redis and replay the ranges topic.
+            metrics.SERVER_CHANGES.labels("rebuild").inc()
+            raise LeaseLost("Redis restarted or failed over since the shards were loaded")
         counts = fast_counts(estimator)
         rows = counts.take_dirty(owned_windows(self.network, self.settings.redis.shards, shards))
         shard_of = self._window_shard[rows]
@@ -553,6 +619,7 @@ class TopologyStore:
         except Exception:
             counts.dirty[rows[~np.isin(shard_of, list(done))]] = True
             raise
+        self._confirm_replicas()
         metrics.CHECKPOINT_SECONDS.observe(time.perf_counter() - started)
         metrics.ROWS_WRITTEN.inc(written)
         metrics.LAST_RANGE.set(range_id)
@@ -683,6 +750,7 @@ class TopologyStore:
     def load_into(self, estimator: _HasCounts) -> Checkpoint | None:
         """Restore every stored row into the estimator's engine; None if the store is empty."""
         counts = fast_counts(estimator)
+        self._cache.run_id = self._run_id()  # the server these rows came from
         stored = self.redis.get(self.keys.network)
         if stored is not None and json.loads(stored) != network_key(self.network):
             raise StoreError(

@@ -560,6 +560,31 @@ class RedisSettings(_Section):
         description="hash-tag shards for count rows",
         validation_alias="CAMTOPO_REDIS_SHARDS",
     )
+    sentinels: str | None = Field(
+        None,
+        description="host:port,host:port of Redis Sentinels: the primary is asked of them and "
+        "followed through a failover (the URL then gives only scheme and database)",
+        validation_alias="CAMTOPO_REDIS_SENTINELS",
+    )
+    sentinel_master: str = Field(
+        "camtopo",
+        description="the primary's name in the sentinels' configuration",
+        validation_alias="CAMTOPO_REDIS_SENTINEL_MASTER",
+    )
+    min_replicas_acked: int = Field(
+        0,
+        ge=0,
+        description="replicas that must hold a checkpoint (WAIT) before Kafka is acked; 0 for "
+        "a single Redis, 1 with a replica (docs/operations.md, 'Redis failover')",
+        validation_alias="CAMTOPO_REDIS_MIN_REPLICAS_ACKED",
+    )
+    wait_timeout_ms: int = Field(
+        2000,
+        ge=1,
+        description="how long a checkpoint waits for those replicas before it is acked "
+        "anyway, counted in camtopo_store_replica_shortfall_total",
+        validation_alias="CAMTOPO_REDIS_WAIT_TIMEOUT_MS",
+    )
 
 
 class ServiceSettings(_Section):

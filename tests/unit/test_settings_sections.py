@@ -200,6 +200,10 @@ VARIABLES = [
     ("CAMTOPO_REDIS_CERT_FILE", "redis.cert_file", None, "/x/file", "/x/file"),
     ("CAMTOPO_REDIS_KEY_FILE", "redis.key_file", None, "/x/file", "/x/file"),
     ("CAMTOPO_REDIS_SHARDS", "redis.shards", 64, "65", 65),
+    ("CAMTOPO_REDIS_SENTINELS", "redis.sentinels", None, "h:26379,g:26379", "h:26379,g:26379"),
+    ("CAMTOPO_REDIS_SENTINEL_MASTER", "redis.sentinel_master", "camtopo", "m2", "m2"),
+    ("CAMTOPO_REDIS_MIN_REPLICAS_ACKED", "redis.min_replicas_acked", 0, "1", 1),
+    ("CAMTOPO_REDIS_WAIT_TIMEOUT_MS", "redis.wait_timeout_ms", 2000, "500", 500),
     ("CAMTOPO_HTTP_HOST", "service.host", "127.0.0.1", "127.0.0.1-x", "127.0.0.1-x"),
     ("CAMTOPO_HTTP_PORT", "service.port", 8080, "8081", 8081),
     (
