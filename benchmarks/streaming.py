@@ -12,7 +12,13 @@ samples to ``benchmarks/results/``.
     python benchmarks/streaming.py --cameras 100 500 1000 --duration 180
 
 Kafka and Redis are started on free loopback ports through camtopo.localstack (needs
-``make setup`` once). Everything shares the machine's cores: the producer, the broker, Redis
+``make setup`` once). ``--tls-compare R`` runs each size R times on a PLAINTEXT broker and R times
+on a SASL_SSL one (SCRAM-SHA-512 over TLS, ACLs on: infra/kafka.sh's secured mode; the producer
+and the processor log in as their roles' users), alternating, and prints the medians side by
+side (streaming_tls.json; docs/security.md):
+
+    python benchmarks/streaming.py --cameras 100 --duration 150 --tls-compare 2
+ Everything shares the machine's cores: the producer, the broker, Redis
 and the processor all run here.
 """
 
@@ -41,19 +47,26 @@ RESULTS = REPO / "benchmarks" / "results"
 def produce(args: argparse.Namespace) -> int:
     from confluent_kafka import Producer
 
+    from camtopo.connections import kafka_config
+    from camtopo.settings import get_settings
     from camtopo.simulation import Simulation
     from processors.trace import simulated_records
 
     sim = Simulation.from_name(args.scenario, args.n, seed=args.seed, warmup_s=60.0)
     sim.network.save(args.network)
+    # kafka_config: the CAMTOPO_KAFKA_* security settings of the environment (--tls-compare).
     producer = Producer(
-        {
-            "bootstrap.servers": args.bootstrap,
-            "enable.idempotence": True,
-            "linger.ms": 20,
-            "compression.type": "lz4",
-            "queue.buffering.max.messages": 200_000,
-        }
+        kafka_config(
+            get_settings(),
+            "producer",
+            **{
+                "bootstrap.servers": args.bootstrap,
+                "enable.idempotence": True,
+                "linger.ms": 20,
+                "compression.type": "lz4",
+                "queue.buffering.max.messages": 200_000,
+            },
+        )
     )
     # Capture times are "now": the simulation's t=0 is the moment production starts.
     start_wall = time.time() * 1000.0 + 2000
@@ -268,13 +281,87 @@ def quantile(buckets: dict[float, float], q: float) -> float:
     return prev_le
 
 
-def run_size(n: int, args: argparse.Namespace, kafka, redis_server, workdir: Path) -> dict:
+@dataclass
+class Secured:
+    """A SASL_SSL broker's logins (--tls-compare): the admin's librdkafka configuration and
+    the CAMTOPO_KAFKA_* variables of the producer's and the processor's users."""
+
+    admin: dict[str, Any]
+    admin_env: dict[str, str]
+    producer_env: dict[str, str]
+    worker_env: dict[str, str]
+
+
+def _settings_of(env: dict[str, str]) -> Any:
+    """Settings as a process with ``env`` reads them (whatever their layout)."""
+    from unittest import mock
+
+    from camtopo.settings import Settings
+
+    with mock.patch.dict(os.environ, env, clear=True):
+        return Settings()
+
+
+def secure(kafka, workdir: Path) -> Secured:
+    """Users ``producer`` and ``single`` on the secured ``kafka``; ACLs per run (grant)."""
+    import secrets
+
+    from camtopo.connections import kafka_config
+    from processors.acls import create_users
+
+    sec = kafka.security
+    passwords = {"producer": secrets.token_urlsafe(18), "single": secrets.token_urlsafe(18)}
+
+    def env(user: str, password: str) -> dict[str, str]:
+        return {
+            "CAMTOPO_KAFKA_BOOTSTRAP": kafka.bootstrap,
+            "CAMTOPO_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "CAMTOPO_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "CAMTOPO_KAFKA_USERNAME": user,
+            "CAMTOPO_KAFKA_PASSWORD": password,
+            "CAMTOPO_KAFKA_CA_FILE": str(sec.tls_ca_file),
+        }
+
+    admin_env = env(sec.admin, sec.admin_password_file.read_text().strip())
+    admin = _settings_of(admin_env)
+    create_users(admin, passwords)
+    return Secured(
+        kafka_config(admin, "admin", log_level=0),
+        admin_env,
+        env("producer", passwords["producer"]),
+        env("single", passwords["single"]),
+    )
+
+
+def secured_kafka(workdir: Path):
+    """infra/kafka.sh's secured mode with a CA and certificate made by infra/certs.sh."""
+    import secrets
+
+    from camtopo.localstack import KafkaCluster, KafkaSecurity
+
+    tls = workdir / "tls"
+    subprocess.run([str(REPO / "infra" / "certs.sh"), str(tls), "kafka"], check=True)
+    password = tls / "admin.pw"
+    password.write_text(secrets.token_hex(16))
+    password.chmod(0o600)
+    security = KafkaSecurity(tls / "kafka.crt", tls / "kafka.key", tls / "ca.crt", password)
+    return KafkaCluster(data_dir=workdir / "kafka-tls", security=security).start()
+
+
+def run_size(
+    n: int,
+    args: argparse.Namespace,
+    kafka,
+    redis_server,
+    workdir: Path,
+    secured: Secured | None = None,
+) -> dict:
     import redis as redis_lib
     from confluent_kafka.admin import AdminClient, NewTopic
 
     tag = f"bench{n}-{int(time.time())}"
     topic = f"occupancy-{tag}"
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    admin = AdminClient(secured.admin if secured else {"bootstrap.servers": kafka.bootstrap})
     topics = [
         NewTopic(topic, 8, 1),
         NewTopic(f"dead-{tag}", 1, 1),
@@ -301,6 +388,15 @@ def run_size(n: int, args: argparse.Namespace, kafka, redis_server, workdir: Pat
         CAMTOPO_RANGES_TOPIC=f"ranges-{tag}",
         CAMTOPO_COUNTER_SHARDS_TOPIC=f"shards-{tag}",
     )
+    producer_env, worker_env = env, env
+    if secured is not None:
+        from processors.acls import grant_roles
+
+        names = {k: v for k, v in env.items() if k.endswith(("_TOPIC", "_GROUP"))}
+        grant_roles(
+            _settings_of(secured.admin_env | names), {"producer": "producer", "single": "single"}
+        )
+        producer_env, worker_env = env | secured.producer_env, env | secured.worker_env
     network = workdir / f"network-{n}.json"
     ready = workdir / f"ready-{n}"
     producer = subprocess.Popen(
@@ -308,13 +404,13 @@ def run_size(n: int, args: argparse.Namespace, kafka, redis_server, workdir: Pat
          "--topic", topic, "--network", str(network), "--ready", str(ready),
          "--seconds", str(args.duration + 10), "--frames-per-record", str(args.frames_per_record),
          "--scenario", args.scenario],
-        env=env, cwd=REPO,
+        env=producer_env, cwd=REPO,
     )  # fmt: skip
     while not ready.exists():
         if producer.poll() is not None:
             raise RuntimeError("the producer exited before it was ready")
         time.sleep(0.2)
-    workers = _start_workers(n, args, env, network, workdir)
+    workers = _start_workers(n, args, worker_env, network, workdir)
     samples: list[Sample] = []
     others = {"producer": producer.pid, "kafka": kafka.pid(), "redis": redis_server.pid()}
     t0 = time.time()
@@ -342,7 +438,9 @@ def run_size(n: int, args: argparse.Namespace, kafka, redis_server, workdir: Pat
                 p.wait(30)
             except subprocess.TimeoutExpired:
                 p.kill()
-    return summarise(n, samples, args)
+    result = summarise(n, samples, args)
+    result["kafka_security"] = "SASL_SSL" if secured else "PLAINTEXT"
+    return result
 
 
 def _delta(later: dict, earlier: dict) -> dict[float, float]:
@@ -494,6 +592,52 @@ def plot(results: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def tls_comparison(results: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per camera count and Kafka security: the medians over the runs of the figures that
+    TLS and SASL could change, and their PLAINTEXT -> SASL_SSL ratios."""
+    import statistics
+
+    figures = ("frames_in_per_s", "frames_counted_per_s", "delay_p50_s", "delay_p99_s",
+               "durable_p99_s", "late_fraction", "lag_max_records")  # fmt: skip
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for n in sorted({r["cameras"] for r in results}):
+        by = {}
+        for mode in ("PLAINTEXT", "SASL_SSL"):
+            runs = [r for r in results if r["cameras"] == n and r.get("kafka_security") == mode]
+            runs = [r for r in runs if "error" not in r]
+            if not runs:
+                continue
+            med = {f: statistics.median(r[f] for r in runs) for f in figures}
+            for part in ("producer", "kafka", "processor"):
+                med[f"cores_{part}"] = statistics.median(
+                    sum(v for k, v in r["cores_by_component"].items() if k.startswith(part))
+                    for r in runs
+                )
+            med["runs"] = len(runs)
+            by[mode] = med
+        if len(by) == 2:
+            plain, tls = by["PLAINTEXT"], by["SASL_SSL"]
+            by["ratio"] = {
+                f: tls[f] / plain[f] for f in plain if f != "runs" and plain[f] not in (0, None)
+            }
+        out[str(n)] = by
+    return out
+
+
+def print_tls_comparison(results: list[dict], args: argparse.Namespace) -> None:
+    table = tls_comparison(results)
+    (RESULTS / f"streaming{args.tag}_summary.json").write_text(json.dumps(table, indent=1))
+    print(f"\nPLAINTEXT vs SASL_SSL (medians of {args.tls_compare} runs each, alternating)")
+    for n, by in table.items():
+        print(f"{n} cameras")
+        names = [k for k in by.get("PLAINTEXT", {}) if k != "runs"]
+        print(f"{'':>22} {'PLAINTEXT':>10} {'SASL_SSL':>10} {'ratio':>7}")
+        for name in names:
+            row = [by.get(m, {}).get(name, float("nan")) for m in ("PLAINTEXT", "SASL_SSL")]
+            ratio = by.get("ratio", {}).get(name, float("nan"))
+            print(f"{name:>22} {row[0]:>10.4g} {row[1]:>10.4g} {ratio:>7.3f}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -519,6 +663,11 @@ def main() -> int:
         help="counting workers of the partitioned pipeline; 0 = one single worker",
     )
     ap.add_argument("--assemblers", type=int, default=1, help="assembler workers (with --counters)")
+    ap.add_argument(
+        "--tls-compare", type=int, default=0, metavar="R",
+        help="R runs per size on a PLAINTEXT and R on a SASL_SSL broker, alternating; medians "
+        "side by side (result file streaming_tls<tag>.json)",
+    )  # fmt: skip
     # producer mode (internal)
     ap.add_argument("--produce", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -556,18 +705,34 @@ def main() -> int:
             name, _, value = item.partition("=")
             admin.config_set(name, value)
     results = []
+    tls_kafka = None
+    if args.tls_compare:
+        args.tag = f"_tls{args.tag}"
     try:
+        if args.tls_compare:
+            tls_kafka = secured_kafka(workdir)
+            secured = secure(tls_kafka, workdir)
         for n in args.cameras:
-            results.append(run_size(n, args, kafka, redis_server, workdir))
-            (RESULTS / f"streaming{args.tag}.json").write_text(json.dumps(results, indent=1))
+            for _ in range(max(args.tls_compare, 1)):
+                results.append(run_size(n, args, kafka, redis_server, workdir))
+                if args.tls_compare:
+                    results.append(
+                        run_size(n, args, tls_kafka, redis_server, workdir, secured=secured)
+                    )
+                out = RESULTS / f"streaming{args.tag}.json"
+                out.write_text(json.dumps(results, indent=1))
     finally:
-        kafka.stop()
+        for k in (kafka, tls_kafka):
+            if k is not None:
+                k.stop()
         redis_server.stop()
         # Kafka's log and Redis's AOF reach several GB at 1,000 cameras: a run must not fill
         # the disk of the next (the workers' logs stay, for a look after a failure).
-        for data in ("kafka", "redis"):
+        for data in ("kafka", "kafka-tls", "redis"):
             shutil.rmtree(workdir / data, ignore_errors=True)
         print(f"workers' logs: {workdir}")
+    if args.tls_compare:
+        print_tls_comparison(results, args)
     print(
         f"\nwhole system, {args.duration:.0f} s per size (rates after {args.warmup:.0f} s "
         f"warm-up), checkpoints spread over {args.checkpoint_spread} range(s) (single worker) / "
@@ -582,6 +747,8 @@ def main() -> int:
     )
     print(head)
     for r in results:
+        if args.tls_compare:
+            print(f"{'':>7} {r['kafka_security']}:")
         if "error" in r:
             print(f"{r['cameras']:>7} {r['error']}")
             continue
