@@ -262,12 +262,70 @@ def _frames_counted(port: int) -> float:
     )
 
 
-def test_the_single_worker_pipeline_counts_with_acls_and_logs_no_password(
+def _serve_probes(url: str, token: str) -> str:
+    """Good and bad requests to a query service with ``token``; its stream token."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    def get(path: str, headers: dict[str, str], method: str = "GET") -> tuple[int, bytes]:
+        request = urllib.request.Request(url + path, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return answer.status, answer.read(4096)
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    auth = {"Authorization": f"Bearer {token}"}
+    status, body = get("/healthz", {})
+    assert status == 200 and json.loads(body)["status"] == "ok", body  # Redis: TLS + ACL user
+    assert get("/api/graph", auth)[0] in (200, 503)
+    assert get("/api/graph", {"Authorization": f"Bearer {token[::-1]}"})[0] == 401
+    assert get(f"/api/graph?access_token={token}", {})[0] == 401
+    assert get("/api/cameras", {"Referer": f"{url}/#token={token}"})[0] == 401
+    status, body = get("/api/stream-token", auth, method="POST")
+    assert status == 200, body
+    stream_token = str(json.loads(body)["stream_token"])
+    assert get(f"/api/stream?stream_token={stream_token[:-4]}0000", {})[0] == 401
+    request = urllib.request.Request(f"{url}/api/stream?stream_token={stream_token}")
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 200 and answer.readline()
+    return stream_token
+
+
+def test_the_pipeline_with_every_secret_set_logs_none_of_them(
     secured: Secured, tmp_path: Path
 ) -> None:
+    """Kafka (SASL_SSL, ACLs), Redis (TLS, ACL user and password) and the API token all set,
+    in every process's environment as one env file would: `camtopo produce` -> `camtopo
+    process` -> Redis <- `camtopo serve` count and answer; a processor with a wrong Redis
+    password stops at once. No secret (raw, URL-encoded or base64) in any line any of them,
+    the broker or Redis logged."""
+    from pydantic import SecretStr
+
+    from camtopo.localstack import RedisSecurity
+
     cameras, seed, seconds = 6, 4, 20
-    redis_server = RedisServer(data_dir=tmp_path / "redis").start()
+    redis_password = secrets.token_urlsafe(15) + "/+ %="  # URL-encoding changes it
+    api_token = secrets.token_urlsafe(24) + "+/="
+    pw_file = tmp_path / "redis.pw"
+    pw_file.write_text(redis_password)
+    pw_file.chmod(0o600)
+    folder = secured.folder
+    redis_security = RedisSecurity(
+        "camtopo", pw_file, "camtopo:*", folder / "server.crt", folder / "server.key",
+        folder / "ca.crt",
+    )  # fmt: skip
+    redis_server = RedisServer(data_dir=tmp_path / "redis", security=redis_security).start()
     redis_url = redis_server.url
+    assert redis_url.startswith("rediss://")
+    secret_env = {
+        "CAMTOPO_REDIS_URL": redis_url,
+        "CAMTOPO_REDIS_USERNAME": "camtopo",
+        "CAMTOPO_REDIS_PASSWORD": redis_password,
+        "CAMTOPO_REDIS_CA_FILE": str(folder / "ca.crt"),
+        "CAMTOPO_API_TOKEN": api_token,
+    }
     sim = tmp_path / "sim"
     done = subprocess.run(
         [sys.executable, "-m", "camtopo.cli", "simulate", "--scenario", "campus", "--cameras",
@@ -276,46 +334,63 @@ def test_the_single_worker_pipeline_counts_with_acls_and_logs_no_password(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     network = sim / "network.json"
-    metrics_port = free_port()
+    metrics_port, http_port = free_port(), free_port()
     proc_env = _env(
-        secured.role("single").replace(redis={"url": redis_url}),
+        secured.role("single"),
         CAMTOPO_PROCESSOR_METRICS_PORT=str(metrics_port),
         CAMTOPO_IDLE_PARTITION_SECONDS="2",
+        **secret_env,
     )
-    prod_env = _env(secured.role("producer").replace(redis={"url": redis_url}))
-    proc_log, prod_log = tmp_path / "processor.log", tmp_path / "producer.log"
-    processor = _camtopo("process", "--network", str(network), env=proc_env, log=proc_log)
+    prod_env = _env(secured.role("producer"), **secret_env)
+    logs = {name: tmp_path / f"{name}.log" for name in ("processor", "producer", "serve")}
+    # A wrong Redis password: the processor stops at once, in one line.
+    refused = subprocess.run(
+        [sys.executable, "-m", "camtopo.cli", "process", "--network", str(network)],
+        env=proc_env | {"CAMTOPO_REDIS_PASSWORD": redis_password[::-1]}, cwd=REPO,
+        capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    said = refused.stdout + refused.stderr
+    assert "Redis refused the login" in said and said.count("\n") == 1, said[-2000:]
+    (tmp_path / "wrong-redis-password.log").write_text(refused.stdout + refused.stderr)
+    processor = _camtopo("process", "--network", str(network), env=proc_env,
+                         log=logs["processor"])  # fmt: skip
+    serve = _camtopo("serve", "--host", "127.0.0.1", "--port", str(http_port),
+                     env=prod_env | {"CAMTOPO_REDIS_SHARDS": "8"}, log=logs["serve"])  # fmt: skip
     producer = None
     started = time.monotonic()
     try:
         deadline = time.monotonic() + 90
         while True:  # its /metrics answers once it runs
-            assert processor.poll() is None, proc_log.read_text()[-3000:]
+            assert processor.poll() is None, logs["processor"].read_text()[-3000:]
             try:
                 _frames_counted(metrics_port)
                 break
             except OSError:
-                assert time.monotonic() < deadline, proc_log.read_text()[-3000:]
+                assert time.monotonic() < deadline, logs["processor"].read_text()[-3000:]
                 time.sleep(0.5)
         producer = _camtopo(
             "produce", "--simulate", "--scenario", "campus", "--cameras", str(cameras),
             "--seed", str(seed), "--duration", str(seconds), "--no-progress",
-            env=prod_env, log=prod_log,
+            env=prod_env, log=logs["producer"],
         )  # fmt: skip
-        assert producer.wait(seconds + 90) == 0, prod_log.read_text()[-3000:]
-        assert "delivery failures 0" in prod_log.read_text(), prod_log.read_text()[-3000:]
+        assert producer.wait(seconds + 90) == 0, logs["producer"].read_text()[-3000:]
+        assert "delivery failures 0" in logs["producer"].read_text()
         deadline = time.monotonic() + 60
         counted = 0.0
         while counted <= 0 and time.monotonic() < deadline:
-            assert processor.poll() is None, proc_log.read_text()[-3000:]
+            assert processor.poll() is None, logs["processor"].read_text()[-3000:]
             counted = _frames_counted(metrics_port)
             time.sleep(0.5)
-        assert counted > 0, proc_log.read_text()[-3000:]
+        assert counted > 0, logs["processor"].read_text()[-3000:]
         # ... and the counts reach Redis (the pending checkpoint once the stream pauses).
         from camtopo.core.grid import Network
 
         net = Network.load(network)
-        settings = secured.base.replace(redis={"url": redis_url})
+        settings = secured.base.replace(
+            redis={"url": redis_url, "username": "camtopo", "ca_file": str(folder / "ca.crt"),
+                   "password": SecretStr(redis_password)}
+        )  # fmt: skip
         deadline = time.monotonic() + 60
         while True:
             est = TopologyEstimator(net, settings.estimator_parameters())
@@ -324,12 +399,14 @@ def test_the_single_worker_pipeline_counts_with_acls_and_logs_no_password(
             if cp is not None and cp.range_id >= 0 and cp.rows > 0:
                 break
             assert time.monotonic() < deadline, "no whole checkpoint with counts in Redis"
-            assert processor.poll() is None, proc_log.read_text()[-3000:]
+            assert processor.poll() is None, logs["processor"].read_text()[-3000:]
             time.sleep(1)
+        assert serve.poll() is None, logs["serve"].read_text()[-3000:]
+        stream_token = _serve_probes(f"http://127.0.0.1:{http_port}", api_token)
         print(f"pipeline: {counted:.0f} frames counted, checkpoint range {cp.range_id}, "
               f"{cp.rows} rows, {time.monotonic() - started:.1f} s")  # fmt: skip
     finally:
-        for p in (producer, processor):
+        for p in (producer, processor, serve):
             if p is not None and p.poll() is None:
                 p.terminate()
                 try:
@@ -337,19 +414,19 @@ def test_the_single_worker_pipeline_counts_with_acls_and_logs_no_password(
                 except subprocess.TimeoutExpired:
                     p.kill()
         redis_server.stop()
-    # No secret in any log: the processor's and producer's output (stdout and stderr) and the
-    # broker's server.log.
-    secrets_ = [*secured.passwords.values(), secured.admin.kafka.password.get_secret_value()]
-    logs = {
-        "processor": proc_log.read_text(errors="replace"),
-        "producer": prod_log.read_text(errors="replace"),
-        "broker": secured.kafka.log_path().read_text(errors="replace"),
-    }
-    leaked = [
-        (name, i) for name, text in logs.items() for i, pw in enumerate(secrets_) if pw in text
-    ]
-    assert not leaked, leaked
-    assert all(logs.values())
+    texts = {p.name: p.read_text(errors="replace") for p in tmp_path.glob("*.log")}
+    texts["broker"] = secured.kafka.log_path().read_text(errors="replace")
+    texts["redis-server"] = redis_server.log_path.read_text(errors="replace")
+    assert set(texts) >= {"processor.log", "producer.log", "serve.log", "wrong-redis-password.log"}
+    assert all(texts.values()), [name for name, text in texts.items() if not text]
+    every = [*_secrets(secured), redis_password, redis_password[::-1], api_token, stream_token]
+    assert not _leaks(texts, every)
+    # ... and the scan would see one: each form, in a line like the logs' own.
+    from urllib.parse import quote
+
+    for form in (redis_password, quote(redis_password, safe="")):
+        assert _leaks({"x": f"INFO url=rediss://camtopo:{form}@127.0.0.1"}, [redis_password])
+    assert "/api/graph" in texts["serve.log"]  # the access log was captured
 
 
 # --- the partitioned pipeline and the lag exporter -------------------------------------------
@@ -382,7 +459,8 @@ def _leaks(texts: dict[str, str], secrets_: list[str]) -> list[tuple[str, int, s
         }
         for name, text in texts.items():
             found += [(name, i, form) for form, value in forms.items() if value in text]
-            if any(base64.b64encode(f"{u}:{secret}".encode()).decode() in text for u in ROLES):
+            users = (*ROLES, "camtopo")  # Kafka's roles, the Redis user
+            if any(base64.b64encode(f"{u}:{secret}".encode()).decode() in text for u in users):
                 found.append((name, i, "basic"))
     return found
 
