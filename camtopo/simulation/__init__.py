@@ -9,9 +9,17 @@ Quick use::
     truth = sim.truth()
 """
 
-from camtopo.simulation.engine import Simulation, Tick
+from camtopo.simulation.engine import CameraMove, Simulation, Tick
 from camtopo.simulation.noise import NoiseConfig
 from camtopo.simulation.scenarios import Scenario, build_scenario
 from camtopo.simulation.writer import write_scenario
 
-__all__ = ["NoiseConfig", "Scenario", "Simulation", "Tick", "build_scenario", "write_scenario"]
+__all__ = [
+    "CameraMove",
+    "NoiseConfig",
+    "Scenario",
+    "Simulation",
+    "Tick",
+    "build_scenario",
+    "write_scenario",
+]

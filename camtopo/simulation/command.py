@@ -20,6 +20,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-noise", action="store_true", help="perfect detection, no outages/skew")
     p.add_argument("--density", type=float, default=1.0, help="scale the arrival rates")
     p.add_argument("--render-map", action="store_true", help="also write map.png of the world")
+    p.add_argument(
+        "--move",
+        action="append",
+        default=[],
+        metavar="CAMERA@SECONDS",
+        help="re-mount camera CAMERA (id or index) elsewhere at SECONDS (repeatable); truth.json "
+        "then holds the layout after the moves, with 'moves' and 'before'",
+    )
     p.set_defaults(func=run)
 
 
@@ -39,12 +47,14 @@ def run(args: argparse.Namespace) -> int:
     grid = Grid(s.grid.cols, s.grid.rows, s.grid.frame_width, s.grid.frame_height)
     t0 = time.perf_counter()
     scenario = build_scenario(args.scenario, args.cameras, args.seed, grid)
+    moves = [_move(spec, scenario.cameras.ids, args.seed) for spec in args.move]
     sim = Simulation(
         scenario,
         seed=args.seed,
         noise=NoiseConfig.off() if args.no_noise else NoiseConfig(),
         fps=s.grid.fps,
         density=args.density,
+        moves=moves,
     )
     print(f"built {args.scenario} with {args.cameras} cameras in {time.perf_counter() - t0:.1f} s")
     summary = write_scenario(args.out, sim, args.duration)
@@ -56,3 +66,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"{k:>28}: {v:.3f}" if isinstance(v, float) else f"{k:>28}: {v}")
     print(f"wrote {args.out}")
     return 0
+
+
+def _move(spec: str, ids: tuple[str, ...], seed: int):  # type: ignore[no-untyped-def]
+    from camtopo.simulation.engine import CameraMove
+
+    cam, sep, at = spec.rpartition("@")
+    if not sep:
+        raise ValueError(f"--move {spec!r}: expected CAMERA@SECONDS, e.g. cam007@1200")
+    index = ids.index(cam) if cam in ids else int(cam) if cam.isdigit() else -1
+    if not 0 <= index < len(ids):
+        raise ValueError(f"--move {spec!r}: no camera {cam!r} (ids {ids[0]}..{ids[-1]})")
+    return CameraMove(index, float(at), seed)

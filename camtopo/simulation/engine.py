@@ -6,7 +6,8 @@ streams the same ticks to the contract's files.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, NamedTuple
 
@@ -16,8 +17,18 @@ from camtopo.core.grid import Network
 from camtopo.simulation.cameras import CameraIndex
 from camtopo.simulation.noise import Noise, NoiseConfig
 from camtopo.simulation.people import Crowd, Routes
-from camtopo.simulation.scenarios import Scenario, build_scenario
+from camtopo.simulation.scenarios import Scenario, build_scenario, remount
 from camtopo.simulation.truth import TransitRecorder, static_truth, truth_json
+
+
+@dataclass(frozen=True)
+class CameraMove:
+    """Camera ``camera`` (index) is re-mounted elsewhere at ``at_s`` simulated seconds
+    (:func:`camtopo.simulation.scenarios.remount`, drawn from ``seed``)."""
+
+    camera: int
+    at_s: float
+    seed: int = 0
 
 
 class Tick(NamedTuple):
@@ -42,6 +53,7 @@ class Simulation:
         start_ms: int = 1000,
         warmup_s: float = 300.0,
         density: float = 1.0,
+        moves: Sequence[CameraMove] = (),
     ) -> None:
         self.scenario = scenario
         self.seed = seed
@@ -67,6 +79,17 @@ class Simulation:
         self.noise = Noise(noise or NoiseConfig(), cams.n, fps, np.random.default_rng([seed, 4]))
         self.transits = TransitRecorder(self.dt, np.random.default_rng([seed, 5]))
         self.tick_index = 0
+        # Each layout: (first tick, scenario with those camera mounts, its camera index).
+        self.layouts: list[tuple[int, Scenario, CameraIndex]] = [(0, scenario, self.index)]
+        self.moves = sorted(moves, key=lambda m: m.at_s)
+        for m in self.moves:
+            if not 0 <= m.camera < cams.n or m.at_s <= 0:
+                raise ValueError(f"bad camera move {m}: camera 0..{cams.n - 1}, at_s > 0")
+            last = self.layouts[-1][1]
+            moved = replace(last, cameras=remount(last, m.camera, m.seed))
+            index = CameraIndex.build(moved.cameras, moved.world.bounds)
+            self.layouts.append((round(m.at_s * fps), moved, index))
+        self._next_layout = 1
         # Warm up in 1 s steps so the first frame already shows a steady-state crowd.
         for k in range(int(warmup_s)):
             self.crowd.step(1.0)
@@ -86,6 +109,11 @@ class Simulation:
     def step(self) -> Tick:
         """Advance one frame and return its (noisy) occupancy."""
         t = self.tick_index
+        while self._next_layout < len(self.layouts) and self.layouts[self._next_layout][0] <= t:
+            _, self.scenario, self.index = self.layouts[self._next_layout]
+            self.cameras = self.scenario.cameras
+            self.__dict__.pop("static_truth", None)  # the truth of the new layout
+            self._next_layout += 1
         self.crowd.step(self.dt)
         self.crowd.spawn(t * self.dt, self.dt)
         slot, cam, u, v = self.sightings()
@@ -114,5 +142,16 @@ class Simulation:
         return static_truth(self.scenario, self.index)
 
     def truth(self) -> dict[str, Any]:
-        """The contract's truth.json content, with transit times from the walkers so far."""
-        return truth_json(self.network, self.static_truth, self.transits)
+        """The contract's truth.json content, with transit times from the walkers so far.
+
+        With camera moves it is the truth of the layout now, plus ``moves`` and ``before``
+        (the window overlaps and camera links of the layout before the first move)."""
+        out = truth_json(self.network, self.static_truth, self.transits)
+        if self.moves:
+            _, first, index = self.layouts[0]
+            before = truth_json(self.network, static_truth(first, index), self.transits)
+            out["moves"] = [
+                {"camera": self.network.cameras[m.camera], "at_s": m.at_s} for m in self.moves
+            ]
+            out["before"] = {k: before[k] for k in ("window_overlaps", "camera_links")}
+        return out

@@ -391,3 +391,54 @@ def build_scenario(name: str, n_cameras: int, seed: int, grid: Grid | None = Non
     if n_cameras < 2:
         raise ValueError(f"a scenario needs at least 2 cameras, got {n_cameras}")
     return BUILDERS[name](n_cameras, seed, grid)
+
+
+def remount(
+    scenario: Scenario, camera: int, seed: int, min_move_m: float = 80.0, shared_m: float = 8.0
+) -> Cameras:
+    """The scenario's cameras with ``camera`` re-mounted elsewhere (a moved camera).
+
+    Same hardware (height, focal length, tilt, reach), a new mount beside another walkway at
+    least ``min_move_m`` from the old one, looking along it, where at least ``shared_m`` of
+    the walkway's centre line is in view of both it and another camera: the moved view has
+    overlap links to learn as well as links to lose.
+    """
+    cams = scenario.cameras
+    world = scenario.world
+    rng = np.random.default_rng([seed, 41, camera])
+    old = cams.position[camera]
+    others = np.delete(np.arange(cams.n), camera)
+    planner = CameraPlanner(rng)
+    long_edges = np.flatnonzero((world.lengths >= 20.0) & (world.width > 3.0))
+    for _ in range(2000):
+        e = int(long_edges[rng.integers(len(long_edges))])
+        p, q = world.nodes[world.edge_a[e]], world.nodes[world.edge_b[e]]
+        planner.rows.clear()
+        planner.along(p, q, float(world.width[e]), float(rng.uniform(0.1, 0.9)), rng.random() < 0.5)
+        x, y, heading = planner.rows[0]
+        if np.hypot(x - old[0], y - old[1]) < min_move_m:
+            continue
+        position, head = cams.position.copy(), cams.heading.copy()
+        position[camera], head[camera] = (x, y), heading
+        moved = Cameras(
+            ids=cams.ids,
+            position=position,
+            height=cams.height,
+            heading=head,
+            tilt=cams.tilt,
+            focal=cams.focal,
+            max_range=cams.max_range,
+            grid=cams.grid,
+        )
+        step = 0.5
+        line = p + np.linspace(0, 1, int(np.linalg.norm(q - p) / step))[:, None] * (q - p)
+        seen = moved.project(camera, line)[1]
+        if seen.sum() * step < shared_m:
+            continue
+        pts = line[seen]
+        both = np.zeros(len(pts), dtype=bool)
+        for c in others:
+            both |= moved.project(int(c), pts)[1]
+        if both.sum() * step >= shared_m:
+            return moved
+    raise ValueError(f"no mount {min_move_m} m from camera {camera}'s sharing a view")
