@@ -19,12 +19,14 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from camtopo.core.bits import MAX_BLOCK_TICKS
 from camtopo.core.grid import Network, NetworkError
+from camtopo.core.moved import MoveParams
 from camtopo.core.ticks import DuplicateFrameError, LateFrameError
 from camtopo.core.topology import Topology, TopologyEstimator
 from camtopo.settings import Settings, get_settings
@@ -37,6 +39,8 @@ ESTIMATOR_SETTINGS = (
     "activity_gate", "prune", "prune_min_opportunities", "prune_max_ratio", "readmit_after",
     "transit_enabled", "transit_max_lag_s", "transit_bin_s", "transit_control_s",
     "transit_z_star", "transit_min_ratio", "transit_min_excess", "transit_max_dest",
+    "move_detection", "move_check_s", "move_max_ratio", "move_min_opportunities",
+    "move_min_shift", "move_shift_z",
 )  # fmt: skip
 
 
@@ -90,10 +94,20 @@ def estimate_trace(
     max_ahead_s: float = 300.0,
     snapshot_every_s: float = 0.0,
     progress: bool = True,
+    moves: MoveParams | str | None = "settings",
+    moved: Sequence[tuple[str, int]] = (),
 ) -> EstimateResult:
-    """Run the estimator over a trace file (see module doc for the input rules)."""
+    """Run the estimator over a trace file (see module doc for the input rules).
+
+    ``moves``: detect moved cameras with these thresholds (None: no detection; default: the
+    settings'); ``moved``: (camera, t_ms) an operator gives: the camera's evidence is forgotten
+    from t_ms on."""
     settings = network_clock(settings or get_settings(), network)
-    est = TopologyEstimator(network, settings.estimator_parameters(), engine)
+    if isinstance(moves, str):
+        moves = settings.move_parameters()
+    est = TopologyEstimator(network, settings.estimator_parameters(), engine, moves=moves)
+    for camera, t_ms in moved:
+        est.camera_moved(camera, at_tick=est.tick_of(t_ms))
     report = InputReport()
     history: list[Snapshot] = []
     reorder_ticks = max(1, est.tick_of(reorder_ms))
@@ -244,6 +258,10 @@ def topology_json(network: Network, settings: Settings, result: EstimateResult) 
         "network": network.to_json(),
         "settings": {k: v for k, v in settings.by_variable().items() if k in ESTIMATOR_SETTINGS},
         "observed_s": topo.observed_ticks * settings.grid.tick_ms / 1000,
+        "camera_moves": [
+            {"camera": e.camera, "t_s": e.tick * settings.grid.tick_ms / 1000, "cause": e.cause}
+            for e in (result.estimator.move_events if result.estimator else [])
+        ],
         "input": result.report.to_json(),
         "window_edges": [
             {
@@ -291,13 +309,43 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         metavar="S",
         help="record the topology every S simulated seconds (for accuracy curves)",
     )
+    p.add_argument(
+        "--moved",
+        action="append",
+        default=[],
+        metavar="CAMERA@SECONDS",
+        help="CAMERA was re-aimed or re-mounted at SECONDS on the trace's clock (t_ms / 1000): "
+        "its evidence is forgotten there and relearnt (repeatable)",
+    )
+    p.add_argument(
+        "--no-move-detection",
+        action="store_true",
+        help="do not look for moved cameras (CAMTOPO_MOVE_DETECTION=false)",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
+
+
+def parse_moved(specs: Sequence[str], network: Network) -> list[tuple[str, int]]:
+    """``CAMERA@SECONDS`` -> (camera, t_ms); a clear error for a malformed one."""
+    out = []
+    for spec in specs:
+        camera, sep, at = spec.rpartition("@")
+        try:
+            t_ms = round(float(at) * 1000)
+        except ValueError:
+            t_ms = None
+        if not sep or t_ms is None:
+            raise ValueError(f"--moved {spec!r}: expected CAMERA@SECONDS, e.g. cam007@1200")
+        network.camera_index(camera)  # an unknown camera is refused here, naming it
+        out.append((camera, t_ms))
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
     network = find_network(args.trace, args.network)
     settings = network_clock(get_settings(), network)
+    moved = parse_moved(args.moved, network)
     result = estimate_trace(
         args.trace,
         network,
@@ -308,6 +356,8 @@ def run(args: argparse.Namespace) -> int:
         max_ahead_s=args.max_ahead_s,
         snapshot_every_s=args.snapshot_every,
         progress=not args.quiet,
+        moves=None if args.no_move_detection else "settings",
+        moved=moved,
     )
     args.out.write_text(json.dumps(topology_json(network, settings, result)))
     topo, rep = result.topology, result.report
@@ -317,6 +367,11 @@ def run(args: argparse.Namespace) -> int:
         f"{len(topo.window_edges)} window edges, {len(topo.camera_edges)} camera edges "
         f"-> {args.out}"
     )
+    for e in result.estimator.move_events if result.estimator else []:
+        print(
+            f"camera {e.camera} moved ({e.cause}) at {e.tick * settings.grid.tick_ms / 1000:.0f} "
+            "s: its evidence was forgotten and relearnt from there"
+        )
     if rep.skipped:
         print("skipped bad input: " + _reasons(rep))
         for reason, example in rep.examples.items():

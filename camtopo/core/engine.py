@@ -527,6 +527,29 @@ class FastExclusion:
             self.pool[s, -1] = self.pool[s, : self.seg_len[c]].max(initial=0)
             self.slot[i, c] = s
 
+    def forget_camera(self, camera: int) -> int:
+        """Forget every count of a camera's windows, both ways (its rows, and its column in
+        every row), as if it had just joined: for a camera whose view changed. Returns the
+        number of rows changed (marked dirty, so checkpoints and adjacency see it)."""
+        lo, hi = self.network.offsets[camera], self.network.offsets[camera + 1]
+        rows = np.zeros(self.network.n_windows, dtype=np.bool_)
+        rows[lo:hi] = True
+        rows |= self.slot[:, camera] != NONE
+        rows |= self.O[:, camera] > 0
+        for i in np.flatnonzero(rows[lo:hi]) + lo:
+            for c in np.flatnonzero(self.slot[i] >= 0):
+                self._release(int(self.slot[i, c]))
+        live = np.flatnonzero(self.slot[:, camera] >= 0)
+        for i in live:
+            self._release(int(self.slot[i, camera]))
+        self.slot[lo:hi] = NONE
+        self.O[lo:hi] = 0
+        self.slot[:, camera] = NONE
+        self.O[:, camera] = 0
+        # activity (the row gate) is kept: the windows were in use, and a new row is wanted now
+        self.dirty |= rows
+        return int(rows.sum())
+
     def _take(self) -> int:
         self.n_free[0] -= 1
         return int(self.free[self.n_free[0]])

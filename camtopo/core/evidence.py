@@ -25,6 +25,8 @@ class ExclusionCounts(Protocol):
 
     def positive_pairs(self) -> tuple[np.ndarray, np.ndarray]: ...
 
+    def forget_camera(self, camera: int) -> int: ...
+
 
 def c_prime(p: np.ndarray, o: np.ndarray, o_ref: float) -> np.ndarray:
     """C'_ij = (P/O) * min(1, log O / log O_ref), float64; 0 where O < 1."""

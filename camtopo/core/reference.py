@@ -96,6 +96,15 @@ class DenseExclusion:
             self.update_tick(occupied, padded, (block.cam_ok & bit) != 0)
 
     # --- the common read interface ----------------------------------------------------------
+    def forget_camera(self, camera: int) -> int:
+        """Forget the camera's counts both ways (see FastExclusion.forget_camera)."""
+        mine = self._camera == camera
+        self.O[mine, :] = 0
+        self.E[mine, :] = 0
+        self.O[:, mine] = 0
+        self.E[:, mine] = 0
+        return int(mine.sum())
+
     def pair_counts(self, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(O_ij, P_ij) int64 for index arrays i, j, with P = O - E."""
         o = self.O[i, j].astype(np.int64)

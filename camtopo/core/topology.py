@@ -19,6 +19,7 @@ from camtopo.core.evidence import (
     window_edges,
 )
 from camtopo.core.grid import Network
+from camtopo.core.moved import MoveDetector, MoveParams
 from camtopo.core.padding import PaddedBlock
 from camtopo.core.parameters import EstimatorParameters, ExclusionParameters
 from camtopo.core.reference import DenseExclusion
@@ -98,6 +99,15 @@ def merge_transit(
     return out
 
 
+@dataclass(frozen=True)
+class CameraMoveEvent:
+    """A camera whose evidence was forgotten at ``tick``: ``detected`` or ``operator``."""
+
+    camera: str
+    tick: int
+    cause: str
+
+
 @dataclass
 class Topology:
     window_edges: WindowEdges
@@ -108,7 +118,15 @@ class Topology:
 class TopologyEstimator:
     """Occupancy buffer + exclusion counts, with the parameters' padding and thresholds."""
 
-    def __init__(self, network: Network, params: EstimatorParameters, engine: str = "fast") -> None:
+    def __init__(
+        self,
+        network: Network,
+        params: EstimatorParameters,
+        engine: str = "fast",
+        moves: MoveParams | None = None,
+    ) -> None:
+        """``moves``: detect moved cameras with these thresholds (None: only operator
+        moves, :meth:`camera_moved`)."""
         self.network = network
         self.params = params
         ex = params.exclusion
@@ -125,6 +143,10 @@ class TopologyEstimator:
         # Ticks below this are already in the transit state (restored from a checkpoint taken
         # later than the counts'): replayed blocks feed it only from here.
         self.transit_through = 0
+        self.detector = MoveDetector(network, moves) if moves is not None else None
+        self.move_events: list[CameraMoveEvent] = []
+        self._scheduled: list[tuple[int, int]] = []  # (tick, camera) operator moves to come
+        self._counted_until: int | None = None  # end tick of the last block counted
 
     def tick_of(self, t_ms: int) -> int:
         return tick_of(t_ms, self.params.tick_ms)
@@ -139,11 +161,43 @@ class TopologyEstimator:
     def finish(self) -> int:
         return self._count(self.buffer.flush())
 
+    def camera_moved(self, camera: str, at_tick: int | None = None) -> None:
+        """An operator says ``camera`` was moved (re-aimed, re-mounted): forget its evidence
+        now, or once counting reaches ``at_tick`` (frames before it describe the old view)."""
+        c = self.network.camera_index(camera)
+        if at_tick is None or (self._counted_until is not None and at_tick <= self._counted_until):
+            self._forget(c, self._counted_until or 0, "operator")
+        else:
+            self._scheduled.append((at_tick, c))
+            self._scheduled.sort()
+
+    def _forget(self, camera: int, tick: int, cause: str) -> None:
+        self.counts.forget_camera(camera)
+        if self.transit is not None:
+            self.transit.forget_camera(camera)
+        if self.detector is not None:
+            self.detector.forget(camera)
+        self.move_events.append(CameraMoveEvent(self.network.cameras[camera], tick, cause))
+        log.warning(
+            "camera %s: evidence forgotten at tick %d (%s move); relearning it",
+            self.network.cameras[camera],
+            tick,
+            cause,
+        )
+
     def _count(self, blocks: Iterator[PaddedBlock]) -> int:
         n = 0
         for block in blocks:
+            while self._scheduled and self._scheduled[0][0] <= block.start_tick:
+                tick, camera = self._scheduled.pop(0)
+                self._forget(camera, tick, "operator")
             self.counts.update(block)
             end = block.start_tick + block.n_ticks
+            self._counted_until = end
+            if self.detector is not None:
+                self.detector.observe(block)
+                if self.detector.due(end):
+                    self._check_moves(end)
             if self.transit is not None and end > self.transit_through:
                 self.transit.update(block.since(self.transit_through))
                 self.transit_through = end
@@ -151,6 +205,18 @@ class TopologyEstimator:
             self.observations += block.n_occupied
             n += 1
         return n
+
+    def _check_moves(self, end: int) -> None:
+        assert self.detector is not None
+        if self.adjacency is not None:
+            self.adjacency.refresh()
+            pairs = self.adjacency.pairs()
+        else:
+            ex = self.params.exclusion
+            e = window_edges(self.counts, ex.c_star, ex.o_ref)
+            pairs = (e.i, e.j)
+        for camera in self.detector.check(end, pairs, self.counts):
+            self._forget(camera, end, "detected")
 
     def window_edges(self) -> WindowEdges:
         """Adjacent window pairs now: refreshed from changed rows on the fast engine."""

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from camtopo.core.moved import MoveParams
 from camtopo.core.parameters import EstimatorParameters, ExclusionParameters
 from camtopo.core.ranges import RangeGrid
 from camtopo.core.transit import TransitParams
@@ -180,6 +181,19 @@ class Settings(BaseModel):
             exclusion=self.exclusion_parameters(),
             transit=self.transit_parameters(),
             transit_max_cameras=self.transit.max_cameras,
+        )
+
+    def move_parameters(self) -> MoveParams | None:
+        """Moved-camera detection's thresholds in ticks; None when it is off."""
+        a = self.algorithm
+        if not a.move_detection:
+            return None
+        return MoveParams(
+            check_ticks=max(1, round(a.move_check_s * 1000 / self.grid.tick_ms)),
+            max_ratio=a.move_max_ratio,
+            min_opportunities=a.move_min_opportunities,
+            min_shift=a.move_min_shift,
+            shift_z=a.move_shift_z,
         )
 
     def range_grid(self) -> RangeGrid:

@@ -121,6 +121,46 @@ class AlgorithmSettings(_Section):
         "counting workers each take the share of the rows they own)",
         validation_alias="CAMTOPO_MAX_POOL_MB",
     )
+    # Moved cameras (camtopo/core/moved.py; benchmarks/results/moved_camera.json): a camera is
+    # found moved when its learnt links collapse both ways and its occupancy shifts within its
+    # view; its evidence is then forgotten and relearnt.
+    move_detection: bool = Field(
+        True,
+        description="find re-aimed or re-mounted cameras and relearn them (camtopo estimate)",
+        validation_alias="CAMTOPO_MOVE_DETECTION",
+    )
+    move_check_s: float = Field(
+        60.0, gt=0, description="seconds between moved-camera checks",
+        validation_alias="CAMTOPO_MOVE_CHECK_S",
+    )  # fmt: skip
+    move_max_ratio: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="a camera's links are contradicted when P grew by less than this share of "
+        "what their learnt ratio predicts, both ways",
+        validation_alias="CAMTOPO_MOVE_MAX_RATIO",
+    )
+    move_min_opportunities: float = Field(
+        100.0,
+        gt=0,
+        description="opportunities of a camera's links in the last two checks before it is tested",
+        validation_alias="CAMTOPO_MOVE_MIN_OPPORTUNITIES",
+    )
+    move_min_shift: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="Hellinger distance of recent vs long-run occupancy (per image zone) a "
+        "moved camera shows at least ...",
+        validation_alias="CAMTOPO_MOVE_MIN_SHIFT",
+    )
+    move_shift_z: float = Field(
+        4.0,
+        gt=0,
+        description="... and this many deviations above the camera's usual distance",
+        validation_alias="CAMTOPO_MOVE_SHIFT_Z",
+    )
 
 
 class TransitSettings(_Section):
