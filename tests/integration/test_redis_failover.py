@@ -233,3 +233,76 @@ def test_primary_killed_mid_stream_processor_and_query_service_follow_counts_exa
         if query is not None:
             query.terminate()
             query.wait(20)
+
+
+def test_counting_workers_rebuild_from_the_promoted_replica_and_replay_without_loss(
+    kafka, kafka_topic, group: RedisSentinelGroup, tmp_path: Path
+) -> None:
+    """The partitioned pipeline (--role assemble / count) given only the sentinels: after the
+    failover each counting worker finds another server, rebuilds its shards from the promoted
+    replica (which lacked its last checkpoints) and replays the ranges topic."""
+    from tests.integration.test_partitioned_pipeline import (
+        Workers,
+        _assert_shards_equal_offline,
+        _live_trace,
+        _wait_all_shards,
+        _wait_shards_shared,
+    )
+
+    first_primary = group.primary()
+    settings = Settings(
+        kafka={
+            "bootstrap": kafka.bootstrap,
+            "occupancy_topic": kafka_topic(partitions=4),
+            "dead_letter_topic": kafka_topic(partitions=1, prefix="dead"),
+            "topology_changes_topic": kafka_topic(partitions=2, prefix="changes"),
+            "occupancy_partitions": 4,
+        },
+        redis={
+            "url": "redis://127.0.0.1:1/0",
+            "shards": 8,
+            "sentinels": group.sentinels,
+            "sentinel_master": group.master,
+            "min_replicas_acked": 1,
+        },
+        processor={"group": f"proc-{uuid.uuid4().hex[:8]}", "idle_partition_seconds": 2.0},
+    )
+    stack = Stack(kafka, first_primary, settings.kafka.occupancy_topic,
+                  settings.kafka.dead_letter_topic, settings.redis.url, settings,
+                  tmp_path / "network.json")  # fmt: skip
+    workers = Workers(stack, tmp_path)
+    try:
+        sim, records, producing = _live_trace(stack, seed=9, seconds=80)
+        last = _last_range(workers.settings, records)
+        workers.start("assemble-1", "assemble")
+        for n in (1, 2):
+            workers.start(f"count-{n}", "count")
+        first = _first_range(workers.settings, records)
+        _wait_shards_shared(workers, ["count-1", "count-2"])
+        _wait_all_shards(workers, sim.network, first + (last - first) // 2)
+        store = TopologyStore(settings.redis.url, sim.network, workers.settings)
+        replica = redis.Redis(port=group.replica().port)
+        replica.replicaof("127.0.0.1", str(free_port()))
+        held = store.shard_ranges()
+        # At least one shard checkpoint lands on the primary alone, then the primary dies.
+        deadline = time.monotonic() + 60
+        while store.shard_ranges() == held:
+            workers.check_alive()
+            assert time.monotonic() < deadline, workers.logs()
+            time.sleep(0.05)
+        primary_ranges = store.shard_ranges()
+        replica_ranges = {s: int(replica.get(store.keys.range(s)) or -1) for s in held}
+        first_primary.kill()
+        assert replica_ranges != primary_ranges, "the cut lost nothing; nothing to rebuild"
+        assert min(primary_ranges.values()) < last, "finished before the kill; lengthen it"
+        time.sleep(3)
+        first_primary.start()  # back as the new primary's replica
+        producing.join(120)
+        _wait_all_shards(workers, sim.network, last)
+        logs = [(tmp_path / f"count-{n}.log").read_text() for n in (1, 2)]
+        assert all("failed over since the shards were loaded" in log for log in logs), (
+            workers.logs()
+        )
+        _assert_shards_equal_offline(workers, sim.network, records)
+    finally:
+        workers.stop()
