@@ -480,6 +480,10 @@ class TopologyStore:
         if want <= 0:
             return
         got = int(self.redis.wait(want, self.settings.redis.wait_timeout_ms))
+        if self._run_id() != self._cache.run_id:
+            # The client's retries carried WAIT over to a new primary, which may lack this
+            # checkpoint: not acked; the retried checkpoint rewrites what it lacks first.
+            raise redis.ConnectionError("the Redis primary changed during the checkpoint")
         metrics.REPLICAS_ACKED.set(got)
         if got < want:
             metrics.REPLICA_SHORTFALL.inc()
