@@ -60,8 +60,8 @@ def launch(
     code = (
         "import sys; from camtopo.settings import Settings; from topology_store.service import "
         "create_app; from aiohttp import web; "
-        f"web.run_app(create_app(Settings(redis_shards=8, api_token={token!r}, "
-        f"stream_token_ttl_s={ttl_s}), redis_url={redis_url!r}, "
+        f"web.run_app(create_app(Settings(redis={{'shards': 8}}, service={{'api_token': "
+        f"{token!r}, 'stream_token_ttl_s': {ttl_s}}}), redis_url={redis_url!r}, "
         f"prefix={store.keys.prefix!r}, refresh_s=0.3), host='127.0.0.1', port={port}, print=None)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], env=os.environ.copy())
