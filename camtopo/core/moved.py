@@ -2,8 +2,8 @@
 
 A camera that is re-aimed or re-mounted keeps its id, so the counts keep the evidence of
 its old view: its old links fade only as their ratio P/O decays, and its new links must climb
-over long histories of refuted (or pruned) pairs. Both took 30-40 minutes on the simulated
-campus. Forgetting the camera's rows and columns (and its transit evidence) makes it a new
+over long histories of refuted (or pruned) pairs (17 minutes or more on the simulated campus,
+benchmarks/moved_camera.py). Forgetting the camera's rows and columns (and its transit evidence) makes it a new
 camera, learnt from scratch like any other.
 
 The detector tests, at every check (``check_ticks``), two kinds of evidence over the last
@@ -13,11 +13,12 @@ The detector tests, at every check (``check_ticks``), two kinds of evidence over
    O >= ``min_pair_opportunities`` both ways) is tracked, and for ``recent_checks`` checks
    after it leaves the topology (a moved camera's links drop out within a minute or two).
    Under the learnt topology P grows by ``r * dO`` (r: the ratio P/O when last linked). A
-   camera is *contradicted* when its pairs fall short both ways — P grew by less than
-   ``max_ratio`` of that, over at least ``min_opportunities / 2`` opportunities where its
-   windows were occupied and as many where its partners' were — on at least ``min_windows``
-   of its windows. A moved camera fails both ways; a camera that stopped detecting people
-   (or sees ghosts) fails one way only. A pair's shortfall cannot say which end moved.
+   camera is *contradicted* when its pairs fall short: P grew by less than ``max_ratio`` of
+   that over all its pairs, and by less than ``(1 + max_ratio) / 2`` of it each way, over at
+   least ``min_opportunities / 2`` opportunities where its windows were occupied and as many
+   where its partners' were, on at least ``min_windows`` of its windows. A moved camera
+   fails both ways; a camera that stopped detecting people (or sees ghosts) fails one way
+   only. A pair's shortfall cannot say which end moved.
 2. **Its occupancy moved within the view.** The Hellinger distance between the camera's
    recent profile (occupied ticks per zone of ``zones`` x ``zones`` windows) and its
    long-run profile (older checks, decaying) is at least ``min_shift`` and ``shift_z``
@@ -211,13 +212,15 @@ class MoveDetector:
             ratio = float(got[c] / expected[c]) if expected[c] > 0 else 1.0
             # A moved camera fails both ways: its people are not where its partners look, and
             # theirs are not in its view. A camera that stopped detecting (or sees ghosts)
-            # fails one way only.
+            # fails one way only. Each way is held to a looser bound than the whole: a busy
+            # far-field partner window is padded-occupied half the time by chance alone.
+            each = (1 + p.max_ratio) / 2
             ways = [
                 per_cam[k, c] >= p.min_opportunities / 2
-                and per_cam[k + 1, c] < p.max_ratio * per_cam[k + 2, c]
+                and per_cam[k + 1, c] < each * per_cam[k + 2, c]
                 for k in (0, 3)
             ]
-            contradicted = all(ways) and short_windows[c] >= p.min_windows
+            contradicted = ratio < p.max_ratio and all(ways) and short_windows[c] >= p.min_windows
             shift = float(shifts[c])
             seeing = seen[c] >= p.min_recent  # a camera gone blind did not move
             usual, sd, samples = self._usual[:, c]

@@ -277,3 +277,16 @@ def test_the_simulator_moves_a_camera_at_its_time_and_keeps_the_rest() -> None:
     mine = lambda links: {(x["a"], x["b"]) for x in links if "cam004" in (x["a"], x["b"])}  # noqa: E731
     assert mine(truth["before"]["camera_links"]) != mine(truth["camera_links"])
     assert "moves" not in still.truth()
+
+
+def test_moved_option_is_parsed_and_refused_clearly() -> None:
+    from camtopo.estimate import parse_moved
+
+    network = Network.uniform(CAMERAS, GRID, fps=10)
+    assert parse_moved(["A@12.5", "E@0"], network) == [("A", 12500), ("E", 0)]
+    with pytest.raises(ValueError, match="expected CAMERA@SECONDS"):
+        parse_moved(["A"], network)
+    with pytest.raises(ValueError, match="expected CAMERA@SECONDS"):
+        parse_moved(["A@soon"], network)
+    with pytest.raises(NetworkError, match="unknown camera 'Z'"):
+        parse_moved(["Z@10"], network)
