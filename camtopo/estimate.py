@@ -223,6 +223,16 @@ def _accept(
             f"t_ms {line.t_ms} is {ahead:.0f} s ahead of the trace so far (limit "
             f"{max_ahead_ticks * est.params.tick_ms / 1000:.0f} s)",
         )
+    if frontier is not None and tick < frontier - max_ahead_ticks:
+        # Taken before the first ticks are counted, a frame from long ago made finish() count
+        # every tick from it to the frontier: t_ms -10^13 held the run for days.
+        behind = (frontier - tick) * est.params.tick_ms / 1000
+        raise TraceError(
+            line.where,
+            "time_jump",
+            f"t_ms {line.t_ms} is {behind:.0f} s behind the trace so far (limit "
+            f"{max_ahead_ticks * est.params.tick_ms / 1000:.0f} s)",
+        )
     try:
         est.buffer.add(camera, tick, line.occupied)
     except NetworkError as exc:

@@ -198,7 +198,9 @@ def _snapshot(snap: Any, where: str) -> None:
 def _load(path: Path) -> Any:
     try:
         return json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    # ValueError: not JSON, not UTF-8, or an integer of more than 4,300 digits;
+    # RecursionError: arrays or objects nested thousands deep
+    except (ValueError, RecursionError) as exc:
         raise ScoreInputError(f"{path}: not valid JSON: {exc}") from None
 
 

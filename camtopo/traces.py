@@ -15,6 +15,8 @@ from typing import cast
 import fastavro
 import orjson
 
+from camtopo.avro import OCCUPANCY, schema
+
 
 class TraceError(ValueError):
     """A malformed or inconsistent line of a trace; ``reason`` is a short category."""
@@ -129,10 +131,22 @@ def read_avro(path: Path, progress: Progress | None = None) -> Iterator[FrameLin
     """
     with path.open("rb") as fh:
         try:
-            reader = fastavro.reader(fh)
+            # Read as our schema: a container of another schema is refused here (its records
+            # lacked 'grid' or 'frames': a KeyError), not record by record.
+            reader = fastavro.reader(fh, reader_schema=schema(OCCUPANCY))
         except Exception as exc:
             raise TraceError(str(path), "malformed", f"not an Avro container file: {exc}") from exc
-        for n, record in enumerate(reader):
+        n = -1
+        while True:
+            n += 1
+            try:
+                record = next(reader)
+            except StopIteration:
+                return
+            except Exception as exc:  # fastavro raises many types for a corrupt block
+                raise TraceError(
+                    f"{path}#{n}", "malformed", f"corrupt Avro block: {exc!r}"
+                ) from exc
             if progress is not None:
                 progress.bytes = fh.tell()
             grid = (record["grid"]["cols"], record["grid"]["rows"])

@@ -92,14 +92,10 @@ def decode_row(blob: bytes, n_cameras: int, n_windows: int, where: str = "row") 
     if c > len(blob):
         raise BlobError(f"{where}: section lengths {n_o}+{n_s} overrun the {len(blob)}-byte blob")
     raw = np.frombuffer(blob, dtype=np.uint8)
-    o = _counts(_decode(raw[a:b], where, "O"), dt, where, "O")
-    state = _decode(raw[b:c], where, "state").view(np.int8)
-    p = _counts(_decode(raw[c:], where, "P"), dt, where, "P")
-    if o.size != n_cameras or state.size != n_cameras or p.size != n_windows:
-        raise BlobError(
-            f"{where}: row shape O={o.size} state={state.size} P={p.size} does not match the "
-            f"network ({n_cameras} cameras, {n_windows} windows)"
-        )
+    network = f"the network ({n_cameras} cameras, {n_windows} windows)"
+    o = _counts(_decode(raw[a:b], n_cameras * width, where, "O", network), dt, where, "O")
+    state = _decode(raw[b:c], n_cameras, where, "state", network).view(np.int8)
+    p = _counts(_decode(raw[c:], n_windows * width, where, "P", network), dt, where, "P")
     return Row(o, state, p, int(activity))
 
 
@@ -235,9 +231,11 @@ def encode_rows(counts: Any, rows: np.ndarray) -> list[bytes]:
 
 
 @nb.njit(cache=True, nogil=True)
-def _rle_decode(raw: np.ndarray) -> tuple[np.ndarray, int]:
+def _rle_decode(raw: np.ndarray, expected: int) -> tuple[np.ndarray, int]:
     """camtopo.core.rle.decode compiled (a dense 10^5-byte row took ~0.5 s in Python).
-    Returns (row, status): 0 ok, 1 truncated varint, 2 run overflows row or blob."""
+    Returns (row, status): 0 ok, 1 truncated varint, 2 run overflows row or blob, 3 the
+    declared length is not ``expected`` (checked before allocating: a corrupt length of
+    2^60 raised MemoryError, a negative one ValueError)."""
     n = 0
     shift = 0
     pos = 0
@@ -250,6 +248,8 @@ def _rle_decode(raw: np.ndarray) -> tuple[np.ndarray, int]:
         if not byte & 0x80:
             break
         shift += 7
+    if n != expected:
+        return np.zeros(0, np.uint8), 3
     row = np.zeros(n, np.uint8)
     at = 0
     while pos < raw.size:
@@ -275,8 +275,10 @@ def _rle_decode(raw: np.ndarray) -> tuple[np.ndarray, int]:
     return row, 0
 
 
-def _decode(raw: np.ndarray, where: str, what: str) -> np.ndarray:
-    row, status = _rle_decode(np.ascontiguousarray(raw))
+def _decode(raw: np.ndarray, expected: int, where: str, what: str, network: str) -> np.ndarray:
+    row, status = _rle_decode(np.ascontiguousarray(raw), expected)
+    if status == 3:
+        raise BlobError(f"{where}: {what} section does not hold the {expected} bytes of {network}")
     if status == 1:
         raise BlobError(f"{where}: {what} section: truncated varint")
     if status == 2:

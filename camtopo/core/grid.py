@@ -209,9 +209,13 @@ class Network:
     def load(cls, path: str | Path) -> Network:
         path = Path(path)
         try:
-            return cls.from_json(json.loads(path.read_bytes()))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            data = json.loads(path.read_bytes())
+        # ValueError: not JSON, not UTF-8, or an integer of more than 4,300 digits;
+        # RecursionError: arrays or objects nested thousands deep
+        except (ValueError, RecursionError) as exc:
             raise NetworkError(f"{path}: not valid JSON: {exc}") from exc
+        try:
+            return cls.from_json(data)
         except NetworkError as exc:
             raise NetworkError(f"{path}: {exc}") from exc
 
@@ -245,9 +249,10 @@ def _positive_int(value: object, name: str) -> int:
 def _camera_ids(value: object) -> list[str]:
     if not isinstance(value, list) or not value:
         raise NetworkError(f"'cameras' must be a non-empty list of camera ids, got {_shown(value)}")
-    bad = next((c for c in value if not isinstance(c, str) or not c), None)
-    if bad is not None:
-        raise NetworkError(f"'cameras' must hold non-empty strings, got {_shown(bad)}")
+    # A list, not next(..., None): a null camera id was taken for "none bad" (then TypeError)
+    bad = [c for c in value if not isinstance(c, str) or not c]
+    if bad:
+        raise NetworkError(f"'cameras' must hold non-empty strings, got {_shown(bad[0])}")
     twice = [c for c, n in Counter(value).items() if n > 1]
     if twice:
         raise NetworkError(f"'cameras' lists {twice[0]!r} more than once")
