@@ -3,7 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN     = $(VENV)/bin
 
-.PHONY: setup python infra demo test test-fast smoke-wheel lint bench results clean
+.PHONY: setup python infra demo test test-fast smoke-wheel lint bench fuzz results clean
 
 setup: python infra
 
@@ -48,6 +48,11 @@ bench: setup
 	$(BIN)/python -m benchmarks.engine_memory --budgets 1024 0
 	$(BIN)/python -m benchmarks.accuracy
 	$(BIN)/python -m benchmarks.redis_rewrite
+
+# Every decoder and parser of outside input, 20,000 inputs a target (tests/fuzzing.py);
+# writes benchmarks/results/fuzz.json (docs/formats.md, "Fuzzed inputs").
+fuzz: setup
+	$(BIN)/python -m benchmarks.fuzz
 
 # The README's result tables, regenerated from the committed benchmarks/results/*.json
 # (benchmarks/results_tables.py; tests/unit/test_results_tables.py fails while they differ).
