@@ -114,8 +114,8 @@ def test_without_tls_or_without_the_ca_nothing_gets_through(secured) -> None:
     unverified = settings.replace(redis={"ca_file": None})
     for who in (plain, unverified):
         client = redis.Redis.from_url(
-            who.redis_url, socket_connect_timeout=2, socket_timeout=2, retry=None,
-            **({"ssl_cert_reqs": "required"} if who.redis_url.startswith("rediss") else {}),
+            who.redis.url, socket_connect_timeout=2, socket_timeout=2, retry=None,
+            **({"ssl_cert_reqs": "required"} if who.redis.url.startswith("rediss") else {}),
         )  # fmt: skip
         with pytest.raises(redis.exceptions.ConnectionError):
             client.ping()
