@@ -3,8 +3,8 @@
 A camera that is re-aimed or re-mounted keeps its id, so the counts keep the evidence of
 its old view: its old links fade only as their ratio P/O decays, and its new links must climb
 over long histories of refuted (or pruned) pairs (17 minutes or more on the simulated campus,
-benchmarks/moved_camera.py). Forgetting the camera's rows and columns (and its transit evidence) makes it a new
-camera, learnt from scratch like any other.
+benchmarks/moved_camera.py). Forgetting the camera's rows and columns (and its transit
+evidence) makes it a new camera, learnt from scratch like any other.
 
 The detector tests, at every check (``check_ticks``), two kinds of evidence over the last
 ``recent_checks`` checks:
