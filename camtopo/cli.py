@@ -54,8 +54,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (OSError, ValueError, CamtopoError) as exc:
         # Bad input and missing files end with one clear line, not a traceback.
-        print(f"camtopo {args.command}: error: {exc}", file=sys.stderr)
+        print(f"camtopo {args.command}: error: {describe(exc)}", file=sys.stderr)
         return 2
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an error; a settings error names each variable and what is wrong."""
+    import pydantic  # here, not at the top: ``camtopo --help`` stays fast
+
+    if isinstance(exc, pydantic.ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or exc.title}: {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+        )
+    return str(exc)
 
 
 if __name__ == "__main__":

@@ -233,7 +233,8 @@ def test_listening_beyond_loopback_needs_a_token_or_an_explicit_off(store) -> No
         text=True,
         timeout=60,
     )
-    assert short.returncode != 0 and "api_token" in short.stderr
+    assert short.returncode == 2 and short.stderr.count("\n") == 1
+    assert "CAMTOPO_API_TOKEN" in short.stderr and "16" in short.stderr
     assert "tiny-secret-42" not in short.stdout + short.stderr
     # CAMTOPO_API_AUTH=off: it starts, with a warning.
     port = free_port()
