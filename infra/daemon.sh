@@ -1,6 +1,22 @@
-# Sourced by infra/redis.sh and infra/registry.sh: what a script that runs one server in the
-# background needs besides starting it. The script defines HOST, port, PIDFILE, LOGFILE, say()
-# and server_pid() (the pid if alive and truly its server: guards pid reuse) before calling.
+# Sourced by infra/redis.sh, infra/registry.sh and infra/sentinel.sh: what a script that runs one
+# server in the background needs besides starting it. The script defines HOST, port, PIDFILE,
+# LOGFILE and server_pid() (the pid if alive and truly its server: guards pid reuse) before
+# calling start/stop helpers; die, say and usage are defined here, named for the script.
+
+DAEMON_SCRIPT="${BASH_SOURCE[1]}"
+DAEMON_NAME="$(basename "$DAEMON_SCRIPT")"
+
+die() {
+    printf '%s: error: %s\n' "$DAEMON_NAME" "$*" >&2
+    exit 1
+}
+say() { printf '%s: %s\n' "$DAEMON_NAME" "$*" >&2; }
+
+# The script's header comment (after the shebang, up to the first line that is not a comment).
+usage() {
+    awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$DAEMON_SCRIPT"
+    exit "${1:-2}"
+}
 
 # The end of the server's log, on stderr (after a failed start).
 print_tail() {

@@ -24,17 +24,8 @@ tls_cert="${CAMTOPO_REDIS_TLS_CERT_FILE:-}"
 tls_key="${CAMTOPO_REDIS_TLS_KEY_FILE:-}"
 tls_ca="${CAMTOPO_REDIS_TLS_CA_FILE:-}"
 
-die() {
-    printf 'redis.sh: error: %s\n' "$*" >&2
-    exit 1
-}
-say() { printf 'redis.sh: %s\n' "$*" >&2; }
 # shellcheck source=infra/daemon.sh
 source "$INFRA_DIR/daemon.sh"
-usage() {
-    sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-    exit "${1:-2}"
-}
 
 cmd="${1:-}"
 [[ -n "$cmd" ]] || usage

@@ -19,17 +19,8 @@ HOME_DIR="$CACHE_DIR/apicurio-registry-$APICURIO_VERSION"
 JAR="$HOME_DIR/apicurio-registry-app-$APICURIO_VERSION-runner.jar"
 HOST=127.0.0.1
 
-die() {
-    printf 'registry.sh: error: %s\n' "$*" >&2
-    exit 1
-}
-say() { printf 'registry.sh: %s\n' "$*" >&2; }
 # shellcheck source=infra/daemon.sh
 source "$INFRA_DIR/daemon.sh"
-usage() {
-    sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-    exit "${1:-2}"
-}
 
 cmd="${1:-}"
 [[ -n "$cmd" ]] || usage

@@ -13,17 +13,8 @@ set -euo pipefail
 INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 HOST="${CAMTOPO_REDIS_BIND:-127.0.0.1}"
 
-die() {
-    printf 'sentinel.sh: error: %s\n' "$*" >&2
-    exit 1
-}
-say() { printf 'sentinel.sh: %s\n' "$*" >&2; }
 # shellcheck source=infra/daemon.sh
 source "$INFRA_DIR/daemon.sh"
-usage() {
-    sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-    exit "${1:-2}"
-}
 
 cmd="${1:-}"
 [[ -n "$cmd" ]] || usage
