@@ -77,8 +77,12 @@ def test_estimate_and_baseline_topologies_validate(simulated):
 
 def test_cli_topology_validates(simulated, tmp_path):
     out = tmp_path / "topology.json"
-    assert main(["estimate", str(simulated / "occupancy.jsonl"), "-o", str(out), "--quiet"]) == 0
-    validator("topology").validate(json.loads(out.read_text()))
+    camera = Network.load(simulated / "network.json").cameras[0]
+    trace = str(simulated / "occupancy.jsonl")
+    assert main(["estimate", trace, "-o", str(out), "--quiet", "--moved", f"{camera}@10"]) == 0
+    written = json.loads(out.read_text())
+    validator("topology").validate(written)
+    assert {"camera": camera, "t_s": 10.0, "cause": "operator"} in written["camera_moves"]
 
 
 # --- network.json: strict, and the schema refuses what the loader refuses ---------------------
