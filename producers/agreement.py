@@ -105,6 +105,8 @@ def measure_agreement(
         tick = rt.tick
         for c, jpeg in rt.jpegs.items():
             frame = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+            if frame is None:  # our own renderer's JPEG: a bug, not bad input
+                raise RuntimeError(f"camera {c}: rendered JPEG does not decode")
             detected = detectors[c].detect(frame)
             if tick.index < warm:
                 continue

@@ -26,7 +26,7 @@ def parse_source(spec: str, index: int) -> tuple[str, str]:
     return f"cam{index:03d}", spec
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "produce",
         help="publish camera occupancy (video or simulator) to Kafka",

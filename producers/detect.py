@@ -229,7 +229,7 @@ def detect_footage(
 # --- command line ------------------------------------------------------------------------------
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "detect",
         help="recorded footage -> occupancy JSON Lines or Avro file (no broker)",

@@ -67,7 +67,10 @@ def write_footage(
             t_ms = round(tick.index * 1000 / fps)
             for c in chosen:
                 jpeg = renderer.render_jpeg(c, tick.index / fps, figs[c])
-                writers[c].write(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR))
+                frame = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+                if frame is None:  # our own renderer's JPEG: a bug, not bad input
+                    raise RuntimeError(f"camera {ids[c]}: rendered JPEG does not decode")
+                writers[c].write(frame)
                 windows = sorted(int(w) for w in tick.window[tick.cam == c])
                 line = {"camera": ids[c], "t_ms": t_ms, "occupied": windows}
                 out.write(json.dumps(line | {"people": len(figs[c].u)}) + "\n")

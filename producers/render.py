@@ -112,7 +112,8 @@ class SceneRenderer:
 
         img = np.where(on_ground[..., None], ground_img, wall_img)
         img = cv2.GaussianBlur(img.astype(np.float32), (3, 3), 0.7)  # optics: no aliasing
-        return np.clip(img, 0, 255).astype(np.uint8)
+        out: np.ndarray = np.clip(img, 0, 255).astype(np.uint8)
+        return out
 
     # --- frames -------------------------------------------------------------------------------
     def gain(self, camera: int, t_s: float) -> float:
@@ -179,7 +180,8 @@ class SceneRenderer:
         c = self.config
         out = cv2.convertScaleAbs(img, alpha=self.gain(camera, t_s))
         if c.noise_sigma > 0:
-            cv2.randn(self._noise, 0, c.noise_sigma)
+            # cv2's stubs type mean and stddev as arrays; scalars are what its docs show.
+            cv2.randn(self._noise, 0, c.noise_sigma)  # type: ignore[call-overload]
             out = cv2.add(out, self._noise, dtype=cv2.CV_8U)
         return out
 
