@@ -33,6 +33,7 @@ from confluent_kafka.admin import (
     ResourceType,
     ScramCredentialInfo,
     ScramMechanism,
+    UserScramCredentialAlteration,
     UserScramCredentialUpsertion,
 )
 
@@ -160,7 +161,7 @@ def create_users(
     """Create or re-key SCRAM-SHA-512 users (name -> password) as the super user. A second
     credential cannot coexist with the first for one mechanism: re-keying replaces it."""
     info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
-    changes = [
+    changes: list[UserScramCredentialAlteration] = [
         UserScramCredentialUpsertion(name, info, password.encode())
         for name, password in passwords.items()
     ]

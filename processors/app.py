@@ -15,6 +15,7 @@ import functools
 import logging
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import faust
 from camtopo import avro
 from camtopo.connections import SchemaRegistryUnavailable, faust_broker
 from camtopo.core.grid import Network
+from camtopo.core.ranges import ClosedBatch
 from camtopo.settings import Settings
 from processors import metrics
 from processors.consumer_watch import ConsumerWatch
@@ -90,7 +92,9 @@ def create_app(
     watch = ConsumerWatch.from_settings(settings)
 
     @app.agent(occupancy, name="count-occupancy")
-    async def count(stream: faust.StreamT) -> None:
+    async def count(stream: faust.StreamT[bytes]) -> None:
+        if not isinstance(stream, faust.Stream):  # noack() is on the implementation only
+            raise TypeError(f"count-occupancy needs a faust.Stream, not {type(stream).__name__}")
         # One event at a time, not take_events(): that acks every event of a batch as soon as
         # the batch is handed over, noack() or not (faust-streaming issue #189), so Kafka
         # committed offsets past frames Redis did not hold yet and kill -9 lost them.
@@ -109,7 +113,6 @@ def create_app(
             for handle in proc.ackable():
                 handle.ack()
 
-    @app.task
     async def close_ranges() -> None:
         loop = asyncio.get_running_loop()
         warned = time.monotonic()  # the first assignment may take a rebalance: no warning yet
@@ -146,16 +149,17 @@ def create_app(
                 if not (proc.uncheckpointed and stale):
                     continue
                 resume = proc.resume_offsets(proc.acked_until_pending())
+                step: Callable[[], tuple[int | None, list[dict[str, Any]]]]
                 step = functools.partial(proc.checkpoint, resume)
                 what = "pending checkpoint"
             else:
                 resume = proc.resume_offsets(
                     proc.grid.held_from(batch.range_id) - proc.grid.tolerance
                 )
-                step = functools.partial(proc.apply, batch, resume)
+                step = functools.partial(_apply, proc, batch, resume)
                 what = f"range {batch.range_id}"
             try:
-                result = await loop.run_in_executor(executor, step)
+                counted_until, changes = await loop.run_in_executor(executor, step)
             except Exception:
                 # Redis stayed unreachable past checkpoint_retry_seconds (or counting failed):
                 # nothing counted since the last checkpoint is acked, so a restart replays it;
@@ -163,16 +167,23 @@ def create_app(
                 log.exception("%s could not be counted or checkpointed", what)
                 await app.crash(RuntimeError(f"{what}: checkpoint failed"))
                 return
-            counted_until, changes = (
-                (result.counted_until, result.changes) if batch is not None else result
-            )
             if counted_until is not None:
                 for handle in proc.ackable(counted_until):
                     handle.ack()
             if changes:
                 await _publish(changes_topic, changes, changes_encoder)
 
+    app.task(close_ranges)  # a call, not @app.task: faust's decorator is untyped
     return app, proc
+
+
+def _apply(
+    proc: StreamProcessor[Any], batch: ClosedBatch, resume: Mapping[int, int]
+) -> tuple[int | None, list[dict[str, Any]]]:
+    """Count ``batch`` (executor thread): what became durable, and the topology changes, in the
+    shape :meth:`StreamProcessor.checkpoint` returns them."""
+    applied = proc.apply(batch, resume)
+    return applied.counted_until, applied.changes
 
 
 async def stop_without_registry(app: faust.App, exc: SchemaRegistryUnavailable) -> None:

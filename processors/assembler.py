@@ -126,7 +126,9 @@ def create_assembler_app(
     watch = ConsumerWatch.from_settings(settings)
 
     @app.agent(occupancy, name="assemble-ranges")
-    async def assemble(stream: faust.StreamT) -> None:
+    async def assemble(stream: faust.StreamT[bytes]) -> None:
+        if not isinstance(stream, faust.Stream):  # noack() is on the implementation only
+            raise TypeError(f"assemble-ranges needs a faust.Stream, not {type(stream).__name__}")
         # One event at a time with acks off (see processors/app.py: take_events acks early).
         async for event in stream.noack().events():
             msg = event.message
@@ -143,7 +145,7 @@ def create_assembler_app(
             elif ack is not None:
                 ack.ack()
 
-    def _on_block_sent(block: RangeBlock, fut: Any) -> None:
+    def _on_block_sent(block: RangeBlock, fut: asyncio.Future[Any]) -> None:
         if fut.cancelled() or fut.exception() is not None:
             # Unacked records stay before Kafka's committed offset: a restart republishes.
             log.error("block of partition %d range %d not delivered", block.partition,
@@ -153,7 +155,6 @@ def create_assembler_app(
         for handle in pub.ranges.delivered(block):
             handle.ack()
 
-    @app.task
     async def close_ranges() -> None:
         while not app.should_stop:
             await asyncio.sleep(0.2)
@@ -169,8 +170,11 @@ def create_assembler_app(
                     value=encode_block(block, network.n_cameras),
                     partition=block.partition,
                 )
+                if not isinstance(fut, asyncio.Future):  # typed Awaitable; a FutureMessage
+                    raise TypeError(f"faust send() returned {type(fut).__name__}, not a future")
                 fut.add_done_callback(functools.partial(_on_block_sent, block))
             metrics.OPEN_FRAMES.set(pub.ranges.open_frames)
             metrics.UNACKED.set(pub.ranges.unacked)
 
+    app.task(close_ranges)  # a call, not @app.task: faust's decorator is untyped
     return app, pub

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "process",
         help="count exclusions from the occupancy topic into Redis (Faust worker)",
@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
             f"{settings.kafka.occupancy_topic}, publishing {settings.partitioned.ranges_topic}",
             flush=True,
         )
+        # Runs the worker until it stops, then exits the process (typed NoReturn).
         Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
-        return 0
     from processors.app import create_app
 
     store = TopologyStore(settings.redis.url, network, settings)
@@ -84,5 +84,4 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     worker = Worker(app, loglevel=args.loglevel, quiet=True)
-    worker.execute_from_commandline()
-    return 0
+    worker.execute_from_commandline()  # exits the process

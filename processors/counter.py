@@ -38,6 +38,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from camtopo import avro
 from camtopo.connections import kafka_config
 from camtopo.core.adjacency import HalfEdgeIndex
+from camtopo.core.engine import FastExclusion
 from camtopo.core.evidence import mutual_edges
 from camtopo.core.grid import Network
 from camtopo.core.parameters import EstimatorParameters
@@ -119,13 +120,15 @@ class RowCounter:
         owned = owned_windows(self.network, self.settings.redis.shards, self.shards)
         est = TopologyEstimator(self.network, self.pool_share(owned))
         counts = est.counts
-        counts.owned = owned  # type: ignore[attr-defined]
+        if not isinstance(counts, FastExclusion):  # shards, leases and half-edges need its rows
+            raise TypeError(f"a counting worker needs FastExclusion, not {type(counts).__name__}")
+        counts.owned = owned
         if not self.leader:
             est.transit = None  # the leader keeps it
         self.token = uuid.uuid4().hex
         self.store.claim_shards(self.shards, self.token)
         held = self.store.load_shards_into(est, self.shards)
-        dropped = counts.dropped_on_import  # type: ignore[attr-defined]
+        dropped = counts.dropped_on_import
         if dropped:
             log.warning(
                 "%d stored segments did not fit this worker's share of CAMTOPO_MAX_POOL_MB=%d "
@@ -139,7 +142,7 @@ class RowCounter:
             self.collector = RangeCollector(self.grid, self.settings.kafka.occupancy_partitions)
         else:
             # Resume where the oldest shard stands; its range's frames are padding context.
-            counts.last_tick = next(t for r, t in held.values() if r == start)  # type: ignore[attr-defined]
+            counts.last_tick = next(t for r, t in held.values() if r == start)
             est.buffer.next_tick = self.grid.held_from(start)
             self.context_range = start
             self.collector = RangeCollector(
@@ -148,7 +151,7 @@ class RowCounter:
         self.estimator = est
         self.half = HalfEdgeIndex(
             counts, self.settings.algorithm.c_star, self.settings.algorithm.o_ref
-        )  # type: ignore[arg-type]
+        )
         log.info(
             "counting shards %s (leader: %s) from range %s, replaying through %d",
             self.shards, self.leader, start, self.replay_until,
@@ -426,6 +429,11 @@ def run_counter(network: Network, settings: Settings, store: TopologyStore) -> i
         nonlocal wanted
         wanted = sorted(p.partition for p in parts)
 
+    def rebalanced() -> bool:
+        # A call, not `wanted is not None` inline: the callbacks set it inside poll(), which
+        # a type checker's narrowing of the loop cannot see.
+        return wanted is not None
+
     def on_revoke(_c: Any, _parts: list[Any]) -> None:
         nonlocal wanted
         try:  # still the owner: leave the next one less to replay
@@ -496,9 +504,9 @@ def run_counter(network: Network, settings: Settings, store: TopologyStore) -> i
                 time.sleep(0.2)
                 continue
             for msg in reader.consume(num_messages=200, timeout=0.2):
-                if msg.error():
-                    if msg.error().code() != KafkaError._PARTITION_EOF:
-                        log.warning("ranges topic: %s", msg.error())
+                if (err := msg.error()) is not None:
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        log.warning("ranges topic: %s", err)
                     continue
                 k = _block_range(msg.key())
                 if k is not None and start is not None and k < start:
@@ -519,7 +527,10 @@ def run_counter(network: Network, settings: Settings, store: TopologyStore) -> i
                               msg.offset(), exc)  # fmt: skip
             ahead = set(counter.collector.ahead(settings.partitioned.counter_buffer_frames))
             if ahead != paused:
-                tp = lambda ps: [TopicPartition(settings.partitioned.ranges_topic, p) for p in ps]  # noqa: E731
+
+                def tp(ps: set[int]) -> list[TopicPartition]:
+                    return [TopicPartition(settings.partitioned.ranges_topic, p) for p in ps]
+
                 if ahead - paused:
                     reader.pause(tp(ahead - paused))
                 if paused - ahead:
@@ -538,7 +549,7 @@ def run_counter(network: Network, settings: Settings, store: TopologyStore) -> i
                     # A long replay must still poll, or the group drops this worker after
                     # max.poll.interval.ms; a rebalance (revoke clears the collector) ends it.
                     lease.poll(0)
-                    if wanted is not None:
+                    if rebalanced():
                         break
                 stale = (
                     time.monotonic() - counter.last_counted_wall

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 import numpy as np
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -49,32 +49,49 @@ log = logging.getLogger(__name__)
 # the transaction is refused whole): the counts wait in memory, nothing is acked meanwhile.
 _TRANSIENT = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError)
 E = TypeVar("E")  # whatever the driver needs to ack a record (a Faust event)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class Checkpoint(Protocol):
-    range_id: int
-    resume_offsets: dict[int, int]
+    """What the store restored (read-only: the store's own is a frozen dataclass)."""
+
+    @property
+    def range_id(self) -> int: ...
+
+    @property
+    def resume_offsets(self) -> dict[int, int]: ...
+
+    @property
+    def rows(self) -> int: ...
 
     @property
     def max_shard_range(self) -> int: ...
 
 
+class CheckpointReport(Protocol):
+    @property
+    def durable_range(self) -> int: ...  # every shard is exact in the store through this range
+
+
 class CountStore(Protocol):
     """What the processor needs of ``topology_store.store.TopologyStore``."""
 
-    def load_into(self, estimator: Any) -> Checkpoint | None: ...
+    def load_into(self, estimator: TopologyEstimator) -> Checkpoint | None: ...
 
     def checkpoint(
         self,
-        estimator: Any,
+        estimator: TopologyEstimator,
         range_id: int,
         resume_offsets: Mapping[int, int],
         shards: Sequence[int] | None = None,
-    ) -> Any: ...
+    ) -> CheckpointReport: ...
 
-    def restore_applied_rows(self, estimator: Any, range_id: int) -> int: ...
+    def restore_applied_rows(self, estimator: TopologyEstimator, range_id: int) -> int: ...
 
-    def update_topology(self, estimator: Any, range_end_ms: int) -> list[dict[str, Any]]: ...
+    def update_topology(
+        self, estimator: TopologyEstimator, range_end_ms: int
+    ) -> list[dict[str, Any]]: ...
 
 
 @dataclass
@@ -306,7 +323,7 @@ class StreamProcessor(Generic[E]):
             shards = None if whole else self.spread_slice()
             report = self._retrying("checkpoint", self.store.checkpoint, self.estimator,
                                     range_id, resume_offsets, shards)  # fmt: skip
-            durable = getattr(report, "durable_range", range_id)
+            durable = report.durable_range
             self._ranges_since_topology += 1
             if self._ranges_since_topology >= self.settings.processor.topology_every_ranges:
                 try:
@@ -326,7 +343,7 @@ class StreamProcessor(Generic[E]):
             )
         return counted_until, changes
 
-    def _retrying(self, what: str, fn: Any, *args: Any) -> Any:
+    def _retrying(self, what: str, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Call ``fn`` through a Redis outage: counts stay in memory and nothing is acked until
         it succeeds; past ``checkpoint_retry_seconds`` the error propagates (worker stops). A
         full Redis is waited for as long as it takes (an operator frees memory; a restart would
@@ -335,7 +352,7 @@ class StreamProcessor(Generic[E]):
         wait = 0.2
         while True:
             try:
-                return fn(*args)
+                return fn(*args, **kwargs)
             except _TRANSIENT as exc:
                 if time.monotonic() >= deadline and not isinstance(exc, OutOfMemoryError):
                     raise

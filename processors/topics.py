@@ -235,8 +235,8 @@ def read_published(settings: Settings, timeout: float = 10.0) -> dict[int, int]:
                 continue
             consumer.assign([TopicPartition(settings.partitioned.ranges_topic, p, high - 1)])
             msg = consumer.poll(timeout)
-            if msg is not None and not msg.error() and msg.key() is not None:
-                out[p] = int(msg.key())
+            if msg is not None and not msg.error() and (key := msg.key()) is not None:
+                out[p] = int(key)
     finally:
         consumer.close()
     return out
