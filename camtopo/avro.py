@@ -110,7 +110,11 @@ def _read(name: str, data: bytes | None, writer_of: Any) -> dict[str, Any]:
         raise UndecodableRecord(f"corrupt Avro body: {exc!r}") from exc
     if body.tell() != len(data) - _HEADER.size:
         raise UndecodableRecord("trailing bytes after the Avro body")
-    return record  # type: ignore[no-any-return]
+    if not isinstance(record, dict):  # a writer schema that is not a record
+        raise UndecodableRecord(
+            f"the writer schema decodes to {type(record).__name__}, not a record"
+        )
+    return record
 
 
 def _file_writer(schema_id: int, name: str) -> Any:

@@ -31,6 +31,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,11 +120,12 @@ def read_counts(
     examples: dict[str, str] = {}
     position = Progress()
     bar = None
+    size = trace.stat().st_size
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(
-            total=trace.stat().st_size,
+            total=size,
             unit="B",
             unit_scale=True,
             desc="baseline read",
@@ -192,14 +194,14 @@ def read_counts(
         chunks[k][cam, off] = min(value, 127)
         frames += 1
     if bar is not None:
-        bar.update(bar.total - bar.n)
+        bar.update(size - bar.n)
         bar.close()
     if base is None:
         raise ValueError(f"{trace}: no frames in the trace")
     counts = np.concatenate(chunks, axis=1)
     # Trim the unused columns at both ends (the early allowance and the last chunk's tail).
-    present = (counts >= 0).any(axis=0)
-    lo, hi = int(np.argmax(present)), len(present) - int(np.argmax(present[::-1]))
+    present = np.flatnonzero((counts >= 0).any(axis=0))  # not empty: base is set
+    lo, hi = int(present[0]), int(present[-1]) + 1
     return OccupancyCounts(counts[:, lo:hi], base + lo, frames, skipped, examples)
 
 
@@ -235,7 +237,8 @@ def high_pass(signal: np.ndarray, covered: np.ndarray, width: int) -> np.ndarray
 
     def smooth(x: np.ndarray) -> np.ndarray:
         cs = np.cumsum(np.pad(x, ((0, 0), (width // 2 + 1, width - width // 2 - 1))), axis=1)
-        return cs[:, width:] - cs[:, :-width]
+        window_sums: np.ndarray = cs[:, width:] - cs[:, :-width]
+        return window_sums
 
     mean = smooth(signal * has) / np.maximum(smooth(has), 1.0)
     return np.where(has > 0, signal - mean, 0.0)
@@ -270,7 +273,7 @@ def cross_correlate(
     z = np.full((n, n), np.nan)
     lag = np.full((n, n), np.nan)
     rho = np.full((n, n), np.nan)
-    blocks = range(0, n, params.block)
+    blocks: Iterable[int] = range(0, n, params.block)
     if progress:
         from tqdm import tqdm
 
@@ -464,7 +467,7 @@ def topology_json(network: Network, result: BaselineResult) -> dict[str, Any]:
     }
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     d = BaselineParams()
     p = sub.add_parser(
         "baseline",

@@ -252,13 +252,13 @@ class _Primary:
             PRIMARY_SWITCHES.labels(self.client).inc()
             log.warning("Redis primary is now %s:%s (was %s:%s)", *address, *last)
         pool.camtopo_primary = address
-        self.host, self.port = address  # type: ignore[attr-defined]
+        self.host, self.port = address
 
 
 class _SentinelConnection(_Primary, redis.sentinel.SentinelManagedConnection):
     def connect_to(self, address: tuple[str, int]) -> None:
         self._followed(address)
-        super().connect_to(address)
+        super().connect_to(address)  # type: ignore[no-untyped-call]  # redis-py: unannotated
 
     def connect_check_health(
         self, check_health: bool = True, retry_socket_connect: bool = True
@@ -277,7 +277,7 @@ class _AsyncSentinelConnection(_Primary, aiosentinel.SentinelManagedConnection):
 
     async def connect_to(self, address: tuple[str, int]) -> None:
         self._followed(address)
-        await super().connect_to(address)
+        await super().connect_to(address)  # type: ignore[no-untyped-call]  # redis-py: unannotated
 
     async def connect_check_health(
         self, check_health: bool = True, retry_socket_connect: bool = True
@@ -343,12 +343,13 @@ def redis_client(settings: Settings, url: str | None = None, **options: Any) -> 
         _sentinel_addresses(settings.redis.sentinels),
         sentinel_kwargs=_sentinel_kwargs(settings, url),
     )
-    return sentinel.master_for(
+    client: redis.Redis = sentinel.master_for(  # unannotated in redis-py: a Redis
         settings.redis.sentinel_master,
         connection_class=_SentinelSSLConnection if tls else _SentinelConnection,
         db=_database(url),
         **common,
     )
+    return client
 
 
 def async_redis_client(settings: Settings, url: str | None = None) -> aioredis.Redis:
@@ -370,7 +371,7 @@ def async_redis_client(settings: Settings, url: str | None = None) -> aioredis.R
         _sentinel_addresses(settings.redis.sentinels),
         sentinel_kwargs=_sentinel_kwargs(settings, url),
     )
-    return sentinel.master_for(
+    client: aioredis.Redis = sentinel.master_for(  # unannotated in redis-py: a Redis
         settings.redis.sentinel_master,
         connection_class=_AsyncSentinelSSLConnection if tls else _AsyncSentinelConnection,
         db=_database(url),
@@ -378,6 +379,7 @@ def async_redis_client(settings: Settings, url: str | None = None) -> aioredis.R
         retry_on_error=[ConnectionError, TimeoutError, BusyLoadingError],
         **common,
     )
+    return client
 
 
 # --- schema registry --------------------------------------------------------------------------

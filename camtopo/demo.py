@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="simulated campus through the whole pipeline")
     # A plaza: busy and overlapping, so a few streamed minutes already show a topology.
     p.add_argument("--scenario", default="plaza")

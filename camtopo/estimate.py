@@ -303,7 +303,7 @@ def find_network(trace: Path, network: str | None) -> Network:
     return Network.load(path)
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("estimate", help="estimate the activity topology of an occupancy trace")
     p.add_argument("trace", type=Path, help="occupancy.jsonl (contract) or .avro container file")
     p.add_argument("--network", help="network.json (default: next to the trace)")

@@ -89,11 +89,12 @@ class LagReader:
         from confluent_kafka import TopicPartition
 
         wanted = {(t, p) for _, t, p in committed}
-        futures = self.admin.list_offsets(
-            {TopicPartition(t, p): OffsetSpec.latest() for t, p in wanted},
-            request_timeout=self.timeout_s,
+        # OffsetSpec.latest() is unannotated in confluent-kafka; its return is typed here.
+        latest: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        ends = self.admin.list_offsets(
+            {TopicPartition(t, p): latest for t, p in wanted}, request_timeout=self.timeout_s
         )
-        high = {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+        high = {(tp.topic, tp.partition): f.result().offset for tp, f in ends.items()}
         return [
             PartitionLag(g, t, p, off, high[(t, p)]) for (g, t, p), off in sorted(committed.items())
         ]
@@ -151,7 +152,7 @@ class LagCollector(Collector):
         )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "lag-exporter",
         help="Prometheus exporter of Kafka consumer-group lag (kafka_consumergroup_lag)",

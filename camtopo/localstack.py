@@ -333,10 +333,10 @@ class KafkaCluster:
     def admin_config(self, **options: Any) -> dict[str, Any]:
         """librdkafka configuration of an admin client (the super user when secured)."""
         from camtopo.connections import kafka_config
-        from camtopo.settings import Settings
+        from camtopo.settings import KafkaSettings, Settings
 
         update = self.security.admin_settings() if self.security is not None else {}
-        settings = Settings(kafka={"bootstrap": self.bootstrap, **update})
+        settings = Settings(kafka=KafkaSettings(bootstrap=self.bootstrap, **update))
         return kafka_config(settings, "admin", **options)
 
     def __repr__(self) -> str:
@@ -687,7 +687,8 @@ class RedisSentinelGroup:
 
         for sentinel in self.sentinel_servers:
             try:
-                return redis.Redis(port=sentinel.port, socket_timeout=2).execute_command(*command)
+                client = redis.Redis(port=sentinel.port, socket_timeout=2)
+                return client.execute_command(*command)  # type: ignore[no-untyped-call]  # redis-py
             except redis.RedisError:
                 continue
         raise RuntimeError("no sentinel answers")
@@ -715,7 +716,10 @@ class RedisSentinelGroup:
                     for s in self.sentinel_servers
                 ]
                 if link.get("master_link_status") == "up" and all(
-                    v["num-slaves"] >= 1 and v["num-other-sentinels"] >= 2 for v in views
+                    isinstance(v, dict)  # typed dict | bool in redis-py: the reply parsed
+                    and v["num-slaves"] >= 1
+                    and v["num-other-sentinels"] >= 2
+                    for v in views
                 ):
                     return
             except (redis.RedisError, RuntimeError, StopIteration):

@@ -41,7 +41,8 @@ def _force_layout(
         temp = max(temp * 0.985, 0.01)
     dist = np.linalg.norm(p[:, None] - p[None], axis=2) + np.eye(m) * 1e9
     p *= max(1.0, 1.4 / max(dist.min(), 1e-6))  # spread until no two tiles overlap
-    return p - p.min(axis=0)
+    placed: np.ndarray = p - p.min(axis=0)
+    return placed
 
 
 def spring_layout(n: int, edges: list[tuple[int, int, float]], seed: int = 0) -> np.ndarray:
@@ -174,7 +175,7 @@ document.querySelectorAll('g.cam').forEach(g=>g.addEventListener('click',()=>{{
     path.write_text(page)
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("render", help="draw topology.json as PNG and HTML (paper Figure 2)")
     p.add_argument("topology", type=Path)
     p.add_argument("--png", type=Path, help="default: next to the topology, .png")

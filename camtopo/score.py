@@ -134,7 +134,7 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("score", help="precision/recall of topology.json against truth.json")
     p.add_argument("topology", type=Path)
     p.add_argument("truth", type=Path)
