@@ -149,6 +149,8 @@ def read_avro(path: Path, progress: Progress | None = None) -> Iterator[FrameLin
                 ) from exc
             if progress is not None:
                 progress.bytes = fh.tell()
+            if not isinstance(record, dict):  # read with our record schema: always a dict
+                raise TraceError(f"{path}#{n}", "malformed", "an Avro datum that is not a record")
             grid = (record["grid"]["cols"], record["grid"]["rows"])
             for k, frame in enumerate(record.get("frames", [])):
                 if frame.get("status") != "OK":

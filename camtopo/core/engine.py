@@ -118,7 +118,7 @@ def _add(pool, s, mask, lo, hi, pad_local, pad_bits):  # type: ignore[no-untyped
 
 
 @nb.njit(cache=True, parallel=True, nogil=True)
-def _count(
+def _count(  # type: ignore[no-untyped-def]
     occ_windows,
     eff,
     cam_ok,
@@ -133,7 +133,7 @@ def _count(
     dirty,
     limit,
     readmit,
-):  # type: ignore[no-untyped-def]
+):
     n_cams = O.shape[1]
     seg_len = pool.shape[1] - 1  # the last column is the segment's max
     for e in nb.prange(occ_windows.shape[0]):

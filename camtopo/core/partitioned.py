@@ -47,7 +47,8 @@ def owned_windows(network: Network, n_shards: int, shards: Iterable[int]) -> np.
     """bool (n_windows,): windows whose rows live in ``shards``."""
     mine = np.zeros(n_shards, dtype=np.bool_)
     mine[list(shards)] = True
-    return mine[window_shards(network, n_shards)]
+    owned: np.ndarray = mine[window_shards(network, n_shards)]
+    return owned
 
 
 @dataclass

@@ -346,7 +346,8 @@ def _update(
 @nb.njit(cache=True, nogil=True)
 def _poisson_z(obs: float, exp_: float) -> float:
     """Poisson likelihood-ratio z of ``obs`` against ``exp_`` (both > 0, obs > exp_)."""
-    return np.sqrt(2.0 * (obs * np.log(obs / exp_) - (obs - exp_)))
+    z: float = np.sqrt(2.0 * (obs * np.log(obs / exp_) - (obs - exp_)))
+    return z
 
 
 @nb.njit(cache=True, nogil=True)
@@ -598,7 +599,8 @@ class TransitEstimator:
     def _free_slots(self) -> np.ndarray:
         """int32 (n_zones,): unused slots per source zone (derived, so not in the state)."""
         used = (self.slot_dst.reshape(self.n_zones, -1) >= 0).sum(axis=1)
-        return (self.params.max_dest - used).astype(np.int32)
+        free: np.ndarray = (self.params.max_dest - used).astype(np.int32)
+        return free
 
     @property
     def maintain_groups(self) -> int:
@@ -732,13 +734,14 @@ class TransitEstimator:
     def _passing(self, z: np.ndarray, obs: np.ndarray, exp_: np.ndarray) -> np.ndarray:
         """Slots whose best band passes the link test and that hold enough evidence."""
         p = self.params
-        return (
+        passing: np.ndarray = (
             (z >= p.z_star)
             & (obs >= p.min_ratio * exp_)
             & (obs - exp_ >= p.min_excess)
             & (self.slot_dst >= 0)
             & (self.now - self.slot_born >= p.ticks(p.min_report_age_s))
         )
+        return passing
 
     def zone_links(self) -> tuple[np.ndarray, ...]:
         """Slots (zone pairs) passing the test: (slot, z, centre bin, half-width, obs, exp)."""
@@ -869,8 +872,8 @@ def mark_indirect(
             if m2 is not None and m2 <= m - margin:
                 return True
         for x in ov_of.get(b, set()) - {a}:  # A→X, X overlaps B
-            m1 = lag.get((a, x))
-            if m1 is not None and m1 <= m - margin:
+            m_ax = lag.get((a, x))
+            if m_ax is not None and m_ax <= m - margin:
                 return True
         return False
 

@@ -97,11 +97,13 @@ class WindowActivity:
 
     def design_effect(self) -> np.ndarray:
         """float64 (n_windows,): occupied ticks per run, >= 1 (1 where never occupied)."""
-        return np.maximum(self.occupied / np.maximum(self.runs, 1), 1.0)
+        effect: np.ndarray = np.maximum(self.occupied / np.maximum(self.runs, 1), 1.0)
+        return effect
 
     def base_rate(self) -> np.ndarray:
         """float64 (n_windows,): fraction of available ticks the window is padded-occupied."""
-        return self.padded / np.maximum(self.available, 1)
+        rate: np.ndarray = self.padded / np.maximum(self.available, 1)
+        return rate
 
 
 @dataclass
