@@ -75,7 +75,8 @@ class Cameras:
         centre = np.concatenate([self.position, self.height[:, None]], axis=1)
         t = -np.einsum("nij,nj->ni", self.rotation, centre)
         rt = np.concatenate([self.rotation, t[:, :, None]], axis=2)
-        return np.einsum("nij,njk->nik", self.intrinsics, rt)
+        proj: np.ndarray = np.einsum("nij,njk->nik", self.intrinsics, rt)
+        return proj
 
     @cached_property
     def homography(self) -> np.ndarray:
@@ -145,7 +146,8 @@ class Cameras:
         head[:, 2] = height_m
         f = feet @ p.T
         h = head @ p.T
-        return f[:, 1] / f[:, 2] - h[:, 1] / h[:, 2]
+        px: np.ndarray = f[:, 1] / f[:, 2] - h[:, 1] / h[:, 2]
+        return px
 
     def windows(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         """int32: window of each in-image point, the same rule as :meth:`Grid.window_at`."""
@@ -174,7 +176,8 @@ class Cameras:
         bearing = np.where(ok[:, None], rays, -rays)
         bearing /= np.maximum(np.linalg.norm(bearing, axis=1), 1e-9)[:, None]
         reach = np.where(ok, np.minimum(dist, self.max_range[camera]), self.max_range[camera])
-        return pos + bearing * reach[:, None]
+        ends: np.ndarray = pos + bearing * reach[:, None]
+        return ends
 
     @cached_property
     def footprint_bounds(self) -> np.ndarray:
@@ -187,10 +190,13 @@ class Cameras:
         return out
 
 
-def tilt_for_far_edge(height: np.ndarray, focal: np.ndarray, far_m: np.ndarray, rows_px: int):
+def tilt_for_far_edge(
+    height: np.ndarray, focal: np.ndarray, far_m: np.ndarray, rows_px: int
+) -> np.ndarray:
     """Tilt (radians) putting the top image edge on the ground ``far_m`` metres away."""
     half_vfov = np.arctan((rows_px / 2) / focal)
-    return np.arctan(height / far_m) + half_vfov
+    tilt: np.ndarray = np.arctan(height / far_m) + half_vfov
+    return tilt
 
 
 @dataclass
@@ -208,7 +214,9 @@ class CameraIndex:
     cams: np.ndarray  # int32
 
     @classmethod
-    def build(cls, cameras: Cameras, bounds: tuple[float, float, float, float], cell: float = 8.0):
+    def build(
+        cls, cameras: Cameras, bounds: tuple[float, float, float, float], cell: float = 8.0
+    ) -> CameraIndex:
         fb = cameras.footprint_bounds
         lo = np.minimum(np.array(bounds[:2]), fb[:, :2].min(axis=0) if cameras.n else 0) - cell
         hi = np.maximum(np.array(bounds[2:]), fb[:, 2:].max(axis=0) if cameras.n else 0) + cell
@@ -234,7 +242,8 @@ class CameraIndex:
         ij = np.floor((points - self.origin) / self.cell).astype(np.int64)
         ij[:, 0] = np.clip(ij[:, 0], 0, nx - 1)
         ij[:, 1] = np.clip(ij[:, 1], 0, ny - 1)
-        return ij[:, 1] * nx + ij[:, 0]
+        cell: np.ndarray = ij[:, 1] * nx + ij[:, 0]
+        return cell
 
     def candidates(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(point_idx int64, cam int32): every (point, camera) pair worth projecting."""

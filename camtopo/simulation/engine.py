@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from camtopo.simulation.cameras import CameraIndex
 from camtopo.simulation.noise import Noise, NoiseConfig
 from camtopo.simulation.people import Crowd, Routes
 from camtopo.simulation.scenarios import Scenario, build_scenario, remount
-from camtopo.simulation.truth import TransitRecorder, static_truth, truth_json
+from camtopo.simulation.truth import StaticTruth, TransitRecorder, static_truth, truth_json
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,10 @@ class CameraMove:
     seed: int = 0
 
 
-class Tick(NamedTuple):
-    """One frame of the whole network."""
+@dataclass(frozen=True)
+class Tick:
+    """One frame of the whole network (a dataclass: a NamedTuple's ``index`` field would hide
+    tuple.index)."""
 
     index: int
     t_ms: np.ndarray  # int64 (n_cameras,): each camera's own (skewed) clock
@@ -138,7 +140,7 @@ class Simulation:
             k += 1
 
     @cached_property
-    def static_truth(self):
+    def static_truth(self) -> StaticTruth:
         return static_truth(self.scenario, self.index)
 
     def truth(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ inside the walkway. All state lives in flat numpy arrays; one step is O(people).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,8 +79,18 @@ class Routes:
         return cls._concat(p0, hw, origin_routes)
 
     @classmethod
-    def _concat(cls, polylines, half_widths, origin_routes) -> Routes:
-        seg_p0, seg_dir, seg_hw, seg_start, route_start, route_len = [], [], [], [], [], []
+    def _concat(
+        cls,
+        polylines: Sequence[np.ndarray],
+        half_widths: Sequence[np.ndarray],
+        origin_routes: Mapping[int, list[int]],
+    ) -> Routes:
+        seg_p0: list[np.ndarray] = []
+        seg_dir: list[np.ndarray] = []
+        seg_hw: list[np.ndarray] = []
+        seg_start: list[np.ndarray] = []
+        route_start: list[float] = []
+        route_len: list[float] = []
         cursor = 0.0
         for xy, hw in zip(polylines, half_widths, strict=True):
             d = np.diff(xy, axis=0)
@@ -117,11 +128,12 @@ class Routes:
         seg = np.searchsorted(self.seg_start, g, side="right") - 1
         along = g - self.seg_start[seg]
         off = lateral * self.seg_half_width[seg] * LATERAL_USE
-        return (
+        xy: np.ndarray = (
             self.seg_p0[seg]
             + self.seg_dir[seg] * along[:, None]
             + self.seg_normal[seg] * off[:, None]
         )
+        return xy
 
 
 @dataclass
@@ -155,7 +167,8 @@ class ArrivalProfile:
         phase = (t_s - self.phase_s) % self.period_s
         if phase < self.surge_s:
             # A smooth bump: crowds build up and drain, not a step.
-            return 1.0 + (self.surge_factor - 1.0) * np.sin(np.pi * phase / self.surge_s)
+            bump: float = 1.0 + (self.surge_factor - 1.0) * np.sin(np.pi * phase / self.surge_s)
+            return bump
         q = (t_s - self.quiet_start_s) % self.period_s
         if q < self.quiet_s:
             return self.quiet_factor

@@ -31,7 +31,8 @@ def render_map(path: str | Path, sim: Simulation, links: bool = True, dpi: int =
     nrm = np.stack([-d[:, 1], d[:, 0]], 1) * (world.width[:, None] / 2)
     quads = np.stack([p + nrm, q + nrm, q - nrm, p - nrm], axis=1)
     colours = np.where(world.one_way[:, None], [[0.95, 0.85, 0.6]], [[0.75, 0.75, 0.65]])
-    ax.add_collection(PolyCollection(quads, facecolors=colours, edgecolors="none", zorder=1))
+    # A list of (4, 2) quads: matplotlib's stubs take a Sequence, which an array is not.
+    ax.add_collection(PolyCollection(list(quads), facecolors=colours, edgecolors="none", zorder=1))
     rng = np.random.default_rng(0)
     polys = [cams.footprint_polygon(c) for c in range(cams.n)]
     ax.add_collection(

@@ -41,7 +41,12 @@ class Scenario:
 class CameraPlanner:
     """Collects camera mounts and draws their optics (height, focal length, reach)."""
 
-    def __init__(self, rng: np.random.Generator, height=(3.0, 8.0), far=(18.0, 35.0)):
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        height: tuple[float, float] = (3.0, 8.0),
+        far: tuple[float, float] = (18.0, 35.0),
+    ) -> None:
         self.rng = rng
         self.height_range = height
         self.far_range = far
@@ -169,7 +174,7 @@ def campus(n_cameras: int, seed: int, grid: Grid | None = None) -> Scenario:
             # A pair watching one stretch: overlapping footprints.
             frac = float(rng.uniform(0.2, 0.5))
             planner.along(p, q, width, frac, back=False)
-            gap = rng.uniform(8, 30) / np.linalg.norm(q - p)
+            gap = float(rng.uniform(8, 30) / np.linalg.norm(q - p))
             planner.along(p, q, width, min(frac + gap, 0.95), back=rng.random() < 0.6)
         else:
             planner.along(p, q, width, float(rng.uniform(0.1, 0.9)), back=rng.random() < 0.5)

@@ -80,7 +80,9 @@ def window_overlaps(
     return pairs, area
 
 
-def _stations(world: Walkways, spacing: float):
+def _stations(
+    world: Walkways, spacing: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, list[tuple[int, int, float]]]:
     """Centre-line stations with cross-section sample points and directed arcs between them."""
     pts = [world.nodes]
     half = np.zeros(world.n_nodes)

@@ -9,6 +9,7 @@ Buildings are rectangles kept for the map only: nobody walks or is seen inside t
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -58,7 +59,10 @@ class Walkways:
     @cached_property
     def lengths(self) -> np.ndarray:
         """float64 (E,): centre-line length of each edge."""
-        return np.linalg.norm(self.nodes[self.edge_b] - self.nodes[self.edge_a], axis=1)
+        lengths: np.ndarray = np.linalg.norm(
+            self.nodes[self.edge_b] - self.nodes[self.edge_a], axis=1
+        )
+        return lengths
 
     @cached_property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -153,7 +157,7 @@ class Walkways:
             out.append(cand[ok])
         return out
 
-    def walkable_lattice(self, step: float = 0.25, chunk: int = 2_000_000):
+    def walkable_lattice(self, step: float = 0.25, chunk: int = 2_000_000) -> Iterator[np.ndarray]:
         """Yield float64 (M, 2) chunks of a ``step``-spaced lattice on walkable ground.
 
         Each point stands for ``step**2`` m² of ground; used to measure footprint overlaps.
@@ -189,7 +193,8 @@ def segment_distance(points: np.ndarray, p: np.ndarray, q: np.ndarray) -> np.nda
     d = q - p
     denom = float(d @ d)
     t = np.clip(((points - p) @ d) / denom, 0.0, 1.0) if denom > 0 else np.zeros(len(points))
-    return np.linalg.norm(points - (p + t[:, None] * d), axis=1)
+    dist: np.ndarray = np.linalg.norm(points - (p + t[:, None] * d), axis=1)
+    return dist
 
 
 class WalkwayBuilder:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 from tqdm import tqdm
@@ -19,7 +19,7 @@ from camtopo.simulation.engine import Simulation, Tick
 
 
 class _ReorderBuffer:
-    def __init__(self, fh, rng: np.random.Generator, jitter_ms: float) -> None:
+    def __init__(self, fh: TextIO, rng: np.random.Generator, jitter_ms: float) -> None:
         self.fh = fh
         self.rng = rng
         self.jitter_ms = jitter_ms
