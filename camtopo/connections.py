@@ -242,10 +242,11 @@ class _Primary:
     took). So the address is asked for there too, and a change is logged and counted."""
 
     client = "store"
+    connection_pool: Any  # the connection class's own (sync or asyncio Sentinel pool)
 
     def _followed(self, address: tuple[str, int]) -> None:
         # The last primary is kept on the (shared) pool: a new connection is no switch.
-        pool = self.connection_pool  # type: ignore[attr-defined]
+        pool = self.connection_pool
         address = (str(address[0]), int(address[1]))
         last = getattr(pool, "camtopo_primary", None)
         if last is not None and last != address:

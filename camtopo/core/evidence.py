@@ -43,7 +43,8 @@ def adjacent_pairs(
     """(i, j), i < j, adjacent both ways; engines with a faster scan provide their own."""
     fast = getattr(counts, "adjacent_pairs", None)
     if fast is not None:
-        return fast(c_star, o_ref)  # type: ignore[no-any-return]
+        pairs: tuple[np.ndarray, np.ndarray] = fast(c_star, o_ref)
+        return pairs
     i, j = counts.positive_pairs()
     keep = i < j
     i, j = i[keep], j[keep]

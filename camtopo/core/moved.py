@@ -42,6 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from camtopo.core.evidence import ExclusionCounts
 from camtopo.core.grid import Network
 from camtopo.core.padding import PaddedBlock
 
@@ -128,7 +129,9 @@ class MoveDetector:
             return False
         return end_tick >= self.next_check
 
-    def check(self, end_tick: int, pairs: tuple[np.ndarray, np.ndarray], counts) -> list[int]:  # type: ignore[no-untyped-def]
+    def check(
+        self, end_tick: int, pairs: tuple[np.ndarray, np.ndarray], counts: ExclusionCounts
+    ) -> list[int]:
         """Close the check due at ``end_tick``: ``pairs`` (i, j) are the adjacent window pairs
         now and ``counts`` has ``pair_counts(i, j)``. Returns the cameras found moved (not yet
         forgotten: the caller calls :meth:`forget` with the rest of the evidence)."""
@@ -164,7 +167,12 @@ class MoveDetector:
         self.checks += 1
         return moved
 
-    def _retrack(self, pairs, counts, now) -> None:  # type: ignore[no-untyped-def]
+    def _retrack(
+        self,
+        pairs: tuple[np.ndarray, np.ndarray],
+        counts: ExclusionCounts,
+        now: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    ) -> None:
         """Track the pairs linked now, and for ``recent_checks`` more checks those that were:
         a moved camera's links drop out of the topology within a minute or two (their ratio
         falls below C*), and their collapse must stay in view until the test can decide."""
@@ -286,7 +294,9 @@ def _zones(network: Network, k: int) -> np.ndarray:
     return out
 
 
-def _growth(o0: np.ndarray, p0: np.ndarray, o1: np.ndarray, p1: np.ndarray):  # type: ignore[no-untyped-def]
+def _growth(
+    o0: np.ndarray, p0: np.ndarray, o1: np.ndarray, p1: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(dO, dP) since the last check; O below its old value was halved at the count limit
     (or forgotten), so growth is counted from half the old counts, never negative."""
     halved = o1 < o0
@@ -297,13 +307,15 @@ def _growth(o0: np.ndarray, p0: np.ndarray, o1: np.ndarray, p1: np.ndarray):  # 
     )
 
 
-def _shifts(recent: np.ndarray, history: np.ndarray, min_recent: float, min_history: float):  # type: ignore[no-untyped-def]
+def _shifts(
+    recent: np.ndarray, history: np.ndarray, min_recent: float, min_history: float
+) -> np.ndarray:
     """float64 (n_cameras,): Hellinger distance between each camera's recent and long-run
     zone profiles (rows); nan where either holds too little."""
     r = recent.sum(axis=1, keepdims=True)
     h = history.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         bc = np.sqrt(recent / r * history / h).sum(axis=1)  # Bhattacharyya coefficient
-    out = np.sqrt(np.clip(1.0 - bc, 0.0, None))
+    out: np.ndarray = np.sqrt(np.clip(1.0 - bc, 0.0, None))
     out[(r[:, 0] < min_recent) | (h[:, 0] < min_history)] = np.nan
     return out

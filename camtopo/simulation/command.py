@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: the CLI starts without the simulator
+    from camtopo.simulation.engine import CameraMove
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -68,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _move(spec: str, ids: tuple[str, ...], seed: int):  # type: ignore[no-untyped-def]
+def _move(spec: str, ids: tuple[str, ...], seed: int) -> CameraMove:
     from camtopo.simulation.engine import CameraMove
 
     cam, sep, at = spec.rpartition("@")
