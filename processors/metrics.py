@@ -7,8 +7,10 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from camtopo.core.ranges import Verdict
 
-# Detection delay is bounded below by Td + Tr (7 s with the paper's values): fine buckets there.
-_DELAY = (1, 2, 3, 4, 5, 6, 6.5, 7, 7.5, 8, 8.5, 9, 9.5, 10, 11, 12, 15, 20, 30, 60, 120, 300)
+# Detection delay: Tr + the early-close hold (3 s) when every camera keeps up, Tr + Td (7 s)
+# when ranges wait their cutoff: fine buckets over both.
+_DELAY = (1, 2, 2.5, 3, 3.25, 3.5, 3.75, 4, 4.5, 5, 6, 6.5, 7, 7.5, 8, 8.5, 9, 9.5, 10, 11, 12,
+          15, 20, 30, 60, 120, 300)  # fmt: skip
 _WORK = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
 RECORDS_IN = Counter("camtopo_records_in_total", "occupancy records consumed")
@@ -39,6 +41,10 @@ DEAD_LETTERS = Counter(
     "camtopo_dead_letters_total", "records sent to the dead-letter topic", ["reason"]
 )
 RANGES_CLOSED = Counter("camtopo_ranges_closed_total", "event-time ranges closed and counted")
+RANGES_CLOSED_EARLY = Counter(
+    "camtopo_ranges_closed_early_total",
+    "closed batches that did not wait Td: every live camera had sent past them",
+)
 RANGE_SECONDS = Histogram(
     "camtopo_range_processing_seconds",
     "time to count a closed batch and checkpoint a slice of it (off the event loop)",

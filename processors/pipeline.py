@@ -121,7 +121,12 @@ class StreamProcessor(Generic[E]):
         self.grid = settings.range_grid()
         self.estimator = TopologyEstimator(network, settings.estimator_parameters(), engine)
         self.clock = ProcessorClock(settings.processor.idle_partition_seconds * 1000.0)
-        self.assembler = RangeAssembler(self.grid)
+        cfg = settings.processor
+        self.assembler = RangeAssembler(
+            self.grid,
+            silence_ms=cfg.camera_silence_seconds * 1000.0 if cfg.early_close else None,
+            hold_ms=min(cfg.early_close_hold_seconds * 1000.0, self.grid.late_ms),
+        )
         self.limits = Limits.from_settings(settings)
         self.decoder = avro.decoder(settings)  # file mode, or ids resolved via the registry
         self.replay_until_range = -1  # shards may hold ranges past the meta: replay one by one
@@ -198,6 +203,8 @@ class StreamProcessor(Generic[E]):
                 max_kept = tick if max_kept is None else max(max_kept, tick)
             elif verdict in LOST:
                 late += 1
+        if result.through is not None:
+            self.assembler.progress(result.camera, result.through, min(record_ms, wall_ms))
         self._late.add(wall_ms, len(result.ticks), late)
         if max_kept is not None:
             offsets.keep(max_kept, offset, handle)
@@ -226,7 +233,9 @@ class StreamProcessor(Generic[E]):
         ct = self.assembler.closed_through
         if ct is not None and ct < self.replay_until_range:
             at_most = ct + 1  # replaying ranges some shards already hold: one range per batch
+        early = self.assembler.closed_early
         batch = self.assembler.close(clock, at_most=at_most)
+        metrics.RANGES_CLOSED_EARLY.inc(self.assembler.closed_early - early)
         metrics.OPEN_FRAMES.set(self.assembler.n_open_frames)
         return batch
 

@@ -53,6 +53,9 @@ class ValidRecord:
     ticks: np.ndarray
     windows: list[np.ndarray]
     t_ms: np.ndarray  # int64 (n,) capture times, for the detection delay
+    # Highest tick the record speaks for, frames of any status (empty and MISSING frames say
+    # "nothing more for this tick" too): the camera's progress, for closing ranges early.
+    through: int | None = None
 
 
 @dataclass(frozen=True)
@@ -121,10 +124,13 @@ def validate(
     windows: list[np.ndarray] = []
     t_ms: list[int] = []
     n_windows = grid.n_windows
+    through: int | None = None
     for frame in record["frames"]:
+        t = frame["t_ms"]
+        if t <= min(record_ms + limits.max_future_ms, wall_ms + limits.max_lead_ms):
+            through = max(tick_of(t, limits.tick_ms), -1 if through is None else through)
         if frame["status"] != "OK":
             continue  # MISSING / ERROR / END: no data for this tick, which is not "empty"
-        t = frame["t_ms"]
         where = f"camera {camera_id!r} frame seq {frame['seq']} (t_ms {t})"
         if t > record_ms + limits.max_future_ms:
             return DeadLetter(
@@ -156,5 +162,9 @@ def validate(
         windows.append(arr)
         t_ms.append(t)
     return ValidRecord(
-        camera, np.asarray(ticks, dtype=np.int64), windows, np.asarray(t_ms, dtype=np.int64)
+        camera,
+        np.asarray(ticks, dtype=np.int64),
+        windows,
+        np.asarray(t_ms, dtype=np.int64),
+        through,
     )

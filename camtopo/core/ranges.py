@@ -13,12 +13,20 @@ processor happens to run, a replay of the same records after a crash makes the s
 - :class:`RangeAssembler` — frames of open ranges, the duplicate check, and which ranges a
   given clock closes, handed out as a :class:`ClosedBatch` for the estimator.
 
-A frame is *late* when its own record timestamp is at or past its range's close time (it was
-sent more than Td after the range ended), or when its range has already closed and its ticks
-were counted. Frames of a closed range whose ticks are still held for temporal padding (the
-last ``tolerance`` ticks before the oldest open range) are not late: they join the next batch.
-That is also what makes a replay after a restart exact: replayed frames of counted ticks are
-skipped, replayed frames of held ticks are counted once.
+**Early close** (``silence_ms`` set): a range also closes as soon as every *live* camera has
+delivered it, i.e. sent a frame (of any status: an empty frame, or MISSING for a dark camera)
+for a tick past its end, and the clock is at least ``hold_ms`` past its end; Td stays the cap.
+It is sound because a camera's records come in order (one key, one partition; a frame behind
+the camera's newest is refused as a duplicate): once its progress passed a range, no frame of
+it for that range can follow. And because the clock is the low watermark of the partitions
+(every record stamped before it has been read), ``hold_ms`` lets in every frame sent within
+that long of its range's end, whichever partitions it comes from and however they interleave:
+a camera not seen yet, or back from silence, that sends promptly is never cut off. A camera is
+live while its newest record is stamped within ``silence_ms`` of the clock; one that goes
+silent stops holding ranges after that long. Only frames sent later than ``hold_ms`` after
+their range's end by a camera that was not live when it closed are lost (``closed``, in the
+late metric); whether such a frame came just before or just after the close can depend on
+timing, as can lateness through an idle partition with the Td rule alone.
 """
 
 from __future__ import annotations
@@ -60,8 +68,12 @@ class RangeGrid:
 
     def last_closed(self, clock_ms: float) -> int:
         """Highest range id whose close time is <= ``clock_ms``."""
+        return self.last_ended(clock_ms, self.late_ms)
+
+    def last_ended(self, clock_ms: float, after_ms: float) -> int:
+        """Highest range id that ended at least ``after_ms`` before ``clock_ms``."""
         per_range = self.ticks_per_range * self.tick_ms
-        return math.floor((clock_ms - self.late_ms) / per_range) - 1
+        return math.floor((clock_ms - after_ms) / per_range) - 1
 
     def is_late(self, tick: int, record_ms: float) -> bool:
         """Was the record carrying this frame sent at or after its range's close time?"""
@@ -177,8 +189,21 @@ class ClosedBatch:
 class RangeAssembler:
     """Frames of open ranges, keyed by range; hands out closed ranges in order."""
 
-    def __init__(self, grid: RangeGrid, closed_through: int | None = None) -> None:
+    def __init__(
+        self,
+        grid: RangeGrid,
+        closed_through: int | None = None,
+        silence_ms: float | None = None,
+        hold_ms: float = 0.0,
+    ) -> None:
+        if silence_ms is not None and (silence_ms <= 0 or not 0 <= hold_ms <= grid.late_ms):
+            raise ValueError(f"early close needs silence_ms > 0, 0 <= hold_ms <= Td ({grid})")
         self.grid = grid
+        self.silence_ms = silence_ms  # None: ranges close Td after their end only
+        self.hold_ms = hold_ms  # early close: never sooner than this after a range's end
+        # camera -> (highest tick it has spoken for, timestamp of its newest record)
+        self._progress: dict[int, tuple[int, float]] = {}
+        self.closed_early = 0  # batches closed before their Td
         self.closed_through = closed_through  # highest closed range id (None: none yet)
         self._open: dict[int, list[tuple[int, int, np.ndarray]]] = {}
         self._held: list[tuple[int, int, np.ndarray]] = []  # frames of closed, uncounted ticks
@@ -259,15 +284,44 @@ class RangeAssembler:
         if tick > self._newest.get(camera, tick - 1):
             self._newest[camera] = tick
 
+    def progress(self, camera: int, through_tick: int, record_ms: float) -> None:
+        """The camera's record stamped ``record_ms`` speaks for every tick up to
+        ``through_tick`` (frames of any status). Call for each accepted record, in order."""
+        before = self._progress.get(camera)
+        if before is not None:
+            through_tick = max(through_tick, before[0])
+            record_ms = max(record_ms, before[1])
+        self._progress[camera] = (through_tick, record_ms)
+
+    def complete_through(self, clock_ms: float) -> int | None:
+        """Highest range every live camera has delivered, ended ``hold_ms`` before
+        ``clock_ms`` (None: early close off, or no camera live)."""
+        if self.silence_ms is None:
+            return None
+        since = clock_ms - self.silence_ms
+        live = [tick for tick, stamp in self._progress.values() if stamp >= since]
+        if not live:
+            return None
+        # Silent cameras are forgotten: they hold nothing, and memory stays bounded.
+        if len(live) < len(self._progress):
+            self._progress = {c: v for c, v in self._progress.items() if v[1] >= since}
+        delivered = self.grid.range_of(min(live) + 1) - 1
+        return min(delivered, self.grid.last_ended(clock_ms, self.hold_ms))
+
     @property
     def open_ranges(self) -> list[int]:
         return sorted(self._open)
 
     def close(self, clock_ms: float | None, at_most: int | None = None) -> ClosedBatch | None:
-        """Close every range the clock has passed (up to ``at_most``); None if none closes."""
+        """Close every range the clock has passed, or (early close) every live camera has
+        delivered (up to ``at_most``); None if none closes."""
         if clock_ms is None:
             return None
         last = self.grid.last_closed(clock_ms)
+        early = self.complete_through(clock_ms)
+        by_data = False
+        if early is not None and early > last:
+            last, by_data = early, True
         if at_most is not None:
             last = min(last, at_most)
         if self.closed_through is None:
@@ -275,6 +329,8 @@ class RangeAssembler:
                 return None  # the first close waits until a range with data is due
         elif last <= self.closed_through:
             return None
+        if by_data and (at_most is None or at_most > self.grid.last_closed(clock_ms)):
+            self.closed_early += 1
         frames = list(self._held)
         self._held.clear()
         closed = [k for k in self._open if k <= last]

@@ -229,6 +229,27 @@ class ProcessorSettings(_Section):
     late_cutoff_seconds: float = Field(
         5.0, ge=0, description="Td", validation_alias="CAMTOPO_LATE_CUTOFF_SECONDS"
     )
+    early_close: bool = Field(
+        True,
+        description="close a range as soon as every live camera has sent a frame past its end "
+        "(Td stays the cap for stragglers); off: every range waits Td",
+        validation_alias="CAMTOPO_EARLY_CLOSE",
+    )
+    early_close_hold_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="early close never comes sooner than this after a range's end (at most Td): "
+        "a camera not seen yet, or back from silence, whose frames are sent within it is "
+        "always counted. At least a producer's record period (frames_per_record / FPS)",
+        validation_alias="CAMTOPO_EARLY_CLOSE_HOLD_SECONDS",
+    )
+    camera_silence_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="a camera with no record for this long (processor clock) stops holding "
+        "ranges open until Td; its frames that come later for ranges closed meanwhile are late",
+        validation_alias="CAMTOPO_CAMERA_SILENCE_SECONDS",
+    )
     group: str = Field(
         "camtopo-processor",
         description="Kafka consumer group / Faust id",
