@@ -60,7 +60,13 @@ class EngineStats:
 
 
 @nb.njit(cache=True, nogil=True)
-def _gate(occ_windows, occ_bits, activity, gate, dirty):  # type: ignore[no-untyped-def]
+def _gate(
+    occ_windows: np.ndarray,
+    occ_bits: np.ndarray,
+    activity: np.ndarray,
+    gate: int,
+    dirty: np.ndarray,
+) -> np.ndarray:
     """Ticks at which each occupied window counts (after its first ``gate`` occupied ticks)."""
     eff = occ_bits.copy()
     if gate == 0:
@@ -82,7 +88,16 @@ def _gate(occ_windows, occ_bits, activity, gate, dirty):  # type: ignore[no-unty
 
 
 @nb.njit(cache=True, nogil=True)
-def _allocate(occ_windows, eff, pad_any, active_cams, window_camera, slot, free, n_free):  # type: ignore[no-untyped-def]
+def _allocate(
+    occ_windows: np.ndarray,
+    eff: np.ndarray,
+    pad_any: np.ndarray,
+    active_cams: np.ndarray,
+    window_camera: np.ndarray,
+    slot: np.ndarray,
+    free: np.ndarray,
+    n_free: np.ndarray,
+) -> int:
     """Give a segment to every (i, c) whose P will rise in this block. Returns refusals."""
     refused = 0
     top = n_free[0]
@@ -106,7 +121,15 @@ def _allocate(occ_windows, eff, pad_any, active_cams, window_camera, slot, free,
 
 
 @nb.njit(cache=True, inline="always")
-def _add(pool, s, mask, lo, hi, pad_local, pad_bits):  # type: ignore[no-untyped-def]
+def _add(
+    pool: np.ndarray,
+    s: int,
+    mask: np.uint64,
+    lo: int,
+    hi: int,
+    pad_local: np.ndarray,
+    pad_bits: np.ndarray,
+) -> None:
     top = pool.shape[1] - 1  # the last column holds the segment's largest P
     for p in range(lo, hi):
         x = popcount(mask & pad_bits[p])
@@ -118,7 +141,7 @@ def _add(pool, s, mask, lo, hi, pad_local, pad_bits):  # type: ignore[no-untyped
 
 
 @nb.njit(cache=True, parallel=True, nogil=True)
-def _count(  # type: ignore[no-untyped-def]
+def _count(  # type: ignore[no-untyped-def]  # typed, its numba int64 arithmetic would need casts
     occ_windows,
     eff,
     cam_ok,
@@ -188,7 +211,18 @@ def _count(  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True, nogil=True)
-def _prune(slot, O, pool, seg_len, free, n_free, min_o, max_ratio, do_prune, dirty):  # type: ignore[no-untyped-def]
+def _prune(
+    slot: np.ndarray,
+    O: np.ndarray,
+    pool: np.ndarray,
+    seg_len: np.ndarray,
+    free: np.ndarray,
+    n_free: np.ndarray,
+    min_o: int,
+    max_ratio: float,
+    do_prune: bool,
+    dirty: np.ndarray,
+) -> tuple[int, int]:
     """Release refuted segments; re-admit expired ones. Returns (pruned, readmitted).
 
     Rows changed here are marked dirty too, or a checkpoint would miss them."""
@@ -229,7 +263,7 @@ def c_prime_scalar(p: float, o: float, log_oref: float) -> float:
 
 
 @nb.njit(cache=True, nogil=True)
-def _p_floor(o, c_star, log_oref):  # type: ignore[no-untyped-def]
+def _p_floor(o: float, c_star: float, log_oref: float) -> float:
     """C'(p, o) > c_star iff p > this (C' grows with p at fixed o); inf when no p <= o passes."""
     if o < 1:
         return np.inf
@@ -240,7 +274,19 @@ def _p_floor(o, c_star, log_oref):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True, nogil=True)
-def _adjacent(rows, upper, both, slot, O, pool, offsets, window_camera, seg_len, c_star, log_oref):  # type: ignore[no-untyped-def]
+def _adjacent(
+    rows: np.ndarray,
+    upper: bool,
+    both: bool,
+    slot: np.ndarray,
+    O: np.ndarray,
+    pool: np.ndarray,
+    offsets: np.ndarray,
+    window_camera: np.ndarray,
+    seg_len: np.ndarray,
+    c_star: float,
+    log_oref: float,
+) -> tuple[list[int], list[int]]:
     """(i, j) with i in ``rows`` and C' above c_star both ways (only j > i when ``upper``);
     with ``both`` False, C'_ij alone (half-edges: row j may live in another worker).
 
