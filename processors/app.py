@@ -195,7 +195,7 @@ async def stop_without_registry(app: faust.App, exc: SchemaRegistryUnavailable) 
 
 
 async def _publish(topic: Any, changes: list[dict[str, Any]], encoder: avro.Encoder) -> None:
-    from topology_store.store import change_records
+    from processors.changes import change_records
 
     futures = [await topic.send(key=k, value=v) for k, v in change_records(changes, encoder)]
     for fut in futures:

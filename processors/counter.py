@@ -407,7 +407,7 @@ def run_counter(network: Network, settings: Settings, store: TopologyStore) -> i
 
     from processors.blocks import decode_block
     from processors.topics import ensure_topics
-    from topology_store.store import publish_changes
+    from processors.changes import publish_changes
 
     ensure_topics(settings)
     # Registry mode registers the topology_change schema now: unreachable = stop at start.

@@ -28,16 +28,16 @@ from aiohttp.abc import AbstractAccessLogger
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
 
-from camtopo.connections import async_redis_client
 from camtopo.core.grid import Network, NetworkError
 from camtopo.errors import CamtopoError
 from camtopo.settings import Settings
 from topology_store import metrics
-from topology_store.blobs import BlobError, Row, decode_row
+from topology_store.backend import async_store_client
+from topology_store.blobs import BlobError, Row
 from topology_store.graph import TopologyView, UnknownCamera
 from topology_store.keys import Keys
 from topology_store.openapi import openapi_document
-from topology_store.store import health_doc, pair_evidence, parse_checkpoint, parse_view
+from topology_store.read_model import ReadModel, health_doc
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -49,10 +49,6 @@ STREAM_PATH = "/api/stream"
 
 class NotReady(Exception):
     """No processor has saved a network to the store yet."""
-
-
-def _text(raw: dict[bytes, bytes]) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in raw.items()}
 
 
 # --- request parameters -----------------------------------------------------------------------
@@ -176,8 +172,9 @@ class QueryState:
     ) -> None:
         self.settings = settings
         self.keys = Keys(prefix, settings.redis.shards)
-        self.redis = async_redis_client(settings, redis_url)
+        self.redis = async_store_client(settings, redis_url)
         self.network = network
+        self.model = ReadModel(network, settings, self.keys) if network is not None else None
         self.refresh_s = refresh_s
         self.view: TopologyView | None = None
         self.last_change_id = "0-0"
@@ -189,20 +186,25 @@ class QueryState:
 
     # --- loading ------------------------------------------------------------------------------
     async def ensure_network(self) -> Network:
-        if self.network is None:
+        return (await self.read_model()).network
+
+    async def read_model(self) -> ReadModel:
+        """The read model of the stored network (read once, when a processor has saved it)."""
+        if self.model is None:
             raw = await self.redis.get(self.keys.network)
             if raw is None:
                 raise NotReady("no processor has saved a network to this store yet")
             self.network = Network.from_json(json.loads(raw))
-        return self.network
+            self.model = ReadModel(self.network, self.settings, self.keys)
+        return self.model
 
     async def refresh(self) -> TopologyView:
-        network = await self.ensure_network()
+        model = await self.read_model()
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.keys.edges)
             pipe.hgetall(self.keys.topo_state)
             edges, state = await pipe.execute()
-        self.view = parse_view(network, _text(edges), _text(state))
+        self.view = model.decode_view(edges, state)
         return self.view
 
     async def cached(self, name: str, make: Callable[[TopologyView], Any]) -> bytes:
@@ -224,16 +226,12 @@ class QueryState:
         if after == LAST_STREAM_ID:  # nothing follows it, and Redis refuses it as "(" start
             return []
         entries = await self.redis.xrange(self.keys.changes, min=f"({after}", count=count)
-        return [(eid.decode(), json.loads(fields[b"event"])) for eid, fields in entries]
+        return ReadModel.decode_changes(entries)
 
     async def row(self, window: int) -> Row | None:
-        network = await self.ensure_network()
-        shard = int(network.window_camera[window]) % self.settings.redis.shards
-        key = self.keys.rows(shard)
-        blob = await self.redis.hget(key, str(window))
-        if blob is None:
-            return None
-        return decode_row(blob, network.n_cameras, network.n_windows, f"{key}[{window}]")
+        model = await self.read_model()
+        key, field = model.row_location(window)
+        return model.decode_row(window, await self.redis.hget(key, field))
 
     # --- the change-log follower --------------------------------------------------------------
     async def follow(self) -> None:
@@ -253,9 +251,8 @@ class QueryState:
                     count=500,
                 )
                 for _stream, entries in reply or []:
-                    for eid, fields in entries:
-                        self.last_change_id = eid.decode()
-                        event = json.loads(fields[b"event"])
+                    for eid, event in ReadModel.decode_changes(entries):
+                        self.last_change_id = eid
                         for queue in list(self.subscribers):
                             if queue.qsize() < 1000:  # a stalled viewer must not hold memory
                                 queue.put_nowait((self.last_change_id, event))
@@ -543,7 +540,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     state = _state(request)
-    meta = parse_checkpoint(_text(await state.redis.hgetall(state.keys.checkpoint)))
+    meta = ReadModel.decode_meta(await state.redis.hgetall(state.keys.checkpoint))
     try:
         view = await state.refresh()
     except NotReady:
@@ -611,7 +608,7 @@ async def evidence(request: web.Request) -> web.Response:
             "b", "is in the same camera as 'a'; exclusion counts only pairs of different cameras"
         )
     row_i, row_j = await asyncio.gather(state.row(i), state.row(j))
-    return web.json_response(pair_evidence(network, i, j, row_i, row_j, state.settings))
+    return web.json_response((await state.read_model()).pair_evidence(i, j, row_i, row_j))
 
 
 async def graph(request: web.Request) -> web.Response:

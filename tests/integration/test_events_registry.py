@@ -34,7 +34,7 @@ from camtopo.settings import Settings
 from processors.validate import DeadLetter, Limits, ValidRecord, validate
 from producers.producer import OccupancyPublisher
 from topology_store.graph import diff_graphs
-from topology_store.store import publish_changes
+from processors.changes import publish_changes
 
 pytestmark = [pytest.mark.kafka, pytest.mark.registry]
 REPO = Path(__file__).resolve().parents[2]

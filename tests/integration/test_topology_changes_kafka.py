@@ -9,7 +9,7 @@ from confluent_kafka import Consumer, Producer
 
 from camtopo import avro
 from topology_store.graph import diff_graphs
-from topology_store.store import publish_changes
+from processors.changes import publish_changes
 
 pytestmark = pytest.mark.kafka
 

@@ -103,7 +103,7 @@ def test_truncated_blob_is_refused(cut: int) -> None:
 
 
 def test_a_store_of_wider_counts_is_refused_not_wrapped() -> None:
-    from topology_store.store import _import_row
+    from topology_store.rows import import_row as _import_row
 
     busy = busy_run(4096)
     net = busy.network
