@@ -9,7 +9,8 @@ file and line, or with ``--skip-bad`` is counted by reason, skipped, and reporte
 with no frame to count stops too: an empty topology would read as "no links".
 
 A tick is one frame of the network's ``fps`` (network.json), whatever CAMTOPO_FPS says by
-default. The formats are described in docs/formats.md.
+default; a camera at its own rate (``camera_fps``) has its frames mapped onto those ticks by
+capture time. The formats are described in docs/formats.md.
 """
 
 from __future__ import annotations
@@ -234,7 +235,7 @@ def _accept(
             f"{max_ahead_ticks * est.params.tick_ms / 1000:.0f} s)",
         )
     try:
-        est.buffer.add(camera, tick, line.occupied)
+        est.buffer.add_frame(camera, line.t_ms, line.occupied)
     except NetworkError as exc:
         raise TraceError(line.where, "window_outside_grid", str(exc)) from None
     except DuplicateFrameError as exc:

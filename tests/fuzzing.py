@@ -227,6 +227,8 @@ def framed(schema_id: int, body: bytes) -> bytes:
 
 # --- the network the targets share ------------------------------------------------------------
 NETWORK = Network(("cam0", "cam1", "cam2"), (Grid(4, 3), Grid(4, 3), Grid(2, 2)), fps=10)
+# The same cameras at 10, 25 and 5 fps: frames mapped onto the ticks by capture time
+MIXED_RATES = Network(NETWORK.cameras, NETWORK.grids, fps=10, camera_fps=(10, 25, 5))
 WALL_MS = 1_700_000_000_000
 LIMITS = Limits(tick_ms=100.0, max_future_ms=60_000.0, max_age_ms=3_600_000.0, max_lead_ms=60_000.0)
 
@@ -408,9 +410,9 @@ def check_jsonl_trace(data: bytes) -> None:
             assert isinstance(item, FrameLine | TraceError)
             if isinstance(item, FrameLine):
                 assert isinstance(item.t_ms, int) and all(isinstance(w, int) for w in item.occupied)
-        for skip_bad in (False, True):
+        for network, skip_bad in ((NETWORK, False), (NETWORK, True), (MIXED_RATES, True)):
             try:  # "exact": the fast engine without its memory budget's up-front pool
-                estimate_trace(path, NETWORK, engine="exact", skip_bad=skip_bad, progress=False)
+                estimate_trace(path, network, engine="exact", skip_bad=skip_bad, progress=False)
             except TraceError as exc:
                 assert exc.reason and str(exc)
                 if skip_bad:

@@ -78,11 +78,18 @@ class Grid:
 
 @dataclass(frozen=True)
 class Network:
-    """The cameras of a network, their grids, frame rate and global window numbering."""
+    """The cameras of a network, their grids and frame rates, and global window numbering.
+
+    ``fps`` is the network's tick: one tick is one frame at ``fps``, and padding, ranges and
+    counts are in ticks. ``camera_fps`` gives each camera's own rate (empty: all at ``fps``);
+    a camera at another rate has its frames mapped onto the ticks by capture time
+    (core/ticks.py ``frame_ticks``).
+    """
 
     cameras: tuple[str, ...]
     grids: tuple[Grid, ...]
     fps: int = 10
+    camera_fps: tuple[int, ...] = ()
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -92,6 +99,13 @@ class Network:
             raise NetworkError("camera ids must be unique")
         if self.fps <= 0:
             raise NetworkError(f"fps must be positive, got {self.fps}")
+        rates = tuple(self.camera_fps)
+        if rates and len(rates) != len(self.cameras):
+            raise NetworkError("camera_fps needs one rate per camera (or none)")
+        if any(r <= 0 for r in rates):
+            raise NetworkError(f"camera frame rates must be positive, got {rates}")
+        # One form for "every camera at fps", so equal networks compare equal.
+        object.__setattr__(self, "camera_fps", () if all(r == self.fps for r in rates) else rates)
         object.__setattr__(self, "_index", {c: i for i, c in enumerate(self.cameras)})
 
     @classmethod
@@ -103,6 +117,15 @@ class Network:
     @property
     def n_cameras(self) -> int:
         return len(self.cameras)
+
+    @property
+    def mixed_rates(self) -> bool:
+        """Some camera's frame rate is not the network's tick rate ``fps``."""
+        return bool(self.camera_fps)
+
+    def rate(self, camera: int) -> int:
+        """Frames per second of camera ``camera`` (index)."""
+        return self.camera_fps[camera] if self.camera_fps else self.fps
 
     @cached_property
     def offsets(self) -> np.ndarray:
@@ -188,6 +211,10 @@ class Network:
         }
         if overrides:
             out["camera_grids"] = overrides
+        if self.camera_fps:
+            out["camera_fps"] = {
+                c: r for c, r in zip(self.cameras, self.camera_fps, strict=True) if r != self.fps
+            }
         return out
 
     @classmethod
@@ -202,8 +229,13 @@ class Network:
         grid = Grid.from_json(_field(fields, "grid", hint="cols, rows, width and height"))
         fps = _positive_int(_field(fields, "fps", hint="the cameras' frames per second"), "fps")
         grids = _camera_grids(fields.get("camera_grids"), cameras)
-        _camera_fps(fields.get("camera_fps"), cameras, fps)
-        return cls(tuple(cameras), tuple(grids.get(c, grid) for c in cameras), fps)
+        rates = _camera_fps(fields.get("camera_fps"), cameras)
+        return cls(
+            tuple(cameras),
+            tuple(grids.get(c, grid) for c in cameras),
+            fps,
+            tuple(rates.get(c, fps) for c in cameras),
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> Network:
@@ -267,19 +299,13 @@ def _camera_grids(value: object, cameras: list[str]) -> dict[str, Grid]:
     return {c: Grid.from_json(g, f"camera_grids.{c}") for c, g in overrides.items()}
 
 
-def _camera_fps(value: object, cameras: list[str], fps: int) -> None:
-    """Per-camera frame rates are in the contract, but a network has one tick: refuse a rate
-    that differs rather than count its frames as duplicates or on the wrong tick."""
+def _camera_fps(value: object, cameras: list[str]) -> dict[str, int]:
+    """Per-camera frame rates; cameras not named run at the network's ``fps``."""
     if value is None:
-        return
+        return {}
     rates = _object(value, "'camera_fps'")
     _known(rates, cameras, "camera_fps")
-    for camera, rate in rates.items():
-        if _positive_int(rate, f"camera_fps.{camera}") != fps:
-            raise NetworkError(
-                f"'camera_fps.{camera}' is {rate} but 'fps' is {fps}: mixed frame rates are not "
-                f"supported; resample that camera to {fps} fps"
-            )
+    return {c: _positive_int(r, f"camera_fps.{c}") for c, r in rates.items()}
 
 
 def _known(per_camera: Mapping[str, Any], cameras: list[str], key: str) -> None:

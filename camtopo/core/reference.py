@@ -11,7 +11,9 @@ becomes ceil(E_ij / 2), so that P = O - E is halved (rounded down) and E <= O ho
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
+from fractions import Fraction
 
 import numpy as np
 
@@ -21,6 +23,33 @@ from camtopo.core.padding import PaddedBlock
 # A trace in its plainest form: tick -> {camera index: occupied local windows}; a camera
 # missing from a tick has no data there.
 PlainTrace = Mapping[int, Mapping[int, Iterable[int]]]
+
+
+def plain_trace(
+    network: Network, frames: Iterable[tuple[int, int, Iterable[int]]]
+) -> dict[int, dict[int, set[int]]]:
+    """Frames (camera index, t_ms, occupied local windows), each camera at its own frame rate,
+    as the plain trace on the network's ticks (one tick = 1 / ``fps`` s), from the definition:
+
+    - a frame is its camera's view over one frame period centred on its capture time: it
+      stands for tick k when k's time k / fps lies in (t - 1/(2 rate), t + 1/(2 rate)];
+    - and it always stands for the tick it was captured in, the k nearest t (halves up);
+    - a camera has data at tick k when some frame stands for k; its occupied windows there
+      are those of every such frame.
+
+    Exact arithmetic (fractions of a second), and no shortcut: every tick near each frame is
+    tested.
+    """
+    trace: dict[int, dict[int, set[int]]] = {}
+    for camera, t_ms, windows in frames:
+        t = Fraction(t_ms, 1000)
+        half = Fraction(1, 2 * network.rate(camera))
+        captured = math.floor(t * network.fps + Fraction(1, 2))
+        reach = network.fps // network.rate(camera) + 2  # ticks a frame period can span
+        for k in range(captured - reach, captured + reach + 1):
+            if k == captured or t - half < Fraction(k, network.fps) <= t + half:
+                trace.setdefault(k, {}).setdefault(camera, set()).update(windows)
+    return trace
 
 
 def padded_occupancy(

@@ -35,6 +35,34 @@ def tick_of(t_ms: float, tick_ms: float) -> int:
     return math.floor(t_ms / tick_ms + 0.5)
 
 
+def capture_tick(t_ms: int, fps: int) -> int:
+    """:func:`tick_of` on a grid of ``fps`` in whole numbers: exact at any rate (1000 / 15 ms
+    is not a float, and a time half a tick off the grid must round up, not by float luck)."""
+    return (2 * int(t_ms) * fps + 1000) // 2000
+
+
+def frame_ticks(t_ms: int, fps: int, camera_fps: int) -> tuple[int, int]:
+    """The ticks [first, stop) of a network ticking at ``fps`` that a frame captured at
+    ``t_ms`` by a camera at ``camera_fps`` stands for.
+
+    A frame shows its camera's view from half a frame period before ``t_ms`` to half a period
+    after: it stands for every tick whose time k * 1000 / fps lies in
+    (t_ms - 500 / camera_fps, t_ms + 500 / camera_fps], and always for the tick it was
+    captured in (:func:`capture_tick`). So a camera at the network's rate gives one tick per
+    frame, as :func:`tick_of`; a faster camera gives its capture tick only (the frames of one
+    tick are OR-ed: "occupied at some frame of the tick"; none is dropped); a slower camera's
+    frame is held over the ticks until its next frame is due, so the camera has data at every
+    tick, as temporal padding needs, and a missing frame is missing data.
+    """
+    k0 = capture_tick(t_ms, fps)
+    if camera_fps >= fps:
+        return k0, k0 + 1
+    t2f = 2 * int(t_ms) * camera_fps
+    first = ((t2f - 1000) * fps) // (2000 * camera_fps) + 1
+    last = ((t2f + 1000) * fps) // (2000 * camera_fps)
+    return min(first, k0), max(last, k0) + 1
+
+
 class LateFrameError(ValueError):
     """A frame arrived for a tick that was already released in a block."""
 
@@ -52,11 +80,25 @@ class _Tick:
 class OccupancyBuffer:
     """Per-tick occupancy of the whole network, released as :class:`PaddedBlock` s."""
 
-    def __init__(self, network: Network, tolerance: int, radius: int = 1) -> None:
+    def __init__(
+        self, network: Network, tolerance: int, radius: int = 1, tick_ms: float | None = None
+    ) -> None:
+        """``tick_ms``: one tick (default: one frame at the network's ``fps``); a network
+        with mixed frame rates ticks at its ``fps``, and only there."""
         if tolerance < 0 or radius < 0:
             raise ValueError("tolerance and radius must be >= 0")
         self.network = network
+        self.tick_ms = 1000.0 / network.fps if tick_ms is None else tick_ms
+        if network.mixed_rates and abs(self.tick_ms * network.fps - 1000.0) > 1e-6:
+            raise ValueError(
+                f"a network with per-camera frame rates ticks at its fps ({network.fps}), "
+                f"not every {self.tick_ms} ms"
+            )
         self.tolerance = tolerance
+        # Capture times of frames of cameras not at the tick rate, by (camera, half frame
+        # period), to find duplicates; kept by capture tick so they go with their ticks.
+        self._frames: dict[tuple[int, int], list[int]] = {}
+        self._frames_by_tick: dict[int, list[tuple[int, int]]] = {}
         self._neighbours = network.neighbour_table(radius)
         self._sizes = np.diff(network.offsets)
         self._ticks: dict[int, _Tick] = {}
@@ -73,8 +115,50 @@ class OccupancyBuffer:
             self.max_tick = tick
         return entry
 
-    def add(self, camera: int, tick: int, windows: np.ndarray | list[int]) -> None:
-        """One camera frame: ``windows`` are the camera's occupied local window indices."""
+    def add_frame(self, camera: int, t_ms: int, windows: np.ndarray | list[int]) -> int:
+        """One camera frame by its capture time, at the camera's own frame rate
+        (:func:`frame_ticks`); returns the tick it was captured in.
+
+        Refused as late when that tick was released (a slower camera's frame then gives no
+        tick before it either). A duplicate is a second frame on the same tick at the
+        network's rate; at another rate, a frame less than half its camera's frame period
+        from another (timestamps in whole ms put a 30 fps camera's frames 33 or 34 ms apart,
+        so frame numbers would collide)."""
+        if not self.network.mixed_rates:
+            tick = tick_of(t_ms, self.tick_ms)
+            self.add(camera, tick, windows)
+            return tick
+        fps, rate = self.network.fps, self.network.rate(camera)
+        tick = capture_tick(t_ms, fps)
+        if rate == fps:
+            self.add(camera, tick, windows)
+            return tick
+        if self.next_tick is not None and tick < self.next_tick:
+            raise LateFrameError(f"tick {tick} was already processed (next is {self.next_tick})")
+        t_ms = int(t_ms)
+        bucket = 2 * rate * t_ms // 1000  # half frame periods: a duplicate is in this or next to it
+        for b in (bucket - 1, bucket, bucket + 1):
+            for other in self._frames.get((camera, b), ()):
+                if 2 * rate * abs(t_ms - other) < 1000:
+                    raise DuplicateFrameError(
+                        f"camera {self.network.cameras[camera]!r} ({rate} fps) has two frames "
+                        f"less than half a frame apart: t_ms {other} and {t_ms}"
+                    )
+        self._check_windows(camera, windows)
+        first, stop = frame_ticks(t_ms, fps, rate)
+        if self.next_tick is not None:
+            first = max(first, self.next_tick)  # a held frame's ticks already counted: no data
+        glob = np.asarray(windows, dtype=np.int64) + self.network.offsets[camera]
+        for k in range(first, stop):
+            entry = self._tick(k)
+            entry.available[camera] = True
+            if glob.size:
+                entry.windows.append(glob)
+        self._frames.setdefault((camera, bucket), []).append(t_ms)
+        self._frames_by_tick.setdefault(tick, []).append((camera, bucket))
+        return tick
+
+    def _check_windows(self, camera: int, windows: np.ndarray | list[int]) -> None:
         size = int(self._sizes[camera])
         # Python's min/max beat numpy's on the handful of windows a frame holds.
         if len(windows) and (min(windows) < 0 or max(windows) >= size):
@@ -83,6 +167,10 @@ class OccupancyBuffer:
                 f"window {bad} is outside the {size}-window grid of camera "
                 f"{self.network.cameras[camera]!r}"
             )
+
+    def add(self, camera: int, tick: int, windows: np.ndarray | list[int]) -> None:
+        """One camera frame at ``tick``: ``windows`` are its occupied local window indices."""
+        self._check_windows(camera, windows)
         entry = self._tick(tick)
         if entry.available[camera]:
             raise DuplicateFrameError(
@@ -164,6 +252,9 @@ class OccupancyBuffer:
             self.next_tick = b1
             for t in [t for t in self._ticks if t < b1 - self.tolerance]:
                 del self._ticks[t]
+            for t in [t for t in self._frames_by_tick if t < b1 - self.tolerance]:
+                for key in self._frames_by_tick.pop(t):
+                    self._frames.pop(key, None)
 
     def flush(self) -> Iterator[PaddedBlock]:
         """Release everything held (end of a trace)."""

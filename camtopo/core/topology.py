@@ -130,7 +130,9 @@ class TopologyEstimator:
         self.network = network
         self.params = params
         ex = params.exclusion
-        self.buffer = OccupancyBuffer(network, ex.tolerance_ticks, ex.spatial_radius)
+        self.buffer = OccupancyBuffer(
+            network, ex.tolerance_ticks, ex.spatial_radius, tick_ms=params.tick_ms
+        )
         self.counts = make_counts(network, ex, engine)
         self.transit = make_transit(network, params)
         self.adjacency = (
@@ -151,8 +153,9 @@ class TopologyEstimator:
     def tick_of(self, t_ms: int) -> int:
         return tick_of(t_ms, self.params.tick_ms)
 
-    def add_frame(self, camera: int, t_ms: int, windows: np.ndarray | list[int]) -> None:
-        self.buffer.add(camera, self.tick_of(t_ms), windows)
+    def add_frame(self, camera: int, t_ms: int, windows: np.ndarray | list[int]) -> int:
+        """One frame by capture time, at its camera's own rate; returns its tick."""
+        return self.buffer.add_frame(camera, t_ms, windows)
 
     def advance(self, complete_until_tick: int) -> int:
         """Count every block whose padding span ends before ``complete_until_tick``."""

@@ -32,6 +32,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="re-mount camera CAMERA (id or index) elsewhere at SECONDS (repeatable); truth.json "
         "then holds the layout after the moves, with 'moves' and 'before'",
     )
+    p.add_argument(
+        "--fps-mix",
+        type=_rates,
+        metavar="RATES",
+        help="cameras at mixed frame rates, e.g. 15,25,30: camera i at the (i mod n)-th rate "
+        "(network.json's camera_fps); the network still ticks at CAMTOPO_FPS",
+    )
     p.set_defaults(func=run)
 
 
@@ -59,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
         fps=s.grid.fps,
         density=args.density,
         moves=moves,
+        camera_fps=None
+        if args.fps_mix is None
+        else [args.fps_mix[i % len(args.fps_mix)] for i in range(scenario.cameras.n)],
     )
     print(f"built {args.scenario} with {args.cameras} cameras in {time.perf_counter() - t0:.1f} s")
     summary = write_scenario(args.out, sim, args.duration)
@@ -82,3 +92,13 @@ def _move(spec: str, ids: tuple[str, ...], seed: int) -> CameraMove:
     if not 0 <= index < len(ids):
         raise ValueError(f"--move {spec!r}: no camera {cam!r} (ids {ids[0]}..{ids[-1]})")
     return CameraMove(index, float(at), seed)
+
+
+def _rates(spec: str) -> list[int]:
+    try:
+        rates = [int(r) for r in spec.split(",")]
+    except ValueError:
+        rates = []
+    if not rates or min(rates) < 1:
+        raise argparse.ArgumentTypeError(f"expected frame rates >= 1 like 15,25,30, got {spec!r}")
+    return rates

@@ -38,7 +38,7 @@ class Tick:
 
     index: int
     t_ms: np.ndarray  # int64 (n_cameras,): each camera's own (skewed) clock
-    available: np.ndarray  # bool (n_cameras,): False = offline, no line at all
+    available: np.ndarray  # bool (n_cameras,): False = offline (or, at mixed rates, no frame due)
     cam: np.ndarray  # int32 (k,): camera of each occupied window, sorted with window
     window: np.ndarray  # int32 (k,): local window index (row * cols + col)
 
@@ -56,15 +56,26 @@ class Simulation:
         warmup_s: float = 300.0,
         density: float = 1.0,
         moves: Sequence[CameraMove] = (),
+        camera_fps: Sequence[int] | None = None,
     ) -> None:
+        """``fps``: the network's tick rate (network.json's ``fps``); ``camera_fps``: each
+        camera's own frame rate (None: all at ``fps``). With mixed rates the world steps at the
+        fastest rate (``self.fps``) and a camera sends a frame at the step nearest each of its
+        frame times, stamped with that frame time: its cadence stays regular, and the world
+        it shows is at most half a step (17 ms at 30 fps) from it."""
         self.scenario = scenario
         self.seed = seed
-        self.fps = fps
-        self.dt = 1.0 / fps
-        self.start_ms = start_ms
         cams = scenario.cameras
+        rates = tuple(camera_fps) if camera_fps is not None else ()
+        if rates and len(rates) != cams.n:
+            raise ValueError(f"camera_fps needs {cams.n} rates, got {len(rates)}")
+        self.network = Network(cams.ids, tuple(cams.grid for _ in cams.ids), fps, rates)
+        mixed = self.network.mixed_rates
+        self.fps = max((fps, *rates)) if mixed else fps  # steps per second
+        self._rates = np.asarray(rates, dtype=np.int64) if mixed else None
+        self.dt = 1.0 / self.fps
+        self.start_ms = start_ms
         self.cameras = cams
-        self.network = Network.uniform(cams.ids, cams.grid, fps)
         self.index = CameraIndex.build(cams, scenario.world.bounds)
         rng = np.random.default_rng([seed, 2])
         routes = Routes.plan(
@@ -78,7 +89,9 @@ class Simulation:
             scenario.profile,
             np.random.default_rng([seed, 3]),
         )
-        self.noise = Noise(noise or NoiseConfig(), cams.n, fps, np.random.default_rng([seed, 4]))
+        self.noise = Noise(
+            noise or NoiseConfig(), cams.n, self.fps, np.random.default_rng([seed, 4])
+        )
         self.transits = TransitRecorder(self.dt, np.random.default_rng([seed, 5]))
         self.tick_index = 0
         # Each layout: (first tick, scenario with those camera mounts, its camera index).
@@ -90,7 +103,7 @@ class Simulation:
             last = self.layouts[-1][1]
             moved = replace(last, cameras=remount(last, m.camera, m.seed))
             index = CameraIndex.build(moved.cameras, moved.world.bounds)
-            self.layouts.append((round(m.at_s * fps), moved, index))
+            self.layouts.append((round(m.at_s * self.fps), moved, index))
         self._next_layout = 1
         # Warm up in 1 s steps so the first frame already shows a steady-state crowd.
         for k in range(int(warmup_s)):
@@ -128,9 +141,25 @@ class Simulation:
         key = np.unique(
             np.concatenate([dcam.astype(np.int64) * nw + win, fcam.astype(np.int64) * nw + fwin])
         )
-        t_ms = np.rint(self.start_ms + t * 1000.0 / self.fps + self.noise.skew_ms).astype(np.int64)
+        if self._rates is None:
+            t_ms = np.rint(self.start_ms + t * 1000.0 / self.fps + self.noise.skew_ms)
+        else:
+            frame, due = self._frames_due(t)
+            available &= due
+            t_ms = np.rint(self.start_ms + frame * 1000.0 / self._rates + self.noise.skew_ms)
+        t_ms = t_ms.astype(np.int64)
         self.tick_index += 1
         return Tick(t, t_ms, available, (key // nw).astype(np.int32), (key % nw).astype(np.int32))
+
+    def _frames_due(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each camera's frame number nearest step ``step`` and whether it is sent at this
+        step: frame n (at n / rate s) is sent at the step nearest it, halves up, so a camera at
+        the step rate sends at every step and a slower one at most once a step."""
+        assert self._rates is not None
+        rates, steps = self._rates, self.fps
+        # n / rate in [(step - 1/2) / steps, (step + 1/2) / steps), in whole numbers
+        frame = -(-((2 * step - 1) * rates) // (2 * steps))
+        return frame, 2 * frame * steps < (2 * step + 1) * rates
 
     def ticks(self, n_ticks: int | None = None) -> Iterator[Tick]:
         """Yield ``n_ticks`` successive frames (forever if None)."""

@@ -116,6 +116,11 @@ BAD_NETWORKS: dict[str, tuple[Any, str]] = {
         {**GOOD, "camera_grids": {"b": {"cols": 4}}},
         "missing field 'camera_grids.b.rows'",
     ),
+    "camera fps a word": (
+        {**GOOD, "camera_fps": {"b": "ten"}},
+        "'camera_fps.b' must be a whole number >= 1, got \"ten\"",
+    ),
+    "camera fps zero": ({**GOOD, "camera_fps": {"b": 0}}, "'camera_fps.b' must be a whole number"),
     "not an object": ([GOOD], "must be a JSON object"),
 }
 # What a JSON Schema cannot say (a key naming a camera of another list, equal numbers): the
@@ -125,9 +130,9 @@ LOADER_ONLY: dict[str, tuple[Any, str]] = {
         {**GOOD, "camera_grids": {"zz": GOOD["grid"]}},
         "'camera_grids' names cameras not in 'cameras': ['zz']",
     ),
-    "mixed frame rates": (
-        {**GOOD, "camera_fps": {"b": 10}},
-        "'camera_fps.b' is 10 but 'fps' is 25: mixed frame rates are not supported",
+    "camera fps of an unknown camera": (
+        {**GOOD, "camera_fps": {"zz": 10}},
+        "'camera_fps' names cameras not in 'cameras': ['zz']",
     ),
 }
 
@@ -146,9 +151,13 @@ def test_bad_network_stops_naming_the_file_and_the_field(tmp_path, name):
 
 def test_network_accepts_what_it_writes_and_redundant_camera_fps(tmp_path):
     net = Network.from_json({**GOOD, "camera_fps": {"a": 25}, "camera_grids": {"b": GOOD["grid"]}})
-    assert net.fps == 25 and net.cameras == ("a", "b")
+    assert net.fps == 25 and net.cameras == ("a", "b") and not net.mixed_rates
     assert Network.from_json(net.to_json()) == net
     assert validator("network").is_valid(net.to_json())
+    mixed = Network.from_json({**GOOD, "camera_fps": {"b": 15}})
+    assert (mixed.rate(0), mixed.rate(1)) == (25, 15)
+    assert Network.from_json(mixed.to_json()) == mixed
+    assert validator("network").is_valid(mixed.to_json())
 
 
 def test_network_without_fps_stops_estimate_with_one_line(tmp_path, capsys):
