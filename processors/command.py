@@ -38,13 +38,28 @@ def run(args: argparse.Namespace) -> int:
     from faust import Worker
     from prometheus_client import start_http_server
 
-    from camtopo.core.grid import Network
+    from camtopo.core.grid import Network, NetworkError
     from camtopo.estimate import network_clock
     from camtopo.settings import get_settings
     from processors.topics import ensure_topics
     from topology_store.store import TopologyStore
 
     network = Network.load(args.network)
+    if network.mixed_rates:
+        # Records carry one frame per tick (camtopo produce samples every camera at
+        # CAMTOPO_FPS); a camera sending at its own rate would lose frames as duplicates or
+        # give no opportunities between its frames.
+        rates = ", ".join(
+            f"{c} {network.rate(i)}"
+            for i, c in enumerate(network.cameras)
+            if network.rate(i) != network.fps
+        )
+        raise NetworkError(
+            f"{args.network}: 'camera_fps' gives cameras their own frame rates ({rates} fps); "
+            f"the streaming processor takes every camera at the network's fps "
+            f"({network.fps}), as camtopo produce sends them: drop 'camera_fps' (per-camera "
+            "rates are for camtopo estimate)"
+        )
     # A tick is one frame of the network (as offline): its ranges and padding in its own rate.
     settings = network_clock(get_settings(), network)
     logging.basicConfig(level=args.loglevel.upper())

@@ -125,15 +125,15 @@ def open_cameras(
 
 
 def network_json(runs: Sequence[CameraRun], grid: Grid) -> dict[str, Any]:
-    """The network.json matching the footage; one frame rate for all (the estimator's rule)."""
-    rates = {r.camera: round(r.fps) for r in runs}
-    if len(set(rates.values())) > 1:
-        shown = ", ".join(f"{c} {f}" for c, f in rates.items())
-        raise ValueError(
-            f"the cameras' footage has different frame rates ({shown} fps); camtopo's estimator "
-            "needs one rate for the network: resample those videos (e.g. ffmpeg -r)"
-        )
-    return {"grid": grid.to_json(), "fps": next(iter(rates.values())), "cameras": list(rates)}
+    """The network.json matching the footage: each camera at its footage's frame rate, the
+    network ticking at the slowest (so no camera's frame stands for more than one tick; the
+    frames of faster cameras are mapped onto its ticks by capture time)."""
+    rates = {r.camera: max(1, round(r.fps)) for r in runs}
+    tick = min(rates.values())
+    out: dict[str, Any] = {"grid": grid.to_json(), "fps": tick, "cameras": list(rates)}
+    if any(f != tick for f in rates.values()):
+        out["camera_fps"] = {c: f for c, f in rates.items() if f != tick}
+    return out
 
 
 class JsonlSink:

@@ -85,7 +85,7 @@ def test_detect_then_estimate_agrees_with_truth(tmp_path: Path) -> None:
         assert topo["input"]["skipped"] == {}
 
 
-def test_mixed_frame_rates_are_refused_before_any_work(tmp_path: Path, capsys) -> None:
+def test_mixed_frame_rates_give_a_network_with_per_camera_rates(tmp_path: Path) -> None:
     for name, fps in (("a", 10), ("b", 25)):
         writer = cv2.VideoWriter(
             str(tmp_path / f"{name}.avi"), cv2.VideoWriter.fourcc(*"MJPG"), fps, (64, 48)
@@ -94,13 +94,17 @@ def test_mixed_frame_rates_are_refused_before_any_work(tmp_path: Path, capsys) -
             writer.write(np.full((48, 64, 3), 90, np.uint8))
         writer.release()
     argv = ["detect", "--folder", str(tmp_path), "-o", str(tmp_path / "o.jsonl")]
-    assert main([*argv, "--network-out", str(tmp_path / "n.json"), "--no-progress"]) == 2
-    assert "different frame rates (a 10, b 25 fps)" in capsys.readouterr().err
-    assert not (tmp_path / "o.jsonl").exists()
-    # Without a network to write, both cameras are analysed at their own rates.
-    assert main([*argv, "--no-progress"]) == 0
+    assert main([*argv, "--network-out", str(tmp_path / "n.json"), "--no-progress"]) == 0
+    net = json.loads((tmp_path / "n.json").read_text())
+    assert (net["fps"], net["camera_fps"]) == (10, {"b": 25})  # ticks at the slowest camera
     b_times = [x["t_ms"] for x in _lines(tmp_path / "o.jsonl") if x["camera"] == "b"]
-    assert b_times == [0, 40, 80]
+    assert b_times == [0, 40, 80]  # each camera analysed at its own rate
+    # and camtopo estimate takes every frame of both
+    out = tmp_path / "t.json"
+    argv = ["estimate", str(tmp_path / "o.jsonl"), "--network", str(tmp_path / "n.json")]
+    assert main([*argv, "-o", str(out), "--quiet"]) == 0
+    report = json.loads(out.read_text())["input"]
+    assert (report["frames"], report["skipped"]) == (len(_lines(tmp_path / "o.jsonl")), {})
 
 
 def test_live_streams_are_refused(tmp_path: Path, capsys) -> None:

@@ -24,3 +24,19 @@ def test_process_refuses_a_frame_rate_that_contradicts_the_network(tmp_path: Pat
         assert done.returncode == 2, done.stderr
         assert "'fps' is 25 but CAMTOPO_FPS is 10" in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_process_refuses_cameras_at_their_own_frame_rates(tmp_path: Path) -> None:
+    # The streaming path takes one frame per tick (camtopo produce samples at CAMTOPO_FPS);
+    # frames at a camera's own rate would be dead letters or no evidence: refused up front.
+    path = tmp_path / "network.json"
+    grid = Network.uniform(["a"]).grids[0]
+    Network(("a", "b"), (grid, grid), 10, (10, 25)).save(path)
+    env = {**os.environ, "CAMTOPO_KAFKA_BOOTSTRAP": "127.0.0.1:1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "camtopo.cli", "process", "--network", str(path)],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "'camera_fps' gives cameras their own frame rates (b 25 fps)" in done.stderr
+    assert "Traceback" not in done.stderr
