@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from camtopo import avro
@@ -31,7 +31,10 @@ def change_records(
 class Producer(Protocol):
     """What :func:`publish_changes` needs of a confluent-kafka producer."""
 
-    def produce(self, topic: str, value: bytes, key: bytes, on_delivery: Any) -> None: ...
+    # on_delivery by keyword: confluent-kafka's fourth positional parameter is partition.
+    def produce(
+        self, topic: str, value: bytes, key: bytes, *, on_delivery: Callable[[Any, Any], None]
+    ) -> None: ...
     def poll(self, timeout: float) -> int: ...
     def flush(self, timeout: float) -> int: ...
 
