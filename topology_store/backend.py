@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from camtopo.connections import async_redis_client, redis_client
 from camtopo.settings import Settings
-from topology_store.memory import AsyncMemoryRedis, memory_server
+from topology_store.memory import memory_client
+from topology_store.memory_async import AsyncMemoryRedis
 
 MEMORY_SCHEME = "memory://"
 
@@ -80,7 +81,7 @@ def store_client(settings: Settings, url: str | None = None) -> RedisLike:
     """The synchronous client of ``url`` (default ``CAMTOPO_REDIS_URL``)."""
     url = url or settings.redis.url
     if is_memory(url):
-        return memory_server(url)
+        return memory_client(url)
     return redis_client(settings, url, decode_responses=False)
 
 
@@ -88,7 +89,7 @@ def async_store_client(settings: Settings, url: str | None = None) -> AsyncRedis
     """The query service's client of ``url`` (default ``CAMTOPO_REDIS_URL``)."""
     url = url or settings.redis.url
     if is_memory(url):
-        return AsyncMemoryRedis(memory_server(url))
+        return AsyncMemoryRedis(memory_client(url))
     return async_redis_client(settings, url)
 
 

@@ -3,17 +3,15 @@ with Redis's semantics for them (bytes replies, MULTI/EXEC with WATCH, capped st
 ``run_id``), selected by a ``memory://NAME`` URL (:func:`topology_store.backend.store_client`).
 
 A test double, not a production option: nothing is persisted or replicated, and one process
-sees it. Clients of the same ``memory://NAME`` share one server, so a processor and a query
-service in one test see the same data. :meth:`MemoryRedis.fail_next` makes the next commands
-raise as an outage would; :meth:`MemoryRedis.restart` is a restart that lost the writes since
-a :meth:`MemoryRedis.snapshot` (a failover to a replica that lagged).
+sees it. Clients of the same ``memory://NAME`` share one :class:`MemoryServer`, so a processor
+and a query service in one test see the same data. :meth:`MemoryServer.fail_next` makes the
+next commands raise as an outage would; :meth:`MemoryServer.restart` is a restart, or with a
+:meth:`MemoryServer.snapshot` a failover to a replica that lacks the writes since.
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import itertools
 import threading
 import time
 import uuid
@@ -23,17 +21,22 @@ from typing import Any
 import redis
 
 Value = bytes | dict[bytes, bytes] | list[tuple[bytes, dict[bytes, bytes]]]
-_SERVERS: dict[str, MemoryRedis] = {}
+_SERVERS: dict[str, MemoryServer] = {}
 _SERVERS_LOCK = threading.Lock()
 
 
-def memory_server(url: str) -> MemoryRedis:
+def memory_server(url: str) -> MemoryServer:
     """The in-process server of ``memory://NAME`` (made on first use)."""
     name = url.removeprefix("memory://")
     with _SERVERS_LOCK:
         if name not in _SERVERS:
-            _SERVERS[name] = MemoryRedis()
+            _SERVERS[name] = MemoryServer()
         return _SERVERS[name]
+
+
+def memory_client(url: str) -> MemoryRedis:
+    """A new client of ``memory://NAME`` (its own object, as each real client is)."""
+    return MemoryRedis(memory_server(url))
 
 
 def forget_server(url: str) -> None:
@@ -76,50 +79,67 @@ def _parse_id(eid: bytes) -> tuple[int, int]:
     return int(ms), int(seq)
 
 
-class MemoryRedis:
-    """The commands of ``redis.Redis`` (``decode_responses=False``) the store uses."""
+class MemoryServer:
+    """The data of one ``memory://NAME``, and the test controls."""
 
     def __init__(self) -> None:
-        self._data: dict[str, Value] = {}
-        self._versions: dict[str, int] = {}  # key -> writes so far (WATCH compares them)
-        self._lock = threading.RLock()
-        self._last_id = (0, 0)
-        self._failures = 0
-        self._failure: type[Exception] = redis.ConnectionError
+        self.data: dict[str, Value] = {}
+        self.versions: dict[str, int] = {}  # key -> writes so far (WATCH compares them)
+        self.lock = threading.RLock()
+        self.last_id = (0, 0)
+        self.failures = 0
+        self.fail_after = 0
+        self.failure: type[Exception] = redis.ConnectionError
         self.run_id = uuid.uuid4().hex
         self.commands = 0  # commands served, for tests that count round trips
 
-    # --- test controls ------------------------------------------------------------------------
-    def fail_next(self, n: int, error: type[Exception] = redis.ConnectionError) -> None:
-        """The next ``n`` commands (a pipeline's execute is one) raise ``error``."""
-        self._failures, self._failure = n, error
+    def fail_next(
+        self, n: int, error: type[Exception] = redis.ConnectionError, *, after: int = 0
+    ) -> None:
+        """The ``n`` commands after the next ``after`` (a pipeline's execute is one command)
+        raise ``error``, as in an outage."""
+        self.failures, self.failure, self.fail_after = n, error, after
 
     def snapshot(self) -> dict[str, Value]:
-        with self._lock:
-            return copy.deepcopy(self._data)
+        with self.lock:
+            return copy.deepcopy(self.data)
 
     def restart(self, data: dict[str, Value] | None = None) -> None:
         """Another server answers from now on (new ``run_id``): with ``data`` (a
         :meth:`snapshot`) it lost every write since; without, it lost none."""
-        with self._lock:
+        with self.lock:
             if data is not None:
-                self._data = copy.deepcopy(data)
-                for key in self._versions:
-                    self._versions[key] += 1
+                self.data = copy.deepcopy(data)
+                for key in self.versions:
+                    self.versions[key] += 1
             self.run_id = uuid.uuid4().hex
 
-    def flushall(self) -> None:
-        with self._lock:
-            for key in self._data:
-                self._versions[key] = self._versions.get(key, 0) + 1
-            self._data.clear()
+
+class MemoryRedis:
+    """The commands of ``redis.Redis`` (``decode_responses=False``) the store uses, on a
+    :class:`MemoryServer`."""
+
+    def __init__(self, server: MemoryServer | None = None) -> None:
+        self.server = server if server is not None else MemoryServer()
+        self._lock = self.server.lock
+
+    @property
+    def _data(self) -> dict[str, Value]:
+        return self.server.data
+
+    @property
+    def _versions(self) -> dict[str, int]:
+        return self.server.versions
 
     # --- plumbing -----------------------------------------------------------------------------
     def _command(self) -> None:
-        self.commands += 1
-        if self._failures > 0:
-            self._failures -= 1
-            raise self._failure("memory:// outage (fail_next)")
+        server = self.server
+        server.commands += 1
+        if server.fail_after > 0:
+            server.fail_after -= 1
+        elif server.failures > 0:
+            server.failures -= 1
+            raise server.failure("memory:// outage (fail_next)")
 
     def _typed(self, key: str, kind: type) -> Any:
         value = self._data.get(key)
@@ -230,9 +250,9 @@ class MemoryRedis:
             if stream is None:
                 stream = self._data[name] = []
             ms = int(time.time() * 1000)
-            last_ms, last_seq = self._last_id
-            self._last_id = (ms, 0) if ms > last_ms else (last_ms, last_seq + 1)
-            eid = f"{self._last_id[0]}-{self._last_id[1]}".encode()
+            last_ms, last_seq = self.server.last_id
+            self.server.last_id = (ms, 0) if ms > last_ms else (last_ms, last_seq + 1)
+            eid = "{}-{}".format(*self.server.last_id).encode()
             stream.append((eid, {_b(k): _b(v) for k, v in fields.items()}))
             if maxlen is not None and len(stream) > maxlen:
                 del stream[: len(stream) - maxlen]
@@ -280,7 +300,7 @@ class MemoryRedis:
     def info(self, section: str | None = None) -> dict[str, Any]:
         with self._lock:
             self._command()
-            return {"run_id": self.run_id, "redis_version": "memory"}
+            return {"run_id": self.server.run_id, "redis_version": "memory"}
 
     def wait(self, num_replicas: int, timeout: int) -> int:
         with self._lock:
@@ -304,8 +324,8 @@ class MemoryPipeline:
     commands run at once until :meth:`multi`, and :meth:`execute` raises ``WatchError`` if a
     watched key was written meanwhile, as redis-py's pipeline does."""
 
-    def __init__(self, server: MemoryRedis, transaction: bool) -> None:
-        self._server = server
+    def __init__(self, client: MemoryRedis, transaction: bool) -> None:
+        self._client = client
         self._queue: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         self._watched: dict[str, int] = {}
         self._immediate = False
@@ -317,22 +337,20 @@ class MemoryPipeline:
         self.reset()
 
     def __getattr__(self, command: str) -> Any:
-        if not hasattr(MemoryRedis, command) or command.startswith("_") or command in (
-            "pipeline", "fail_next", "snapshot", "restart"
-        ):  # fmt: skip
+        if command.startswith("_") or command == "pipeline" or not hasattr(MemoryRedis, command):
             raise AttributeError(command)
 
         def queue(*args: Any, **kwargs: Any) -> Any:
             if self._immediate:
-                return getattr(self._server, command)(*args, **kwargs)
+                return getattr(self._client, command)(*args, **kwargs)
             self._queue.append((command, args, kwargs))
             return self
 
         return queue
 
     def watch(self, *names: str) -> None:
-        with self._server._lock:
-            self._watched.update({n: self._server._versions.get(n, 0) for n in names})
+        with self._client.server.lock:
+            self._watched.update({n: self._client.server.versions.get(n, 0) for n in names})
         self._immediate = True
 
     def multi(self) -> None:
@@ -342,84 +360,18 @@ class MemoryPipeline:
         self._queue, self._watched, self._immediate = [], {}, False
 
     def execute(self) -> list[Any]:
-        server = self._server
-        with server._lock:
+        client, server = self._client, self._client.server
+        with server.lock:
             try:
-                server._command()
-                if any(server._versions.get(k, 0) != v for k, v in self._watched.items()):
+                client._command()
+                if any(server.versions.get(k, 0) != v for k, v in self._watched.items()):
                     raise redis.WatchError("Watched variable changed.")
-                failures, server._failures = server._failures, 0  # one command, not each
+                # One command, not each of its parts.
+                failures, after = server.failures, server.fail_after
+                server.failures = server.fail_after = 0
                 try:
-                    return [getattr(server, c)(*a, **kw) for c, a, kw in self._queue]
+                    return [getattr(client, c)(*a, **kw) for c, a, kw in self._queue]
                 finally:
-                    server._failures = failures
+                    server.failures, server.fail_after = failures, after
             finally:
                 self.reset()
-
-
-class AsyncMemoryRedis:
-    """The ``redis.asyncio`` commands the query service uses, over a :class:`MemoryRedis`."""
-
-    POLL_S = 0.05  # how often a blocking XREAD looks for new entries
-
-    def __init__(self, server: MemoryRedis) -> None:
-        self.server = server
-
-    async def get(self, name: str) -> bytes | None:
-        return self.server.get(name)
-
-    async def hget(self, name: str, key: str) -> bytes | None:
-        return self.server.hget(name, key)
-
-    async def hmget(self, name: str, keys: Iterable[str]) -> list[bytes | None]:
-        return self.server.hmget(name, keys)
-
-    async def hgetall(self, name: str) -> dict[bytes, bytes]:
-        return self.server.hgetall(name)
-
-    async def xrange(
-        self, name: str, min: str = "-", max: str = "+", count: int | None = None
-    ) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        return self.server.xrange(name, min, max, count)
-
-    async def xrevrange(
-        self, name: str, max: str = "+", min: str = "-", count: int | None = None
-    ) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        return self.server.xrevrange(name, max, min, count)
-
-    async def xread(
-        self, streams: Mapping[str, str], count: int | None = None, block: int | None = None
-    ) -> list[list[Any]]:
-        deadline = time.monotonic() + (block or 0) / 1000
-        for _ in itertools.count():
-            reply = self.server.xread(streams, count)
-            if reply or block is None or time.monotonic() >= deadline:
-                return reply
-            await asyncio.sleep(self.POLL_S)
-        raise AssertionError("unreachable")
-
-    async def ping(self) -> bool:
-        return self.server.ping()
-
-    async def aclose(self) -> None:
-        pass
-
-    def pipeline(self, transaction: bool = True) -> AsyncMemoryPipeline:
-        return AsyncMemoryPipeline(self.server.pipeline(transaction))
-
-
-class AsyncMemoryPipeline:
-    def __init__(self, pipe: MemoryPipeline) -> None:
-        self._pipe = pipe
-
-    async def __aenter__(self) -> AsyncMemoryPipeline:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._pipe.reset()
-
-    def __getattr__(self, command: str) -> Any:
-        return getattr(self._pipe, command)
-
-    async def execute(self) -> list[Any]:
-        return self._pipe.execute()

@@ -589,7 +589,8 @@ class RedisSettings(_Section):
 
     url: str = Field(
         "redis://127.0.0.1:6379/0",
-        description="rediss://... for TLS; keep credentials out of it (the settings below)",
+        description="rediss://... for TLS; keep credentials out of it (the settings below); "
+        "memory://NAME: the in-process test double (tests only, docs/architecture.md)",
         validation_alias="CAMTOPO_REDIS_URL",
     )
     username: str | None = Field(

@@ -1,11 +1,14 @@
-"""The topology store against a REAL Redis: checkpoints restore identical counts, survive a Redis
-crash, and a processor crash between shards neither loses nor double-counts a range."""
+"""The topology store's contract, on a REAL Redis and on the memory:// test double alike:
+checkpoints restore identical counts, a processor crash between shards neither loses nor
+double-counts a range, the graph and its change log read back; and on Redis, a Redis crash
+loses nothing checkpointed."""
 
 from __future__ import annotations
 
 import copy
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -15,11 +18,23 @@ from camtopo.core.topology import TopologyEstimator
 from camtopo.settings import Settings
 from topology_store import synthetic
 from topology_store.graph import EDGE_ADDED
+from topology_store.memory import forget_server
 from topology_store.store import NO_RANGE, StoreError, TopologyStore
 
 pytestmark = pytest.mark.redis
 
 SETTINGS = Settings(redis={"shards": 8})
+
+
+@pytest.fixture(params=["redis", "memory"])
+def store_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The same tests on a real Redis and on the memory:// double (topology_store/memory.py)."""
+    if request.param == "redis":
+        yield request.getfixturevalue("redis_server").url
+        return
+    url = f"memory://{uuid.uuid4().hex[:8]}"
+    yield url
+    forget_server(url)
 
 
 def fresh_store(url: str, net: synthetic.SyntheticNetwork, **kw: Any) -> TopologyStore:
@@ -40,17 +55,17 @@ def same_counts(a: TopologyEstimator, b: TopologyEstimator) -> None:
 
 
 @pytest.mark.parametrize("engine", ["exact", "fast"])
-def test_checkpoint_then_load_into_new_engine_gives_identical_counts(redis_server, engine) -> None:
+def test_checkpoint_then_load_into_new_engine_gives_identical_counts(store_url, engine) -> None:
     net = synthetic.make_network(10, seed=4)
     est = synthetic.run(net, SETTINGS, 1500, engine=engine)
-    store = fresh_store(redis_server.url, net)
+    store = fresh_store(store_url, net)
     report = store.checkpoint(est, 7, {0: 120, 3: 44})
     assert report.rows_written == int(
         np.count_nonzero(est.counts.O.any(axis=1) | (est.counts.activity > 0))
     )
 
     twin = TopologyEstimator(net.network, SETTINGS.estimator_parameters(), engine=engine)
-    loader = TopologyStore(redis_server.url, net.network, SETTINGS, prefix=store.keys.prefix)
+    loader = TopologyStore(store_url, net.network, SETTINGS, prefix=store.keys.prefix)
     cp = loader.load_into(twin)
     assert cp is not None and cp.range_id == 7 and cp.resume_offsets == {0: 120, 3: 44}
     assert cp.observed_ticks == est.observed_ticks and cp.last_tick == est.counts.last_tick
@@ -60,9 +75,9 @@ def test_checkpoint_then_load_into_new_engine_gives_identical_counts(redis_serve
     synthetic.run(net, SETTINGS, 300, start_tick=1500, estimator=twin, engine=engine)
 
 
-def test_only_dirty_rows_are_rewritten_and_empty_store_loads_none(redis_server) -> None:
+def test_only_dirty_rows_are_rewritten_and_empty_store_loads_none(store_url) -> None:
     net = synthetic.make_network(6, seed=1)
-    store = fresh_store(redis_server.url, net)
+    store = fresh_store(store_url, net)
     assert (
         store.load_into(
             TopologyEstimator(net.network, SETTINGS.estimator_parameters(), engine="exact")
@@ -113,7 +128,7 @@ class CrashAfter:
         return pipe
 
 
-def test_crash_between_shards_then_replay_neither_loses_nor_double_counts(redis_server) -> None:
+def test_crash_between_shards_then_replay_neither_loses_nor_double_counts(store_url) -> None:
     net = synthetic.make_network(16, seed=6)
     r0, r1 = (0, 900), (900, 1800)
 
@@ -124,7 +139,7 @@ def test_crash_between_shards_then_replay_neither_loses_nor_double_counts(redis_
     # The processor: range 0 checkpointed; range 1 dies after 3 of 8 shards.
     est = synthetic.run(net, SETTINGS, r0[1])
     buffer_after_r0 = copy.deepcopy(est.buffer)  # what its replay from offsets would rebuild
-    store = fresh_store(redis_server.url, net)
+    store = fresh_store(store_url, net)
     store.checkpoint(est, 0, {0: 900})
     synthetic.run(net, SETTINGS, r1[1] - r1[0], start_tick=r1[0], estimator=est)
     CrashAfter(store, 3)
@@ -133,7 +148,7 @@ def test_crash_between_shards_then_replay_neither_loses_nor_double_counts(redis_
 
     # Restart: load, see shards at mixed ranges, replay range 1 from the meta's offsets.
     restarted = TopologyEstimator(net.network, SETTINGS.estimator_parameters(), engine="exact")
-    store2 = TopologyStore(redis_server.url, net.network, SETTINGS, prefix=store.keys.prefix)
+    store2 = TopologyStore(store_url, net.network, SETTINGS, prefix=store.keys.prefix)
     cp = store2.load_into(restarted)
     assert cp is not None and cp.range_id == 0 and cp.resume_offsets == {0: 900}
     assert sorted(cp.shard_ranges.values()).count(1) == 3
@@ -151,38 +166,38 @@ def test_crash_between_shards_then_replay_neither_loses_nor_double_counts(redis_
 
     # And what is in Redis now is the uninterrupted run's state too.
     final = TopologyEstimator(net.network, SETTINGS.estimator_parameters(), engine="exact")
-    reopen(redis_server.url, net, store).load_into(final)
+    reopen(store_url, net, store).load_into(final)
     same_counts(ref, final)
 
 
-def test_without_the_mask_replay_would_double_count(redis_server) -> None:
+def test_without_the_mask_replay_would_double_count(store_url) -> None:
     """The mask is load-bearing: skipping restore_applied_rows gives different counts."""
     net = synthetic.make_network(16, seed=6)
     est = synthetic.run(net, SETTINGS, 900)
     buf = copy.deepcopy(est.buffer)
-    store = fresh_store(redis_server.url, net)
+    store = fresh_store(store_url, net)
     store.checkpoint(est, 0, {})
     synthetic.run(net, SETTINGS, 900, start_tick=900, estimator=est)
     CrashAfter(store, 3)
     with pytest.raises(SystemExit):
         store.checkpoint(est, 1, {})
     naive = TopologyEstimator(net.network, SETTINGS.estimator_parameters(), engine="exact")
-    reopen(redis_server.url, net, store).load_into(naive)
+    reopen(store_url, net, store).load_into(naive)
     naive.buffer = buf
     synthetic.run(net, SETTINGS, 900, start_tick=900, estimator=naive)
     with pytest.raises(AssertionError):
         same_counts(est, naive)
 
 
-def test_store_refuses_a_different_network_and_out_of_order_ranges(redis_server) -> None:
+def test_store_refuses_a_different_network_and_out_of_order_ranges(store_url) -> None:
     net = synthetic.make_network(6, seed=1)
     est = synthetic.run(net, SETTINGS, 300)
-    store = fresh_store(redis_server.url, net)
+    store = fresh_store(store_url, net)
     store.checkpoint(est, 5, {})
     with pytest.raises(StoreError, match="older"):
         store.checkpoint(est, 4, {})
     other = synthetic.make_network(7, seed=1)
-    wrong = TopologyStore(redis_server.url, other.network, SETTINGS, prefix=store.keys.prefix)
+    wrong = TopologyStore(store_url, other.network, SETTINGS, prefix=store.keys.prefix)
     with pytest.raises(StoreError, match="different network"):
         wrong.load_into(
             TopologyEstimator(other.network, SETTINGS.estimator_parameters(), engine="exact")
@@ -190,10 +205,10 @@ def test_store_refuses_a_different_network_and_out_of_order_ranges(redis_server)
     assert store.applied_range(7 % 8) in (5, NO_RANGE)
 
 
-def test_update_topology_stores_graph_and_logs_changes(redis_server) -> None:
+def test_update_topology_stores_graph_and_logs_changes(store_url) -> None:
     net = synthetic.make_network(10, seed=2)
     est = synthetic.run(net, SETTINGS, 3000)
-    store = fresh_store(redis_server.url, net)
+    store = fresh_store(store_url, net)
     store.checkpoint(est, 0, {})
     changes = store.update_topology(est, 300_000)
     assert changes and {c["change"] for c in changes} == {EDGE_ADDED}
@@ -202,7 +217,7 @@ def test_update_topology_stores_graph_and_logs_changes(redis_server) -> None:
     logged = store.changes()
     assert [e for _, e in logged] == changes
     # A new store instance diffs against what is stored, not against nothing.
-    again = TopologyStore(redis_server.url, net.network, SETTINGS, prefix=store.keys.prefix)
+    again = TopologyStore(store_url, net.network, SETTINGS, prefix=store.keys.prefix)
     assert again.update_topology(est, 300_000) == []
     a, b = changes[0]["a"], changes[0]["b"]
     nb = again.neighbours(a)
@@ -213,7 +228,7 @@ def test_update_topology_stores_graph_and_logs_changes(redis_server) -> None:
 
 
 def test_a_checkpoint_ahead_of_the_clock_is_refused_and_rewind_brings_it_back(
-    redis_server,
+    store_url,
 ) -> None:
     # The probe: a forged timestamp 30 days ahead carried the processor clock, and so the
     # checkpoint, there; every restart then dropped all real frames as closed.
@@ -221,19 +236,19 @@ def test_a_checkpoint_ahead_of_the_clock_is_refused_and_rewind_brings_it_back(
 
     net = synthetic.make_network(6, seed=2)
     est = synthetic.run(net, SETTINGS, 600)
-    store = fresh_store(redis_server.url, net)
+    store = fresh_store(store_url, net)
     now_range = store.grid.last_closed(time.time() * 1000)
     ahead = now_range + 30 * 86_400 // 2  # 30 days of 2 s ranges
     store.checkpoint(est, ahead, {0: 10})
     assert store.health()["status"] == "clock_ahead"
     with pytest.raises(CheckpointAhead, match="camtopo store rewind"):
-        reopen(redis_server.url, net, store).load_into(
+        reopen(store_url, net, store).load_into(
             TopologyEstimator(net.network, SETTINGS.estimator_parameters())
         )
-    moved = reopen(redis_server.url, net, store).rewind()
+    moved = reopen(store_url, net, store).rewind()
     assert moved and all(old >= ahead for key, old in moved.items() if key.endswith(":range"))
     twin = TopologyEstimator(net.network, SETTINGS.estimator_parameters())
-    cp = reopen(redis_server.url, net, store).load_into(twin)
+    cp = reopen(store_url, net, store).load_into(twin)
     assert cp is not None and now_range <= cp.range_id < ahead
     assert cp.resume_offsets == {0: 10}
     same_counts(est, twin)  # the counts stay

@@ -2,30 +2,37 @@
 the leader's join in a thread (counting goes on meanwhile, each join's changes handed out
 exactly once, a failed join surfaces in the counting loop), joins within their share of the
 time, and a pause that brings the topology up to date. (A stand-in for the Redis store: this
-is the hand-over logic only; tests/integration covers the real store.)"""
+is the hand-over logic on the memory:// store; tests/integration covers Redis.)"""
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pytest
 
 from camtopo.core.adjacency import HalfEdgeIndex
+from camtopo.core.evidence import WindowEdges
+from camtopo.core.grid import Network
 from camtopo.core.partitioned import WholeRanges
 from camtopo.core.topology import TopologyEstimator
 from camtopo.settings import Settings
 from camtopo.simulation import Simulation
 from processors.counter import RowCounter
-from topology_store.store import NO_RANGE, LeaseLost
+from topology_store.context import Estimator
+from topology_store.store import LeaseLost, TopologyStore
 
 
-class SlowStore:
-    """Records half-edges; each publish waits until released and reports one change."""
+class SlowStore(TopologyStore):
+    """The store on the memory:// double, except: half-edges are recorded, each publish waits
+    until released and reports one change, checkpoints are recorded only."""
 
-    def __init__(self) -> None:
+    def __init__(self, network: Network, settings: Settings) -> None:
+        super().__init__(f"memory://{uuid.uuid4().hex}", network, settings)
         self.release = threading.Event()
         self.published: list[int] = []  # range_end_ms of every join
         self.fail: Exception | None = None
@@ -34,26 +41,22 @@ class SlowStore:
 
     def write_half_edges(self, shard: int, half: np.ndarray) -> None:
         self.halves.append(shard)
+        super().write_half_edges(shard, half)
 
-    def read_half_edges(self) -> np.ndarray:
-        return np.zeros((4, 0), np.int32)
-
-    def publish_topology(self, edges: Any, transit: Any, range_end_ms: int) -> list[dict]:
+    def publish_topology(
+        self, edges: WindowEdges, transit: Any, range_end_ms: int
+    ) -> list[dict[str, Any]]:
         assert self.release.wait(10), "the test never released the join"
         self.published.append(range_end_ms)
         if self.fail is not None:
             raise self.fail
         return [{"change": "edge_added", "range_end_ms": range_end_ms}]
 
-    def write_meta(self, totals: dict) -> None:
-        pass
-
-    def checkpoint_shards(self, est: Any, range_id: int, shards: list[int], token: str) -> int:
+    def checkpoint_shards(
+        self, estimator: Estimator, range_id: int, shards: Sequence[int], token: str
+    ) -> int:
         self.checkpoints.append(range_id)
         return 0
-
-    def held_range(self, shards: list[int]) -> int:
-        return NO_RANGE
 
 
 @pytest.fixture
@@ -64,8 +67,8 @@ def leader() -> tuple[RowCounter, SlowStore]:
         partitioned={"topology_max_share": 1.0},
         transit={"enabled": False},
     )
-    store = SlowStore()
-    counter = RowCounter(sim.network, settings, store)  # type: ignore[arg-type]
+    store = SlowStore(sim.network, settings)
+    counter = RowCounter(sim.network, settings, store)
     est = TopologyEstimator(sim.network, settings.estimator_parameters())
     counter.estimator, counter.shards = est, [0]  # shard 0: the leader
     counter.half = HalfEdgeIndex(est.counts, settings.algorithm.c_star, settings.algorithm.o_ref)  # type: ignore[arg-type]
@@ -136,9 +139,9 @@ def test_each_range_refreshes_a_few_shards_and_the_leader_joins_once_all_are_new
         redis={"shards": 8},
         transit={"enabled": False},
     )
-    store = SlowStore()
+    store = SlowStore(sim.network, settings)
     store.release.set()
-    counter = RowCounter(sim.network, settings, store)  # type: ignore[arg-type]
+    counter = RowCounter(sim.network, settings, store)
     est = TopologyEstimator(sim.network, settings.estimator_parameters())
     for tick in sim.ticks(600):  # every shard has rows that changed
         keep = tick.available[tick.cam]

@@ -209,10 +209,12 @@ def test_range_blocks_round_trip_through_avro_and_refuse_garbage() -> None:
 
 def test_counting_workers_share_one_pool_budget_by_the_rows_they_own() -> None:
     from processors.counter import RowCounter
+    from topology_store.store import TopologyStore
 
     sim = Simulation.from_name("campus", 12, seed=3)
     settings = Settings(algorithm={"max_pool_mb": 1000}, redis={"shards": 8})
-    counter = RowCounter(sim.network, settings, store=None)  # type: ignore[arg-type]
+    store = TopologyStore("memory://pool-budget", sim.network, settings)
+    counter = RowCounter(sim.network, settings, store)
     halves = [owned_windows(sim.network, 8, shards) for shards in ([0, 2, 4, 6], [1, 3, 5, 7])]
     budgets = [counter.pool_share(rows).exclusion.max_pool_mb for rows in halves]
     assert sum(budgets) == pytest.approx(1000, abs=1) and min(budgets) < 1000

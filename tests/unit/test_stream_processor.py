@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 import zlib
+from collections.abc import Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,8 +14,11 @@ from camtopo.core.grid import Network
 from camtopo.core.topology import TopologyEstimator
 from camtopo.settings import Settings
 from camtopo.simulation import Simulation
-from processors.pipeline import StreamProcessor
+from processors.pipeline import Applied, StreamProcessor
 from processors.trace import encode_frames, simulated_records
+from topology_store.context import CheckpointReport, Estimator
+from topology_store.memory import memory_server
+from topology_store.store import TopologyStore
 
 PARTITIONS = 4
 
@@ -147,41 +152,37 @@ def test_a_camera_clock_half_a_tick_off_the_grid_sends_no_duplicate() -> None:
         offline.add_frame(0, t, occ)
 
 
-class _FlakyStore:
-    """Records checkpoints like the real store's bookkeeping (a shard is exact through the
-    range it was last checkpointed at); the first ``fail`` calls raise as a Redis outage."""
+class _RecordingStore(TopologyStore):
+    """The real store on the memory:// double, recording the checkpoints the processor asks
+    for (a retried one once per attempt)."""
 
-    def __init__(self, fail: int = 0, shards: int = 64) -> None:
-        self.fail = fail
+    def __init__(self, network: Network, settings: Settings) -> None:
+        self.url = f"memory://{uuid.uuid4().hex}"
+        super().__init__(self.url, network, settings)
         self.ranges: list[int] = []
         self.slices: list[list[int] | None] = []
-        self.synced = dict.fromkeys(range(shards), -1)
 
     def checkpoint(
-        self, estimator: TopologyEstimator, range_id: int, resume_offsets: dict, shards=None
-    ) -> SimpleNamespace:
-        from redis.exceptions import ConnectionError as RedisConnectionError
-
-        if self.fail:
-            self.fail -= 1
-            raise RedisConnectionError("Connection refused")
-        estimator.counts.take_dirty()
+        self,
+        estimator: Estimator,
+        range_id: int,
+        resume_offsets: Mapping[int, int],
+        shards: Sequence[int] | None = None,
+    ) -> CheckpointReport:
         self.ranges.append(range_id)
-        self.slices.append(shards)
-        for s in self.synced if shards is None else shards:
-            self.synced[s] = range_id
-        return SimpleNamespace(durable_range=min(self.synced.values()))
-
-    def update_topology(self, estimator: TopologyEstimator, range_end_ms: int) -> list:
-        return []
-
-    def restore_applied_rows(self, estimator: TopologyEstimator, range_id: int) -> int:
-        return 0
+        self.slices.append(None if shards is None else list(shards))
+        return super().checkpoint(estimator, range_id, resume_offsets, shards)
 
 
-def _batches(settings: Settings, store: _FlakyStore) -> tuple[StreamProcessor, list]:
+def _batches(
+    settings: Settings, fail: int = 0
+) -> tuple[StreamProcessor[int], list[Applied], _RecordingStore]:
+    """Five minutes of campus-6 through the processor and the store; the store's first
+    ``fail`` Redis commands fail as in an outage."""
     sim = Simulation.from_name("campus", 6, seed=4)
-    proc: StreamProcessor[int] = StreamProcessor(sim.network, settings, store)  # type: ignore[arg-type]
+    store = _RecordingStore(sim.network, settings)
+    memory_server(store.url).fail_next(fail)
+    proc: StreamProcessor[int] = StreamProcessor(sim.network, settings, store)
     proc.clock.assign([0], wall_ms=0)
     applied = []
     for n, rec in enumerate(simulated_records(sim, 300, 5, send_delay_ms=300)):
@@ -189,13 +190,12 @@ def _batches(settings: Settings, store: _FlakyStore) -> tuple[StreamProcessor, l
         batch = proc.due_batch(wall_ms=rec.send_ms)
         if batch is not None:
             applied.append(proc.apply(batch, {}))
-    return proc, applied
+    return proc, applied, store
 
 
 def test_spread_checkpoints_ack_what_every_shard_holds() -> None:
-    store = _FlakyStore(shards=6)
-    proc, applied = _batches(
-        Settings(processor={"checkpoint_spread_ranges": 3}, redis={"shards": 6}), store
+    proc, applied, store = _batches(
+        Settings(processor={"checkpoint_spread_ranges": 3}, redis={"shards": 6})
     )
     assert len(applied) >= 9
     # Each batch writes a third of the shards; three in a row cover all of them.
@@ -214,17 +214,21 @@ def test_spread_checkpoints_ack_what_every_shard_holds() -> None:
 
 
 def test_a_checkpoint_retries_through_a_redis_outage() -> None:
-    store = _FlakyStore(fail=2)
-    _, applied = _batches(Settings(processor={"checkpoint_retry_seconds": 30}), store)
-    assert store.fail == 0 and store.ranges == [a.range_id for a in applied]
+    proc, applied, store = _batches(Settings(processor={"checkpoint_retry_seconds": 30}), fail=2)
+    assert memory_server(store.url).failures == 0
+    assert store.ranges == [applied[0].range_id] * 2 + [a.range_id for a in applied]
+    # Nothing was lost on the way: once all is checkpointed, the store holds what was counted.
+    proc.checkpoint({})
+    twin = TopologyEstimator(store.network, store.settings.estimator_parameters())
+    assert TopologyStore(store.url, store.network, store.settings).load_into(twin) is not None
+    assert _rows(twin) == _rows(proc.estimator)
 
 
 def test_a_long_redis_outage_stops_the_processor() -> None:
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    store = _FlakyStore(fail=10**6)
     try:
-        _batches(Settings(processor={"checkpoint_retry_seconds": 0}), store)
+        _batches(Settings(processor={"checkpoint_retry_seconds": 0}), fail=10**6)
     except RedisConnectionError:
         return
     raise AssertionError("a checkpoint that cannot reach Redis must not be skipped")
