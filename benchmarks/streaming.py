@@ -18,6 +18,12 @@ and the processor log in as their roles' users), alternating, and prints the med
 side (streaming_tls.json; docs/security.md):
 
     python benchmarks/streaming.py --cameras 100 --duration 150 --tls-compare 2
+
+``--early-close-compare R`` runs each size R times with ranges waiting Td (CAMTOPO_EARLY_CLOSE
+false) and R times closing early (true), alternating, and prints the medians side by side
+(streaming_early_close.json; docs/streaming.md, "Detection delay"):
+
+    python benchmarks/streaming.py --cameras 100 500 --duration 120 --early-close-compare 2
  Everything shares the machine's cores: the producer, the broker, Redis
 and the processor all run here.
 """
@@ -355,6 +361,7 @@ def run_size(
     redis_server,
     workdir: Path,
     secured: Secured | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> dict:
     import redis as redis_lib
     from confluent_kafka.admin import AdminClient, NewTopic
@@ -388,6 +395,7 @@ def run_size(
         CAMTOPO_RANGES_TOPIC=f"ranges-{tag}",
         CAMTOPO_COUNTER_SHARDS_TOPIC=f"shards-{tag}",
     )
+    env.update(extra_env or {})
     producer_env, worker_env = env, env
     if secured is not None:
         from processors.acls import grant_roles
@@ -440,6 +448,8 @@ def run_size(
                 p.kill()
     result = summarise(n, samples, args)
     result["kafka_security"] = "SASL_SSL" if secured else "PLAINTEXT"
+    result["early_close"] = env.get("CAMTOPO_EARLY_CLOSE", "true").lower() not in ("0", "false")
+    result["loadavg_end"] = os.getloadavg()  # the machine is shared: how busy it was
     return result
 
 
@@ -551,6 +561,8 @@ def plot(results: list[dict], path: Path) -> None:
         # late fraction over each sampling interval (finer than per minute, same quantity)
         lf = [100 * late_share(p["frames"], q["frames"]) for p, q in itertools.pairwise(ss)]
         what = f"{r['cameras']} cameras, {r.get('workers', 'single')}"
+        if "early_close" in r:
+            what += ", early close" if r["early_close"] else ", Td"
         ax1.plot(t[1:], lf, label=what)
         ax2.plot(t, [s["rss_mb"] for s in ss], label=f"workers' RSS, {what}")
         ax2.plot(t, [s["redis_mb"] for s in ss], "--", label=f"Redis, {what}")
@@ -592,9 +604,13 @@ def plot(results: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def tls_comparison(results: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
-    """Per camera count and Kafka security: the medians over the runs of the figures that
-    TLS and SASL could change, and their PLAINTEXT -> SASL_SSL ratios."""
+def tls_comparison(
+    results: list[dict],
+    key: str = "kafka_security",
+    modes: tuple[Any, Any] = ("PLAINTEXT", "SASL_SSL"),
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Per camera count and mode (``key`` of each result: Kafka security, or early close):
+    the medians over the runs of the figures the mode could change, and their ratios."""
     import statistics
 
     figures = ("frames_in_per_s", "frames_counted_per_s", "delay_p50_s", "delay_p99_s",
@@ -602,8 +618,8 @@ def tls_comparison(results: list[dict]) -> dict[str, dict[str, dict[str, float]]
     out: dict[str, dict[str, dict[str, float]]] = {}
     for n in sorted({r["cameras"] for r in results}):
         by = {}
-        for mode in ("PLAINTEXT", "SASL_SSL"):
-            runs = [r for r in results if r["cameras"] == n and r.get("kafka_security") == mode]
+        for mode in modes:
+            runs = [r for r in results if r["cameras"] == n and r.get(key) == mode]
             runs = [r for r in runs if "error" not in r]
             if not runs:
                 continue
@@ -614,9 +630,12 @@ def tls_comparison(results: list[dict]) -> dict[str, dict[str, dict[str, float]]
                     for r in runs
                 )
             med["runs"] = len(runs)
-            by[mode] = med
+            med["machine_cores_busy"] = statistics.median(
+                r["cores_by_component"].get("machine", float("nan")) for r in runs
+            )
+            by[str(mode)] = med
         if len(by) == 2:
-            plain, tls = by["PLAINTEXT"], by["SASL_SSL"]
+            plain, tls = by[str(modes[0])], by[str(modes[1])]
             by["ratio"] = {
                 f: tls[f] / plain[f] for f in plain if f != "runs" and plain[f] not in (0, None)
             }
@@ -625,15 +644,21 @@ def tls_comparison(results: list[dict]) -> dict[str, dict[str, dict[str, float]]
 
 
 def print_tls_comparison(results: list[dict], args: argparse.Namespace) -> None:
-    table = tls_comparison(results)
+    if args.early_close_compare:
+        key, modes, runs = "early_close", (False, True), args.early_close_compare
+        title, heads = "ranges waiting Td vs early close", ("Td", "early")
+    else:
+        key, modes, runs = "kafka_security", ("PLAINTEXT", "SASL_SSL"), args.tls_compare
+        title, heads = "PLAINTEXT vs SASL_SSL", ("PLAINTEXT", "SASL_SSL")
+    table = tls_comparison(results, key, modes)
     (RESULTS / f"streaming{args.tag}_summary.json").write_text(json.dumps(table, indent=1))
-    print(f"\nPLAINTEXT vs SASL_SSL (medians of {args.tls_compare} runs each, alternating)")
+    print(f"\n{title} (medians of {runs} runs each, alternating)")
     for n, by in table.items():
         print(f"{n} cameras")
-        names = [k for k in by.get("PLAINTEXT", {}) if k != "runs"]
-        print(f"{'':>22} {'PLAINTEXT':>10} {'SASL_SSL':>10} {'ratio':>7}")
+        names = [k for k in by.get(str(modes[0]), {}) if k != "runs"]
+        print(f"{'':>22} {heads[0]:>10} {heads[1]:>10} {'ratio':>7}")
         for name in names:
-            row = [by.get(m, {}).get(name, float("nan")) for m in ("PLAINTEXT", "SASL_SSL")]
+            row = [by.get(str(m), {}).get(name, float("nan")) for m in modes]
             ratio = by.get("ratio", {}).get(name, float("nan"))
             print(f"{name:>22} {row[0]:>10.4g} {row[1]:>10.4g} {ratio:>7.3f}")
 
@@ -667,6 +692,11 @@ def main() -> int:
         "--tls-compare", type=int, default=0, metavar="R",
         help="R runs per size on a PLAINTEXT and R on a SASL_SSL broker, alternating; medians "
         "side by side (result file streaming_tls<tag>.json)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--early-close-compare", type=int, default=0, metavar="R",
+        help="R runs per size waiting Td and R closing early, alternating; medians side by "
+        "side (result file streaming_early_close<tag>.json)",
     )  # fmt: skip
     # producer mode (internal)
     ap.add_argument("--produce", action="store_true", help=argparse.SUPPRESS)
@@ -708,12 +738,20 @@ def main() -> int:
     tls_kafka = None
     if args.tls_compare:
         args.tag = f"_tls{args.tag}"
+    if args.early_close_compare:
+        args.tag = f"_early_close{args.tag}"
     try:
         if args.tls_compare:
             tls_kafka = secured_kafka(workdir)
             secured = secure(tls_kafka, workdir)
         for n in args.cameras:
-            for _ in range(max(args.tls_compare, 1)):
+            for _ in range(args.early_close_compare):
+                for on in ("false", "true"):
+                    env = {"CAMTOPO_EARLY_CLOSE": on}
+                    results.append(run_size(n, args, kafka, redis_server, workdir, extra_env=env))
+                    out = RESULTS / f"streaming{args.tag}.json"
+                    out.write_text(json.dumps(results, indent=1))
+            for _ in range(0 if args.early_close_compare else max(args.tls_compare, 1)):
                 results.append(run_size(n, args, kafka, redis_server, workdir))
                 if args.tls_compare:
                     results.append(
@@ -731,7 +769,7 @@ def main() -> int:
         for data in ("kafka", "kafka-tls", "redis"):
             shutil.rmtree(workdir / data, ignore_errors=True)
         print(f"workers' logs: {workdir}")
-    if args.tls_compare:
+    if args.tls_compare or args.early_close_compare:
         print_tls_comparison(results, args)
     print(
         f"\nwhole system, {args.duration:.0f} s per size (rates after {args.warmup:.0f} s "
@@ -749,6 +787,8 @@ def main() -> int:
     for r in results:
         if args.tls_compare:
             print(f"{'':>7} {r['kafka_security']}:")
+        if args.early_close_compare:
+            print(f"{'':>7} {'early close' if r['early_close'] else 'waiting Td'}:")
         if "error" in r:
             print(f"{r['cameras']:>7} {r['error']}")
             continue

@@ -44,8 +44,14 @@ class RangePublisher(Generic[E]):
     ) -> None:
         self.network = network
         self.settings = settings
+        cfg = settings.processor
+        grid = settings.range_grid()
         self.ranges: PartitionRanges[E] = PartitionRanges(
-            settings.range_grid(), settings.processor.idle_partition_seconds * 1000.0, published
+            grid,
+            cfg.idle_partition_seconds * 1000.0,
+            published,
+            silence_ms=cfg.camera_silence_seconds * 1000.0 if cfg.early_close else None,
+            hold_ms=min(cfg.early_close_hold_seconds * 1000.0, grid.late_ms),
         )
         self.limits = Limits.from_settings(settings)
         self.decoder = avro.decoder(settings)  # file mode, or ids resolved via the registry
@@ -104,6 +110,7 @@ class RangePublisher(Generic[E]):
             wall_ms,
             handle,
             offset,
+            result.through,
         )
         for verdict in verdicts:
             metrics.FRAMES.labels(verdict.value).inc()

@@ -90,9 +90,17 @@ class PartitionRanges(Generic[H]):
     pass only what they read from the topic or published themselves.
     """
 
-    def __init__(self, grid: RangeGrid, idle_ms: float, published: dict[int, int] | None = None):
+    def __init__(
+        self,
+        grid: RangeGrid,
+        idle_ms: float,
+        published: dict[int, int] | None = None,
+        silence_ms: float | None = None,
+        hold_ms: float = 0.0,
+    ):
         self.grid = replace(grid, tolerance=0)  # padding is the counting stage's business
         self.idle_ms = idle_ms
+        self.silence_ms, self.hold_ms = silence_ms, hold_ms  # early close (None: off)
         self.published: dict[int, int] = dict(published or {})
         self.parts: dict[int, _Partition[H]] = {}
         self.redelivered = 0  # records read again after a rebalance (not judged again)
@@ -110,7 +118,7 @@ class PartitionRanges(Generic[H]):
         """Take a partition on (its first record may come before the assignment is seen)."""
         if partition in self.parts:
             return
-        assembler = RangeAssembler(self.grid)
+        assembler = RangeAssembler(self.grid, silence_ms=self.silence_ms, hold_ms=self.hold_ms)
         if partition in self.published:
             assembler.restart_at(self.published[partition])
         clock = ProcessorClock(self.idle_ms)
@@ -155,10 +163,12 @@ class PartitionRanges(Generic[H]):
         wall_ms: float,
         handle: H,
         offset: int,
+        through: int | None = None,
     ) -> tuple[list[Verdict], H | None]:
         """Judge and keep a record's frames. Returns the verdicts, and the handle when the
         record kept no frame (ack it now); else it is released by :meth:`delivered`.
-        ``offset``: the record's, so that a copy read again is released with it."""
+        ``offset``: the record's, so that a copy read again is released with it.
+        ``through``: the highest tick the record speaks for (early close)."""
         part = self.parts[partition]
         part.clock.observe(partition, record_ms, wall_ms)
         verdicts = []
@@ -169,6 +179,8 @@ class PartitionRanges(Generic[H]):
                 part.assembler.add(camera, tick, w, verdict)
                 kept = tick if kept is None else max(kept, tick)
             verdicts.append(verdict)
+        if through is not None:
+            part.assembler.progress(camera, through, min(record_ms, wall_ms))
         if kept is None:
             return verdicts, handle
         part.offsets.keep(kept, offset, handle)

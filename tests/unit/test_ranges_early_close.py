@@ -184,3 +184,23 @@ def test_interleavings_close_the_same_ranges_with_the_same_frames_as_td(seed: in
         assert counted == reference  # every range, every frame: as with Td alone
         early_closes.append(asm.closed_early)
     assert min(early_closes) > 0
+
+
+def test_the_partitioned_assembler_closes_each_partition_early() -> None:
+    from camtopo.core.partitioned import PartitionRanges
+
+    windows = [np.array([0], dtype=np.int64)] * 5
+    blocks_by = {}
+    for silence in (None, SILENCE_MS):
+        ranges: PartitionRanges[int] = PartitionRanges(
+            GRID, idle_ms=60_000, silence_ms=silence, hold_ms=HOLD_MS
+        )
+        ranges.assign([0], wall_ms=0)
+        for n, start in enumerate(range(0, 60, 5)):
+            sent = start * 100 + 450
+            ticks = list(range(start, start + 5))
+            ranges.take(0, 7, ticks, windows, sent, sent, n, n, through=ticks[-1])
+        blocks_by[silence] = ranges.due(wall_ms=6_000)
+    # Clock 5.95 s: camera 7 sent through range 2; the hold lets ranges 0 and 1 close.
+    assert [b.range_id for b in blocks_by[SILENCE_MS]] == [1]
+    assert blocks_by[None] == []  # Td: range 0 waits until 7 s
