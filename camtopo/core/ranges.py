@@ -305,7 +305,9 @@ class RangeAssembler:
         # Silent cameras are forgotten: they hold nothing, and memory stays bounded.
         if len(live) < len(self._progress):
             self._progress = {c: v for c, v in self._progress.items() if v[1] >= since}
-        delivered = self.grid.range_of(min(live) + 1) - 1
+        # A frame in range k + 1, not just one at k's last tick: a camera faster than the
+        # network's tick rate sends several frames of one tick (OR-ed), maybe in two records.
+        delivered = self.grid.range_of(min(live)) - 1
         return min(delivered, self.grid.last_ended(clock_ms, self.hold_ms))
 
     @property

@@ -47,6 +47,18 @@ def test_a_range_closes_once_every_live_camera_sent_past_it() -> None:
     assert asm.closed_early == 2
 
 
+def test_a_frame_at_a_ranges_last_tick_does_not_close_it() -> None:
+    # A camera faster than the network's ticks sends several frames of one tick, maybe in two
+    # records: only a frame in the next range shows that range k is complete.
+    asm = early()
+    send(asm, 0, range(0, 40), 3_950)  # through tick 39, range 1's last
+    batch = asm.close(5_000)
+    assert batch is not None and batch.range_id == 0
+    assert send(asm, 0, range(40, 41), 4_050) == [Verdict.ACCEPTED]
+    batch = asm.close(5_100)
+    assert batch is not None and batch.range_id == 1
+
+
 def test_a_camera_behind_holds_the_range_and_the_hold_bounds_it() -> None:
     asm = early()
     send(asm, 0, range(0, 60), 6_050)
@@ -54,7 +66,7 @@ def test_a_camera_behind_holds_the_range_and_the_hold_bounds_it() -> None:
     batch = asm.close(3_100)
     assert batch is not None and batch.range_id == 0  # 3.1 s: range 0 ended 1.1 s ago
     assert asm.close(3_500) is None  # range 1 waits for camera 1 (still live)
-    send(asm, 1, range(30, 40), 4_050)  # through tick 39: range 1 delivered
+    send(asm, 1, range(30, 45), 4_550)  # a frame in range 2: range 1 delivered
     assert asm.close(4_999) is None  # range 1 ended at 4 s: the hold keeps it until 5 s
     batch = asm.close(5_000)
     assert batch is not None and batch.range_id == 1
@@ -88,12 +100,12 @@ def test_a_resumed_cameras_old_frames_for_closed_ranges_are_lost_and_counted() -
 
 def test_a_camera_not_seen_yet_holds_nothing_and_is_not_cut_off_within_the_hold() -> None:
     asm = early()
-    send(asm, 0, range(0, 40), 4_050)
+    send(asm, 0, range(0, 45), 4_550)
     batch = asm.close(3_000)
     assert batch is not None and batch.range_id == 0  # camera 2, not seen, held nothing
     # Camera 2's first record is sent within the hold after range 1's end (4 s): counted.
     assert asm.close(4_999) is None
-    assert send(asm, 2, range(30, 40), 4_990) == [Verdict.ACCEPTED] * 10
+    assert send(asm, 2, range(30, 41), 4_990) == [Verdict.ACCEPTED] * 11
     batch = asm.close(5_000)
     assert batch is not None and batch.range_id == 1 and 2 in batch.cameras.tolist()
 
