@@ -23,7 +23,7 @@ from camtopo.core import rle
 VERSION = 2
 _HEADER = struct.Struct("<BBqII")
 _HEADER_V1 = struct.Struct("<BqII")
-_WIDTHS = {1: np.dtype("<u1"), 2: np.dtype("<u2")}
+_WIDTHS: dict[int, np.dtype[Any]] = {1: np.dtype("<u1"), 2: np.dtype("<u2")}
 
 
 class BlobError(ValueError):
@@ -214,6 +214,7 @@ def encode_rows(counts: Any, rows: np.ndarray) -> list[bytes]:
         _HEADER.size + _rle_capacity(n_c * size) + _rle_capacity(n_c) + _rle_capacity(n_w * size),
         dtype=np.uint8,
     )
+    header = buf.data  # the array's memory, as a buffer struct packs into
     tmp = np.empty(n_w * size, dtype=np.uint8)
     offsets = np.ascontiguousarray(network.offsets[:-1], dtype=np.int64)
     seg_len = np.ascontiguousarray(counts.seg_len, dtype=np.int64)
@@ -225,7 +226,7 @@ def encode_rows(counts: Any, rows: np.ndarray) -> list[bytes]:
         n_o = pos - _HEADER.size
         pos2 = _rle_into(state.view(np.uint8), buf, pos)
         end = _rle_sparse_into(slot, counts.pool, offsets, seg_len, n_w, size, tmp, buf, pos2)
-        _HEADER.pack_into(buf, 0, VERSION, size, int(counts.activity[i]), n_o, pos2 - pos)
+        _HEADER.pack_into(header, 0, VERSION, size, int(counts.activity[i]), n_o, pos2 - pos)
         out.append(buf[:end].tobytes())
     return out
 
@@ -244,7 +245,7 @@ def _rle_decode(raw: np.ndarray, expected: int) -> tuple[np.ndarray, int]:
             return np.zeros(0, np.uint8), 1
         byte = raw[pos]
         pos += 1
-        n |= (np.int64(byte) & 0x7F) << shift
+        n |= (int(byte) & 0x7F) << shift
         if not byte & 0x80:
             break
         shift += 7

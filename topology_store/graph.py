@@ -130,7 +130,9 @@ def diff_graphs(
             changes.append(_event(EDGE_ADDED, rec, range_end_ms, now_ms))
             upserts[key] = rec
             continue
-        published = float(prev.get("published_weight", prev["weight"]))
+        published = float(
+            prev["published_weight"] if "published_weight" in prev else prev["weight"]
+        )
         if abs(float(rec["weight"]) - published) > step:
             rec["published_weight"] = rec["weight"]
             changes.append(_event(EDGE_REWEIGHTED, rec, range_end_ms, now_ms))

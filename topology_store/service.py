@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
 
@@ -295,7 +296,6 @@ def _json_error(status: int, message: str, headers: dict[str, str] | None = None
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 # aiohttp's own errors (unknown route, wrong method, body too large) keep these headers.
 _KEPT_HEADERS = ("Allow", "Retry-After")
 
