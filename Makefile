@@ -21,11 +21,12 @@ infra:
 demo: setup
 	$(BIN)/camtopo demo
 
-# All tests: lint, the installed wheel's smoke, then pytest (pure tests, then those against the
-# real Kafka, Redis and Chromium). The smoke runs before pytest so that pytest's summary stays
-# the last line (CI reads it).
+# All tests: lint and types, the installed wheel's smoke, then pytest (pure tests, then those
+# against the real Kafka, Redis and Chromium). The smoke runs before pytest so that pytest's
+# summary stays the last line (CI reads it).
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(MAKE) --no-print-directory smoke-wheel
 	$(BIN)/python -m pytest -q
 
@@ -39,9 +40,11 @@ smoke-wheel: setup
 test-fast: python
 	$(BIN)/python -m pytest -q -m "not kafka and not redis and not browser and not slow"
 
+# mypy --strict over the four packages, configured in pyproject.toml ([tool.mypy]).
 lint: python
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python -m benchmarks.engine_speed
