@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from camtopo.core.grid import Network, NetworkError
+from camtopo.core.ticks import frame_ticks
 from camtopo.traces import FrameLine, Progress, TraceError, read_trace
 
 FORMAT = "camtopo-topology/1"
@@ -162,6 +163,13 @@ def read_counts(
             )
             continue
         tick = int(line.t_ms // tick_ms)
+        stop = tick + 1
+        merge = network.rate(cam) != network.fps
+        if merge:
+            # A camera at its own rate: its frames on the network's ticks as the estimator
+            # maps them (a faster camera's frames of one tick, a slower one's held frame),
+            # the busiest frame of a tick counting.
+            tick, stop = frame_ticks(line.t_ms, network.fps, network.rate(cam))
         if base is None:
             base = tick - _EARLY_TICKS
         col = tick - base
@@ -176,9 +184,9 @@ def read_counts(
             )
             continue
         k, off = divmod(col, _CHUNK_TICKS)
-        while len(chunks) <= k:
+        while len(chunks) <= (stop - 1 - base) // _CHUNK_TICKS:
             chunks.append(np.full((n_cam, _CHUNK_TICKS), -1, dtype=np.int8))
-        if chunks[k][cam, off] >= 0:
+        if chunks[k][cam, off] >= 0 and not merge:
             reject(
                 TraceError(
                     line.where,
@@ -191,7 +199,9 @@ def read_counts(
             value = int(border[cam][line.occupied].sum()) if line.occupied else 0
         else:
             value = len(line.occupied)
-        chunks[k][cam, off] = min(value, 127)
+        for c in range(col, stop - base):
+            k, off = divmod(c, _CHUNK_TICKS)
+            chunks[k][cam, off] = max(chunks[k][cam, off], min(value, 127))
         frames += 1
     if bar is not None:
         bar.update(size - bar.n)
