@@ -364,3 +364,17 @@ def test_the_baseline_reads_cameras_at_their_own_rates(tmp_path):
     trace.write_text(trace.read_text() + '{"camera": "a", "t_ms": 20, "occupied": []}\n')
     with pytest.raises(ValueError, match="already has a frame at tick 0"):
         read_counts(trace, net, progress=False)  # a camera at the network's rate: a duplicate
+
+
+def test_a_mixed_rate_buffer_holds_only_its_padding_span():
+    net = mixed({"a": 10, "b": 25, "c": 5})
+    buf = OccupancyBuffer(net, tolerance=5, radius=1)
+    for second in range(60):
+        for cam, rate in enumerate((10, 25, 5)):
+            for n in range(rate):
+                buf.add_frame(cam, second * 1000 + round(n * 1000 / rate), [n % 12])
+        list(buf.release(capture_tick(second * 1000, 10) - 10))
+    # ticks and frames of the last ~3 s only (the second just added, the release lag and
+    # the padding), not of the minute: 1,800 frames of b and c were added
+    assert buf.held_ticks <= 40
+    assert len(buf._frames) <= 4 * (25 + 5)
