@@ -350,7 +350,7 @@ def test_the_baseline_reads_cameras_at_their_own_rates(tmp_path):
     net = mixed({"a": 10, "b": 25, "c": 5})
     lines = [
         ("a", 0, [1]), ("a", 100, [1, 2]),
-        ("b", 0, [1]), ("b", 40, [1, 2, 3]), ("b", 80, []),  # ticks 0, 0, 1 (floor: 0, 0, 0)
+        ("b", 0, [1]), ("b", 40, [1, 2, 3]), ("b", 80, []),  # ticks 0, 0, 1
         ("c", 0, [4, 5]),  # held over ticks 0 and 1
     ]  # fmt: skip
     trace = tmp_path / "occupancy.jsonl"
@@ -360,7 +360,7 @@ def test_the_baseline_reads_cameras_at_their_own_rates(tmp_path):
     occ = read_counts(trace, net, progress=False)
     at = -occ.first_tick
     assert occ.frames == len(lines)
-    assert occ.counts[:, at : at + 2].tolist() == [[1, 2], [3, 0], [2, 2]]
+    assert occ.counts[:, at : at + 2].tolist() == [[1, 2], [1, 0], [2, 2]]  # b: first frame
     trace.write_text(trace.read_text() + '{"camera": "a", "t_ms": 20, "occupied": []}\n')
     with pytest.raises(ValueError, match="already has a frame at tick 0"):
         read_counts(trace, net, progress=False)  # a camera at the network's rate: a duplicate
