@@ -604,6 +604,35 @@ def plot(results: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def plot_delay_compare(results: list[dict], path: Path) -> None:
+    """Detection delay p50 / p99 per sampling interval, waiting Td against closing early."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted({r["cameras"] for r in results if "samples" in r})
+    fig, axes = plt.subplots(len(sizes), 1, figsize=(9, 3.2 * len(sizes)), squeeze=False)
+    for ax, n in zip(axes[:, 0], sizes, strict=True):
+        for r in (r for r in results if r["cameras"] == n and "samples" in r):
+            ss = r["samples"]
+            t = [s["t"] for s in ss[1:]]
+            color = "tab:green" if r.get("early_close") else "tab:grey"
+            for q, style in ((0.5, "-"), (0.99, ":")):
+                delays = [worst(b["delay_buckets"], a["delay_buckets"], q)
+                          for a, b in itertools.pairwise(ss)]  # fmt: skip
+                ax.plot(t, delays, style, color=color, lw=1)
+        ax.plot([], [], color="tab:grey", label="waiting Td (p50 solid, p99 dotted)")
+        ax.plot([], [], color="tab:green", label="early close")
+        ax.axhline(4 if n <= 500 else 5, color="tab:red", lw=0.8, ls="--", label="p99 target")
+        ax.set_title(f"{n} cameras: detection delay per sampling interval")
+        ax.set_ylabel("seconds")
+        ax.legend(fontsize=7)
+    axes[-1, 0].set_xlabel("seconds into the run")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def tls_comparison(
     results: list[dict],
     key: str = "kafka_security",
@@ -718,7 +747,10 @@ def main() -> int:
         return produce(args)
     if args.replot:
         out = RESULTS / f"streaming{args.tag}"
-        plot(json.loads(out.with_suffix(".json").read_text()), out.with_suffix(".png"))
+        results = json.loads(out.with_suffix(".json").read_text())
+        plot(results, out.with_suffix(".png"))
+        if any("early_close" in r for r in results):
+            plot_delay_compare(results, RESULTS / f"streaming{args.tag}_delay.png")
         return 0
 
     from camtopo.localstack import KafkaCluster, RedisServer
@@ -817,6 +849,8 @@ def main() -> int:
                 f"{os.cpu_count()}; " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(parts.items()))
             )
     plot(results, RESULTS / f"streaming{args.tag}.png")
+    if args.early_close_compare:
+        plot_delay_compare(results, RESULTS / f"streaming{args.tag}_delay.png")
     out = RESULTS / f"streaming{args.tag}"
     print(f"wrote {out}.json and {out}.png")
     return 0
