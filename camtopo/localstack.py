@@ -417,9 +417,15 @@ class KafkaCluster:
         )
 
     def create_topic(
-        self, name: str, partitions: int = 1, replication: int = 1, timeout: float = 60.0
+        self,
+        name: str,
+        partitions: int = 1,
+        replication: int = 1,
+        timeout: float = 60.0,
+        config: dict[str, str] | None = None,
     ) -> str:
-        """Create ``name`` and return once every partition has a leader in the metadata."""
+        """Create ``name`` (topic ``config`` such as ``min.insync.replicas``) and return once
+        every partition has a leader in the metadata."""
         from confluent_kafka import KafkaError, KafkaException
         from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -428,7 +434,9 @@ class KafkaCluster:
         # librdkafka swaps its bootstrap connection for the learned broker after the first
         # metadata reply, failing a request in flight with _DESTROY_BROKER: fetch it first.
         admin.list_topics(timeout=min(10.0, timeout))
-        new = NewTopic(name, num_partitions=partitions, replication_factor=replication)
+        new = NewTopic(
+            name, num_partitions=partitions, replication_factor=replication, config=config or {}
+        )
         while True:
             try:
                 admin.create_topics([new], operation_timeout=timeout)[name].result(timeout)
@@ -455,6 +463,42 @@ class KafkaCluster:
                 return name
             time.sleep(0.1)
         raise StackError(f"topic {name}: not all {partitions} partitions have a leader")
+
+    def partition_leader(self, topic: str, partition: int = 0, timeout: float = 10.0) -> int:
+        """The node leading ``topic``'s ``partition`` now, from the cluster metadata."""
+        from confluent_kafka.admin import AdminClient
+
+        meta = AdminClient(self.admin_config()).list_topics(topic=topic, timeout=timeout)
+        leader = int(meta.topics[topic].partitions[partition].leader)
+        if leader < 0:
+            raise StackError(f"{topic}[{partition}] has no leader now")
+        return leader
+
+    def active_controller(self) -> int:
+        """The node that is the KRaft quorum's leader (the active controller) now.
+
+        Not the admin API's ``describe_cluster().controller``: a KRaft broker answers it with
+        a random live broker (seen: 3, 1, 1 in three calls on one cluster). Each node writes
+        the leader it knows, with the leader's epoch, to its ``quorum-state`` file on every
+        election; the highest epoch among the running nodes is the current one.
+        """
+        import json
+
+        best: tuple[int, int] | None = None
+        for n in self._nodes(None):
+            if self.pid(n) is None:
+                continue
+            state = self.node_dir(n) / "data" / "__cluster_metadata-0" / "quorum-state"
+            try:
+                known = json.loads(state.read_text())
+            except (OSError, ValueError):
+                continue  # not written yet, or caught mid-rewrite
+            epoch, leader = int(known.get("leaderEpoch", -1)), int(known.get("leaderId", -1))
+            if leader >= 1 and (best is None or epoch > best[0]):
+                best = (epoch, leader)
+        if best is None:
+            raise StackError(f"no running node of {self.bootstrap} knows a quorum leader")
+        return best[1]
 
     def stop(self, node: int | None = None) -> None:
         """Stop cleanly (SIGTERM, controlled shutdown; SIGKILL after 30 s). Data is kept."""
