@@ -25,6 +25,7 @@ COMMANDS = (
     "producers.detect",  # detect (recorded footage -> occupancy files, no broker)
     "processors.command",  # process
     "topology_store.command",  # serve
+    "topology_store.cameras_command",  # cameras (the camera registry)
     "camtopo.demo",  # demo
     "camtopo.lag",  # lag-exporter (Kafka consumer-group lag for Prometheus)
 )

@@ -93,6 +93,11 @@ def run(args: argparse.Namespace) -> int:
     cp = proc.restore()
     if cp is not None:
         print(f"camtopo process: restored {cp.rows} rows at range {cp.range_id}", flush=True)
+    if settings.processor.camera_registry:
+        from processors.registry_sync import follow_registry
+
+        proc.registry = follow_registry(network, settings)
+        proc.registry.poll(proc.estimator, force=True)  # removals while this worker was down
     print(
         f"camtopo process: {network.n_cameras} cameras, {network.n_windows} windows; "
         f"consuming {settings.kafka.occupancy_topic} from {settings.kafka.bootstrap}",

@@ -41,6 +41,7 @@ from camtopo.core.topology import TopologyEstimator
 from camtopo.settings import Settings
 from processors import metrics
 from processors.metrics import LOST
+from processors.registry_sync import RegistrySync
 from processors.validate import DeadLetter, Limits, ValidRecord, duplicate, validate
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,7 @@ class StreamProcessor(Generic[E]):
         self._since_checkpoint: list[tuple[int, int, np.ndarray]] = []
         self.last_checkpoint_wall = time.monotonic()
         self._late = metrics.LateMinute()
+        self.registry: RegistrySync | None = None  # the camera registry's pick-up, if followed
 
     # --- start ------------------------------------------------------------------------------
     def restore(self) -> Checkpoint | None:
@@ -187,6 +189,8 @@ class StreamProcessor(Generic[E]):
             result.camera, result.ticks.tolist()
         ):
             result = duplicate(self.network, result)
+        if isinstance(result, ValidRecord) and self.registry is not None:
+            result = self.registry.judge(result)
         if isinstance(result, DeadLetter):
             metrics.DEAD_LETTERS.labels(result.reason).inc()
             offsets.dead_lettered(offset)
@@ -254,6 +258,9 @@ class StreamProcessor(Generic[E]):
         est = self.estimator
         occupied = est.observations
         rejected = 0
+        if self.registry is not None:
+            self.registry.poll(est)
+            batch = self.registry.without_inactive(batch)
         if batch.context:
             # Counted ticks the next block's padding reads: into the buffer below its frontier.
             frontier, est.buffer.next_tick = est.buffer.next_tick, None

@@ -36,6 +36,8 @@ REASONS = (
     "future_timestamp",  # a frame stamped too long after its record was sent
     "past_timestamp",  # a frame captured too long before the record was sent
     "duplicate",  # a frame for a (camera, tick) already received
+    "camera_removed",  # the camera registry removed the camera (processors/registry_sync.py)
+    "camera_inactive",  # the camera's slot is reserved in the registry, not yet added
 )
 
 

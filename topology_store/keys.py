@@ -14,6 +14,8 @@ each transaction touches in one slot:
 - ``camtopo:{topo}:edges``      hash, "a|b" -> camera edge JSON with its window overlaps
 - ``camtopo:{topo}:state``      hash: range_end_ms and time of the last topology update
 - ``camtopo:{topo}:changes``    stream of topology-change events (capped), the viewer's feed
+- ``camtopo:{cams}:entries``    hash, camera id -> camera registry entry JSON
+- ``camtopo:{cams}:version``    the registry's version, bumped by every change (one cheap read)
 """
 
 from __future__ import annotations
@@ -67,3 +69,11 @@ class Keys:
     @property
     def changes(self) -> str:
         return f"{self.prefix}:{{topo}}:changes"
+
+    @property
+    def camera_entries(self) -> str:
+        return f"{self.prefix}:{{cams}}:entries"
+
+    @property
+    def camera_version(self) -> str:
+        return f"{self.prefix}:{{cams}}:version"

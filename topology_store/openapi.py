@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from topology_store.camera_routes import openapi_paths
+
 _JSON = {"application/json": {"schema": {"type": "object"}}}
 # A change-log id, as the service checks it (each part an unsigned 64-bit integer).
 _STREAM_ID = {"type": "string", "pattern": "^[0-9]{1,20}(-[0-9]{1,20})?$"}
@@ -152,6 +154,8 @@ def openapi_document(token_required: bool, metrics_secured: bool = False) -> dic
             },
         },
     }
+    for path, ops in openapi_paths().items():
+        doc["paths"].setdefault(path, {}).update(ops)
     if token_required:
         doc["components"] = {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}
         doc["security"] = [{"bearer": []}]

@@ -30,9 +30,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
 
 from camtopo.core.grid import Network, NetworkError
+from camtopo.core.registry import Registry
 from camtopo.errors import CamtopoError
 from camtopo.settings import Settings
-from topology_store import metrics
+from topology_store import camera_routes, metrics
 from topology_store.backend import async_store_client
 from topology_store.blobs import BlobError, Row
 from topology_store.graph import TopologyView, UnknownCamera
@@ -176,6 +177,8 @@ class QueryState:
         self.redis = async_store_client(settings, redis_url)
         self.network = network
         self.model = ReadModel(network, settings, self.keys) if network is not None else None
+        self.registry = Registry()  # the camera registry: names shown, removed cameras hidden
+        self.writes = camera_routes.RegistryWrites(settings, redis_url, self.keys)
         self.refresh_s = refresh_s
         self.view: TopologyView | None = None
         self.last_change_id = "0-0"
@@ -205,7 +208,11 @@ class QueryState:
             pipe.hgetall(self.keys.edges)
             pipe.hgetall(self.keys.topo_state)
             edges, state = await pipe.execute()
-        self.view = model.decode_view(edges, state)
+        view = model.decode_view(edges, state)
+        if self.settings.processor.camera_registry:
+            self.registry = await camera_routes.read_registry(self.redis, self.keys, self.registry)
+            view = camera_routes.hide_removed(view, self.registry)
+        self.view = view
         return self.view
 
     async def cached(self, name: str, make: Callable[[TopologyView], Any]) -> bytes:
@@ -576,20 +583,28 @@ async def stream_token(request: web.Request) -> web.Response:
 
 
 async def cameras(request: web.Request) -> web.Response:
-    view = await _state(request).current()
+    state = _state(request)
+    view = await state.current()
     degree = {c: 0 for c in view.cameras}
     for rec in view.edges.values():
         degree[rec["a"]] += 1
         degree[rec["b"]] += 1
     return web.json_response(
-        {"cameras": [{"camera": c, "neighbours": degree[c]} for c in view.cameras]}
+        {
+            "cameras": [
+                {"camera": c, "neighbours": degree[c], **camera_routes.describe(state.registry, c)}
+                for c in view.cameras
+            ]
+        }
     )
 
 
 async def neighbours(request: web.Request) -> web.Response:
     camera = camera_param(request, "camera")
-    view = await _state(request).current()
-    return web.json_response(view.neighbours(camera))
+    state = _state(request)
+    view = await state.current()
+    answer = camera_routes.named_neighbours(view.neighbours(camera), state.registry)
+    return web.json_response(answer)
 
 
 async def overlaps(request: web.Request) -> web.Response:
@@ -764,7 +779,35 @@ def create_app(
     app.router.add_get("/api/changes", changes)
     app.router.add_get("/api/stream", stream)
     app.router.add_post("/api/stream-token", stream_token)
+    add_registry_routes(app, settings)
     return app
+
+
+async def registry(request: web.Request) -> web.Response:
+    state = _state(request)
+    state.registry = await camera_routes.read_registry(state.redis, state.keys, state.registry)
+    return web.json_response(camera_routes.registry_json(state.registry))
+
+
+def add_registry_routes(app: web.Application, settings: Settings) -> None:
+    """The camera registry's routes (topology_store/camera_routes.py)."""
+
+    def writes(request: web.Request) -> camera_routes.RegistryWrites:
+        return _state(request).writes
+
+    async def refreshed(request: web.Request) -> None:
+        with contextlib.suppress(NotReady):
+            await _state(request).refresh()
+
+    def route(make: camera_routes.Write) -> Handler:
+        return camera_routes.write_route(settings, writes, refreshed, make)
+
+    app.router.add_get("/api/registry", registry)
+    app.router.add_post("/api/cameras", route(camera_routes.add_change(writes)))
+    app.router.add_post("/api/cameras/import", route(camera_routes.import_change))
+    app.router.add_post("/api/cameras/{camera}/remove", route(camera_routes.remove_change))
+    app.router.add_post("/api/cameras/{camera}/rename", route(camera_routes.rename_change))
+    app.router.add_post("/api/cameras/{camera}/describe", route(camera_routes.describe_change))
 
 
 def serve(

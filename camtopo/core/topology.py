@@ -174,6 +174,11 @@ class TopologyEstimator:
             self._scheduled.append((at_tick, c))
             self._scheduled.sort()
 
+    def camera_removed(self, camera: str) -> None:
+        """The camera registry removed ``camera``: forget its evidence now, so its edges are
+        gone at the next topology update (its frames stop being counted)."""
+        self._forget(self.network.camera_index(camera), self._counted_until or 0, "removed")
+
     def _forget(self, camera: int, tick: int, cause: str) -> None:
         self.counts.forget_camera(camera)
         if self.transit is not None:

@@ -330,6 +330,20 @@ class ProcessorSettings(_Section):
         description="keep retrying a checkpoint while Redis is unreachable",
         validation_alias="CAMTOPO_CHECKPOINT_RETRY_SECONDS",
     )
+    camera_registry: bool = Field(
+        True,
+        description="follow the camera registry in Redis (docs/operations.md): removed cameras' "
+        "frames become dead letters and their evidence is forgotten; the query service shows "
+        "registry names. Off: every camera of network.json is counted",
+        validation_alias="CAMTOPO_CAMERA_REGISTRY",
+    )
+    camera_registry_poll_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="how often a processor reads the registry's version (at a range close; "
+        "0: at every range close)",
+        validation_alias="CAMTOPO_CAMERA_REGISTRY_POLL_SECONDS",
+    )
 
 
 class PartitionedSettings(_Section):

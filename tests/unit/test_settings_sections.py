@@ -85,6 +85,14 @@ VARIABLES = [
     ),
     ("CAMTOPO_CHECKPOINT_SPREAD_RANGES", "processor.checkpoint_spread_ranges", 10, "11", 11),
     ("CAMTOPO_CHECKPOINT_RETRY_SECONDS", "processor.checkpoint_retry_seconds", 120.0, "60.0", 60.0),
+    ("CAMTOPO_CAMERA_REGISTRY", "processor.camera_registry", True, "false", False),
+    (
+        "CAMTOPO_CAMERA_REGISTRY_POLL_SECONDS",
+        "processor.camera_registry_poll_seconds",
+        5.0,
+        "1.5",
+        1.5,
+    ),
     (
         "CAMTOPO_ASSEMBLER_GROUP",
         "partitioned.assembler_group",
