@@ -98,7 +98,7 @@ def test_changes_and_their_errors() -> None:
         reg.add(CameraEntry("a", "a", 10, Grid(4, 3)))
     with pytest.raises(RegistryError, match="unknown camera 'zz'"):
         reg.rename("zz", "x")
-    with pytest.raises(RegistryError, match="no slot in the running network.json"):
+    with pytest.raises(RegistryError, match="no slot in the running network"):
         reg.add(CameraEntry("zz", "zz", 10, Grid(4, 3)), NET)
     with pytest.raises(RegistryError, match="'fps' 25 differs"):
         reg.add(CameraEntry("c", "c", 25, Grid(4, 3)), NET)
