@@ -406,8 +406,8 @@ def run_counter(network: Network, settings: Settings, store: TopologyStore) -> i
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
     from processors.blocks import decode_block
-    from processors.topics import ensure_topics
     from processors.changes import publish_changes
+    from processors.topics import ensure_topics
 
     ensure_topics(settings)
     # Registry mode registers the topology_change schema now: unreachable = stop at start.

@@ -31,10 +31,10 @@ from camtopo.connections import (
 from camtopo.core.grid import Network
 from camtopo.localstack import free_port
 from camtopo.settings import Settings
+from processors.changes import publish_changes
 from processors.validate import DeadLetter, Limits, ValidRecord, validate
 from producers.producer import OccupancyPublisher
 from topology_store.graph import diff_graphs
-from processors.changes import publish_changes
 
 pytestmark = [pytest.mark.kafka, pytest.mark.registry]
 REPO = Path(__file__).resolve().parents[2]

@@ -8,8 +8,8 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from camtopo import avro
-from topology_store.graph import diff_graphs
 from processors.changes import publish_changes
+from topology_store.graph import diff_graphs
 
 pytestmark = pytest.mark.kafka
 
