@@ -244,10 +244,13 @@ class ProcessorSettings(_Section):
         validation_alias="CAMTOPO_EARLY_CLOSE_HOLD_SECONDS",
     )
     camera_silence_seconds: float = Field(
-        2.0,
+        10.0,
         gt=0,
         description="a camera with no record for this long (processor clock) stops holding "
-        "ranges open until Td; its frames that come later for ranges closed meanwhile are late",
+        "ranges open until Td; its frames that come later for ranges closed meanwhile are late. "
+        "Shorter than a producer stall (a broker failover stalls every producer 6-8 s) loses "
+        "the stalled cameras' buffered frames; 10 s = Td + the idle-partition wait, what the "
+        "clock itself tolerates",
         validation_alias="CAMTOPO_CAMERA_SILENCE_SECONDS",
     )
     group: str = Field(

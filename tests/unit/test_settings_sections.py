@@ -54,7 +54,7 @@ VARIABLES = [
     ("CAMTOPO_LATE_CUTOFF_SECONDS", "processor.late_cutoff_seconds", 5.0, "2.5", 2.5),
     ("CAMTOPO_EARLY_CLOSE", "processor.early_close", True, "false", False),
     ("CAMTOPO_EARLY_CLOSE_HOLD_SECONDS", "processor.early_close_hold_seconds", 1.0, "0.5", 0.5),
-    ("CAMTOPO_CAMERA_SILENCE_SECONDS", "processor.camera_silence_seconds", 2.0, "3.0", 3.0),
+    ("CAMTOPO_CAMERA_SILENCE_SECONDS", "processor.camera_silence_seconds", 10.0, "3.0", 3.0),
     (
         "CAMTOPO_PROCESSOR_GROUP",
         "processor.group",

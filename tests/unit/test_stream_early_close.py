@@ -48,7 +48,9 @@ def _stream(sim: Simulation, records: list, settings: Settings) -> tuple[StreamP
 def test_early_close_counts_what_the_offline_estimator_and_td_count_sooner() -> None:
     sim = Simulation.from_name("campus", 12, seed=3)
     records = list(simulated_records(sim, 600, frames_per_record=5, send_delay_ms=300))
-    early, td = Settings(), Settings().replace(processor={"early_close": False})
+    # A 2 s silence: cameras that stop sending in the trace hold no range to Td (10 s would).
+    early = Settings().replace(processor={"camera_silence_seconds": 2.0})
+    td = Settings().replace(processor={"early_close": False})
     assert early.processor.early_close  # the default
     proc, closes = _stream(sim, records, early)
     proc_td, closes_td = _stream(sim, records, td)
