@@ -23,6 +23,7 @@ from dataclasses import replace
 
 import numpy as np
 from prometheus_client import Counter
+from redis.exceptions import RedisError
 
 from camtopo.core.grid import Network
 from camtopo.core.ranges import ClosedBatch
@@ -102,9 +103,15 @@ class RegistrySync:
         if not force and self._polled is not None and now - self._polled < self.poll_seconds:
             return RegistryDiff()
         self._polled = now
-        if self._version() == self.registry.version:
+        try:
+            if self._version() == self.registry.version:
+                return RegistryDiff()
+            new = self._load()
+        except (RedisError, OSError) as exc:
+            # Redis down: counting goes on (the checkpoint waits for Redis on its own); the
+            # changes are picked up at the first poll after it is back.
+            log.warning("camera registry not read (%s); next try in %.0f s", exc, self.poll_seconds)
             return RegistryDiff()
-        new = self._load()
         changes = diff(self.registry, new)
         inactive = new.inactive(self.network)
         if estimator is not None:

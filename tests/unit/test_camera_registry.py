@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import redis
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
@@ -198,6 +199,24 @@ def test_the_first_poll_forgets_cameras_removed_while_the_processor_was_down() -
     sync = RegistrySync(NET, lambda: stored.version, lambda: stored, 5.0)
     est = Forgets()
     sync.poll(est, force=True)  # type: ignore[arg-type]
+    assert est.removed == ["b"] and sync.inactive == {1, 2}
+
+
+def test_redis_down_skips_a_poll_and_the_next_one_catches_up() -> None:
+    # Found by test_streaming's Redis kill: a poll that raised stopped the processor.
+    stored, up, now = seeded().remove("b", 1), [False], [0.0]
+
+    def version() -> int:
+        if not up[0]:
+            raise redis.exceptions.ConnectionError("Connection refused")
+        return stored.version
+
+    sync = RegistrySync(NET, version, lambda: stored, 5.0, lambda: now[0])
+    est = Forgets()
+    assert not sync.poll(est, force=True)  # type: ignore[arg-type]
+    assert est.removed == [] and sync.inactive == frozenset()
+    up[0], now[0] = True, 5.0
+    sync.poll(est)  # type: ignore[arg-type]
     assert est.removed == ["b"] and sync.inactive == {1, 2}
 
 
