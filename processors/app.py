@@ -56,6 +56,10 @@ def occupancy_app(group: str, settings: Settings) -> tuple[faust.App, Any, Any]:
         broker_session_timeout=settings.processor.session_timeout_seconds,
         broker_heartbeat_interval=settings.processor.session_timeout_seconds / 3.0,
         producer_acks=-1,
+        # aiokafka learns a new partition leader only from a metadata refresh, and a fetch
+        # that fails on a dead broker does not ask for one (CAMTOPO_KAFKA_METADATA_MAX_AGE_SECONDS).
+        consumer_metadata_max_age_ms=int(settings.kafka.metadata_max_age_seconds * 1000),
+        producer_metadata_max_age_ms=int(settings.kafka.metadata_max_age_seconds * 1000),
     )
     occupancy = app.topic(
         settings.kafka.occupancy_topic,

@@ -230,9 +230,11 @@ class ProcessorSettings(_Section):
         5.0, ge=0, description="Td", validation_alias="CAMTOPO_LATE_CUTOFF_SECONDS"
     )
     early_close: bool = Field(
-        True,
+        False,
         description="close a range as soon as every live camera has sent a frame past its end "
-        "(Td stays the cap for stragglers); off: every range waits Td",
+        "(Td stays the cap for stragglers); off: every range waits Td. Off by default: through "
+        "a controller loss the partitioned assemblers still drop frames with it (200 in one "
+        "run; docs/operations.md, 'Kafka broker or controller loss')",
         validation_alias="CAMTOPO_EARLY_CLOSE",
     )
     early_close_hold_seconds: float = Field(
@@ -580,6 +582,14 @@ class KafkaSettings(_Section):
         "occupancy-dead-letter", validation_alias="CAMTOPO_DEAD_LETTER_TOPIC"
     )
     occupancy_partitions: int = Field(8, ge=1, validation_alias="CAMTOPO_OCCUPANCY_PARTITIONS")
+    metadata_max_age_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="the Faust workers (single, assemble) re-read the cluster's metadata this "
+        "often: aiokafka does not after a failed fetch, so a killed partition leader was "
+        "fetched from for minutes (its default is 300 s)",
+        validation_alias="CAMTOPO_KAFKA_METADATA_MAX_AGE_SECONDS",
+    )
 
 
 class SchemaRegistrySettings(_Section):

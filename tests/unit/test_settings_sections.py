@@ -52,7 +52,7 @@ VARIABLES = [
     ("CAMTOPO_TRANSIT_MAX_CAMERAS", "transit.max_cameras", 2000, "2001", 2001),
     ("CAMTOPO_RANGE_SECONDS", "processor.range_seconds", 2.0, "1.0", 1.0),
     ("CAMTOPO_LATE_CUTOFF_SECONDS", "processor.late_cutoff_seconds", 5.0, "2.5", 2.5),
-    ("CAMTOPO_EARLY_CLOSE", "processor.early_close", True, "false", False),
+    ("CAMTOPO_EARLY_CLOSE", "processor.early_close", False, "true", True),
     ("CAMTOPO_EARLY_CLOSE_HOLD_SECONDS", "processor.early_close_hold_seconds", 1.0, "0.5", 0.5),
     ("CAMTOPO_CAMERA_SILENCE_SECONDS", "processor.camera_silence_seconds", 10.0, "3.0", 3.0),
     (
@@ -196,6 +196,13 @@ VARIABLES = [
         "occupancy-dead-letter-x",
     ),
     ("CAMTOPO_OCCUPANCY_PARTITIONS", "kafka.occupancy_partitions", 8, "9", 9),
+    (
+        "CAMTOPO_KAFKA_METADATA_MAX_AGE_SECONDS",
+        "kafka.metadata_max_age_seconds",
+        5.0,
+        "2.5",
+        2.5,
+    ),
     ("CAMTOPO_SCHEMA_REGISTRY_URL", "schema_registry.url", "", "x", "x"),
     ("CAMTOPO_SCHEMA_REGISTRY_WAIT_SECONDS", "schema_registry.wait_seconds", 15.0, "7.5", 7.5),
     (

@@ -49,9 +49,8 @@ def test_early_close_counts_what_the_offline_estimator_and_td_count_sooner() -> 
     sim = Simulation.from_name("campus", 12, seed=3)
     records = list(simulated_records(sim, 600, frames_per_record=5, send_delay_ms=300))
     # A 2 s silence: cameras that stop sending in the trace hold no range to Td (10 s would).
-    early = Settings().replace(processor={"camera_silence_seconds": 2.0})
+    early = Settings().replace(processor={"early_close": True, "camera_silence_seconds": 2.0})
     td = Settings().replace(processor={"early_close": False})
-    assert early.processor.early_close  # the default
     proc, closes = _stream(sim, records, early)
     proc_td, closes_td = _stream(sim, records, td)
     offline = TopologyEstimator(sim.network, early.estimator_parameters())
@@ -94,7 +93,9 @@ def test_a_dark_camera_sending_missing_frames_does_not_hold_ranges() -> None:
     net = Network.uniform(["a", "b"])
     closed = {}
     for dark in ("MISSING", "nothing"):
-        proc: StreamProcessor[int] = StreamProcessor(net, Settings())
+        proc: StreamProcessor[int] = StreamProcessor(
+            net, Settings().replace(processor={"early_close": True})
+        )
         proc.clock.assign([0], wall_ms=0)
         n = 0
         for start in range(0, 5000, 500):  # 5 frames a record, sent after the last one
