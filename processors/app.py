@@ -125,7 +125,13 @@ def create_app(
             assignment = app.consumer.assignment() if app.consumer else set()
             mine = [tp.partition for tp in assignment if tp.topic == settings.kafka.occupancy_topic]
             proc.clock.assign(mine, time.time() * 1000.0)
-            behind = watch.behind(app, assignment, proc.next_offsets, time.time() * 1000.0)
+            behind = watch.behind(
+                app,
+                assignment,
+                settings.kafka.occupancy_topic,
+                proc.next_offsets,
+                time.time() * 1000.0,
+            )
             if not _owns_every_partition(mine, settings.kafka.occupancy_partitions):
                 # Counting needs every camera's frames of a tick; with part of the partitions
                 # (a second worker in the group, or a dead member not yet expired) the clock

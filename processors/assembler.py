@@ -170,7 +170,9 @@ def create_assembler_app(
             now = time.time() * 1000.0
             pub.ranges.assign(mine, now)
             metrics.OWNED_PARTITIONS.set(len(mine))
-            behind = watch.behind(app, assignment, pub.next_offsets, now)
+            behind = watch.behind(
+                app, assignment, settings.kafka.occupancy_topic, pub.next_offsets, now
+            )
             for block in pub.ranges.due(now, behind):
                 fut = await ranges_topic.send(
                     key=str(block.range_id).encode(),

@@ -51,10 +51,20 @@ class ConsumerWatch:
         )
 
     def behind(
-        self, app: Any, assignment: Iterable[Any], seen: Mapping[int, int], wall_ms: float
+        self,
+        app: Any,
+        assignment: Iterable[Any],
+        topic: str,
+        seen: Mapping[int, int],
+        wall_ms: float,
     ) -> list[int]:
-        """:meth:`judge` on a running Faust app's partitions (see :func:`watch`)."""
-        return self.judge(watch(app, assignment, seen), wall_ms)[0]
+        """:meth:`judge` on a running Faust app's partitions of ``topic`` (see :func:`watch`).
+
+        Only ``topic``'s: the assignment also holds Faust's own ``__assignor-__leader``
+        partition, created with one replica; with its broker lost it never answers again, and
+        judged with the input it held partition 0 (same number) behind for the whole hold."""
+        mine = [tp for tp in assignment if tp.topic == topic]
+        return self.judge(watch(app, mine, seen), wall_ms)[0]
 
     def judge(self, views: Iterable[PartitionView], wall_ms: float) -> tuple[list[int], int]:
         """(partitions that must not count as idle, committed lag in records)."""
@@ -62,6 +72,7 @@ class ConsumerWatch:
         lag = 0
         unconfirmed = 0
         seen: set[int] = set()
+        outage = False
         for v in views:
             seen.add(v.partition)
             if v.highwater is None:
@@ -74,6 +85,7 @@ class ConsumerWatch:
                 unconfirmed += 1
                 if wall_ms - first <= self.hold_ms:
                     behind.append(v.partition)
+                    outage = True
                     continue
             else:
                 self.since.pop(v.partition, None)
@@ -81,6 +93,12 @@ class ConsumerWatch:
                 behind.append(v.partition)
         for p in set(self.since) - seen:
             del self.since[p]
+        if outage:
+            # A lost broker stalls every partition it replicates, not only those it leads:
+            # with acks=all their high watermark stands still until it is fenced (Kafka's
+            # broker.session.timeout.ms, 9 s by default), so they answer fetches with nothing
+            # and would look idle while producers wait. Hold them all for the outage.
+            behind = sorted(seen)
         metrics.UNCONFIRMED_PARTITIONS.set(unconfirmed)
         metrics.CONSUMER_LAG.set(lag)
         return behind, lag

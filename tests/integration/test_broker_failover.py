@@ -89,7 +89,7 @@ def stack3(cluster: KafkaCluster, redis_server: RedisServer, tmp_path: Path) -> 
             "occupancy_partitions": PARTITIONS,
         },
         redis={"url": url, "shards": 8},
-        # The defaults of the idle and broker-silence clocks (5 s, 3 s): what a deployment has.
+        # The defaults of the idle and broker-silence clocks (15 s, 3 s): what a deployment has.
         processor={"group": f"proc-{tag}", "metrics_port": free_port()},
     )
     yield Stack(cluster, redis_server, topic, dead, url, settings, tmp_path / "network.json")

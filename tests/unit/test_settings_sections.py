@@ -62,7 +62,7 @@ VARIABLES = [
         "camtopo-processor-x",
         "camtopo-processor-x",
     ),
-    ("CAMTOPO_IDLE_PARTITION_SECONDS", "processor.idle_partition_seconds", 5.0, "2.5", 2.5),
+    ("CAMTOPO_IDLE_PARTITION_SECONDS", "processor.idle_partition_seconds", 15.0, "2.5", 2.5),
     ("CAMTOPO_BROKER_SILENCE_SECONDS", "processor.broker_silence_seconds", 3.0, "1.5", 1.5),
     (
         "CAMTOPO_BROKER_OUTAGE_HOLD_SECONDS",
