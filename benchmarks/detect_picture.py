@@ -57,8 +57,14 @@ def frame_stages(video: Path, index: int) -> dict[str, np.ndarray]:
 
 
 def draw_frame(
-    stages: dict[str, np.ndarray], truth: Sequence[int], grid: Grid, out: Path, title: str
+    stages: dict[str, np.ndarray],
+    truth: Sequence[int] | None,
+    grid: Grid,
+    out: Path,
+    title: str,
 ) -> None:
+    """The frame with its windows, blobs and feet beside the foreground mask (truth: the
+    simulator's occupied windows, outlined; None for real footage)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -69,7 +75,7 @@ def draw_frame(
     ww, wh = grid.width / grid.cols, grid.height / grid.rows
     ax = axes[0]
     ax.imshow(cv2.cvtColor(stages["frame"], cv2.COLOR_BGR2RGB))
-    for w in truth:  # the simulator's occupied windows: outlined
+    for w in truth or ():  # the simulator's occupied windows: outlined
         r, c = divmod(int(w), grid.cols)
         ax.add_patch(Rectangle((c * ww, r * wh), ww, wh, fill=False, ec="deepskyblue", lw=2.2))
     for w in stages["windows"]:  # detected: shaded
@@ -87,7 +93,8 @@ def draw_frame(
     ax.set_xlim(0, grid.width)
     ax.set_ylim(grid.height, 0)
     ax.legend(loc="lower right", fontsize=7)
-    ax.set_xlabel("green: blobs; orange: detected windows; blue outline: true windows", fontsize=8)
+    legend = "green: blobs; orange: detected windows"
+    ax.set_xlabel(legend + ("; blue outline: true windows" if truth else ""), fontsize=8)
     axes[1].imshow(stages["mask"], cmap="gray")
     axes[1].set_title("foreground after MOG2 + open/close (shadows dropped)", fontsize=9)
     for a in axes:
