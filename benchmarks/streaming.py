@@ -448,7 +448,7 @@ def run_size(
                 p.kill()
     result = summarise(n, samples, args)
     result["kafka_security"] = "SASL_SSL" if secured else "PLAINTEXT"
-    result["early_close"] = env.get("CAMTOPO_EARLY_CLOSE", "true").lower() not in ("0", "false")
+    result["early_close"] = env.get("CAMTOPO_EARLY_CLOSE", "false").lower() not in ("0", "false")
     result["loadavg_end"] = os.getloadavg()  # the machine is shared: how busy it was
     return result
 

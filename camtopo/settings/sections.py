@@ -230,11 +230,11 @@ class ProcessorSettings(_Section):
         5.0, ge=0, description="Td", validation_alias="CAMTOPO_LATE_CUTOFF_SECONDS"
     )
     early_close: bool = Field(
-        True,
+        False,
         description="close a range as soon as every live camera has sent a frame past its end "
-        "(Td stays the cap for stragglers); off: every range waits Td. Through a broker or "
-        "controller loss it drops nothing since the outage holds every partition "
-        "(docs/operations.md, 'Kafka broker or controller loss')",
+        "(Td stays the cap for stragglers); off: every range waits Td. Off by default: through "
+        "a controller loss the partitioned assemblers still drop frames with it (200 in one "
+        "run; docs/operations.md, 'Kafka broker or controller loss')",
         validation_alias="CAMTOPO_EARLY_CLOSE",
     )
     early_close_hold_seconds: float = Field(

@@ -355,8 +355,8 @@ def _recovery(watch: DurableWatch, settings: Settings, kill_ms: float) -> dict[s
 def test_pipeline_counts_exact_and_changes_complete_through_a_killed_node(
     stack3: Stack, workers3: Workers, cluster: KafkaCluster, role: str, fault: str
 ) -> None:
-    # Found by this test: early close dropped 96, 132 and 200 frames as closed through a
-    # controller loss until the outage held every partition (docs/operations.md).
+    # Found by this test: the assemblers' early close (CAMTOPO_EARLY_CLOSE, now off by
+    # default) dropped 96, 132 and 200 frames as closed through a controller loss.
     settings = workers3.settings
     sim, records = _live_trace(stack3.network_path, seed=9)
     network: Network = sim.network

@@ -52,7 +52,7 @@ VARIABLES = [
     ("CAMTOPO_TRANSIT_MAX_CAMERAS", "transit.max_cameras", 2000, "2001", 2001),
     ("CAMTOPO_RANGE_SECONDS", "processor.range_seconds", 2.0, "1.0", 1.0),
     ("CAMTOPO_LATE_CUTOFF_SECONDS", "processor.late_cutoff_seconds", 5.0, "2.5", 2.5),
-    ("CAMTOPO_EARLY_CLOSE", "processor.early_close", True, "false", False),
+    ("CAMTOPO_EARLY_CLOSE", "processor.early_close", False, "true", True),
     ("CAMTOPO_EARLY_CLOSE_HOLD_SECONDS", "processor.early_close_hold_seconds", 1.0, "0.5", 0.5),
     ("CAMTOPO_CAMERA_SILENCE_SECONDS", "processor.camera_silence_seconds", 10.0, "3.0", 3.0),
     (
