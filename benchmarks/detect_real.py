@@ -106,8 +106,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     people = PEOPLE_BY_EYE
     warmup = round(args.warmup * fps)
 
+    both = [f for f in people if f in windows]  # counted by eye and analysed by detect
     # The picture: the counted frame with the most people.
-    index = max((f for f in people if f in windows), key=lambda f: (people[f], -f))
+    index = max(both, key=lambda f: (people[f], -f))
     stages = frame_stages(video, index)
     stages["frame"] = cv2.resize(stages["frame"], (grid.width, grid.height), cv2.INTER_AREA)
     args.results_dir.mkdir(parents=True, exist_ok=True)
@@ -118,7 +119,6 @@ def run(argv: Sequence[str] | None = None) -> int:
     draw_frame(stages, None, grid, args.results_dir / "detect_real_frame.png", title)
     draw_counts(windows, people, fps, warmup, args.results_dir / "detect_real_counts.png")
 
-    both = [f for f in people if f in windows]
     w, h = np.array([windows[f] for f in both]), np.array([people[f] for f in both])
     summary = {
         "footage": {
