@@ -15,14 +15,14 @@ topology and its change events. Nothing long runs between two ranges: each range
 the half-edges of a few owned shards only (a pass over all rows took ~4 s at 1,000 cameras),
 and the join runs in a thread of its own (on a frozen copy of the transit evidence) — at
 1,000 cameras it reads ~7 M half-edges and took 2-7 s. Both take at most
-``topology_max_share`` of the time. :class:`RowCounter` is the logic without Kafka.
+``topology_max_share`` of the time. :class:`RowCounter` is the logic without Kafka;
+:class:`processors.counting_worker.CountingWorker` is its Kafka loop.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import signal
 import time
 import uuid
 from collections.abc import Sequence
@@ -35,8 +35,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from camtopo import avro
-from camtopo.connections import kafka_config
 from camtopo.core.adjacency import HalfEdgeIndex
 from camtopo.core.engine import FastExclusion
 from camtopo.core.evidence import mutual_edges
@@ -382,208 +380,9 @@ def _phase(name: str, since: float) -> float:
     return now
 
 
-def _lag(reader: Any, topic: str, n_parts: int) -> int:
-    """Blocks on the broker not yet read, from cached watermarks (no broker round trip)."""
-    from confluent_kafka import TopicPartition
-
-    lag = 0
-    for tp in reader.position([TopicPartition(topic, p) for p in range(n_parts)]):
-        _, high = reader.get_watermark_offsets(tp, cached=True)
-        if tp.offset >= 0 and high >= 0:
-            lag += max(0, high - tp.offset)
-    return lag
-
-
-def _block_range(key: bytes | None) -> int | None:
-    try:
-        return int(key) if key is not None else None
-    except ValueError:
-        return None
-
-
 def run_counter(network: Network, settings: Settings, store: TopologyStore) -> int:
-    """The Kafka loop of one counting worker; returns on SIGTERM / SIGINT."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+    """The Kafka loop of one counting worker (:class:`processors.counting_worker.CountingWorker`);
+    returns on SIGTERM / SIGINT."""
+    from processors.counting_worker import CountingWorker
 
-    from processors.blocks import decode_block
-    from processors.changes import publish_changes
-    from processors.topics import ensure_topics
-
-    ensure_topics(settings)
-    # Registry mode registers the topology_change schema now: unreachable = stop at start.
-    changes_encoder = avro.encoder(
-        settings, avro.TOPOLOGY_CHANGE, settings.kafka.topology_changes_topic
-    )
-    counter = RowCounter(network, settings, store)
-    stop = False
-    wanted: list[int] | None = None
-
-    def on_signal(*_: Any) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-
-    def on_assign(_c: Any, parts: list[Any]) -> None:
-        nonlocal wanted
-        wanted = sorted(p.partition for p in parts)
-
-    def rebalanced() -> bool:
-        # A call, not `wanted is not None` inline: the callbacks set it inside poll(), which
-        # a type checker's narrowing of the loop cannot see.
-        return wanted is not None
-
-    def on_revoke(_c: Any, _parts: list[Any]) -> None:
-        nonlocal wanted
-        try:  # still the owner: leave the next one less to replay
-            counter.checkpoint(whole=True)
-        except (LeaseLost, *_TRANSIENT) as exc:
-            log.warning("no final checkpoint before the rebalance: %s", exc)
-        counter.rebuild([])  # stop writing: the shards are somebody else's now
-        wanted = []
-
-    session_ms = int(settings.processor.session_timeout_seconds * 1000)
-    lease = Consumer(
-        kafka_config(
-            settings,
-            "counter",
-            **{
-                "group.id": settings.partitioned.counter_group,
-                "enable.auto.commit": False,
-                "session.timeout.ms": session_ms,
-                "heartbeat.interval.ms": session_ms // 3,
-            },
-        )
-    )
-    lease.subscribe(
-        [settings.partitioned.counter_shards_topic], on_assign=on_assign, on_revoke=on_revoke
-    )
-    reader = Consumer(
-        kafka_config(
-            settings,
-            "counter",
-            **{
-                "group.id": f"{settings.partitioned.counter_group}-reader-{uuid.uuid4().hex[:8]}",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "fetch.max.bytes": 64 << 20,
-            },
-        )
-    )
-    producer = Producer(kafka_config(settings, "counter", **{"enable.idempotence": True}))
-    n_parts = settings.kafka.occupancy_partitions
-    everything = [
-        TopicPartition(settings.partitioned.ranges_topic, p, OFFSET_BEGINNING)
-        for p in range(n_parts)
-    ]
-    paused: set[int] = set()
-    start: int | None = None
-    print(
-        f"camtopo process --role count: {network.n_cameras} cameras; waiting for shards", flush=True
-    )
-    try:
-        while not stop:
-            lease.poll(0)  # serves rebalance callbacks; heartbeats run in the background
-            if wanted is not None:
-                shards, wanted = wanted, None
-                try:
-                    start = counter.rebuild(shards)
-                except _TRANSIENT as exc:  # Redis down: try again in a moment
-                    log.warning("cannot load shards %s: %s", shards, exc)
-                    wanted = shards
-                    time.sleep(1.0)
-                    continue
-                reader.assign(everything)  # replay: blocks of counted ranges are skipped by key
-                paused.clear()
-                if shards:
-                    print(
-                        f"camtopo process: counting shards {shards} from range {start}", flush=True
-                    )
-            if counter.collector is None:
-                time.sleep(0.2)
-                continue
-            for msg in reader.consume(num_messages=200, timeout=0.2):
-                if (err := msg.error()) is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        log.warning("ranges topic: %s", err)
-                    continue
-                k = _block_range(msg.key())
-                if k is not None and start is not None and k < start:
-                    continue  # counted before the restart: skip without decoding
-                try:
-                    block = decode_block(msg.value(), network.n_cameras)
-                    counter.collector.add(block)
-                    while counter.collector.gaps:
-                        p, lo, hi = counter.collector.gaps.pop()
-                        log.warning(
-                            "partition %d has no blocks for ranges %d..%d on %s (older than "
-                            "its retention, or no data then): counted as empty",
-                            p, lo, hi, settings.partitioned.ranges_topic,
-                        )  # fmt: skip
-                except ValueError as exc:  # our own topic: a bug or a foreign writer
-                    metrics.DEAD_LETTERS.labels("bad_block").inc()
-                    log.error("block %s/%d/%d not counted: %s", msg.topic(), msg.partition(),
-                              msg.offset(), exc)  # fmt: skip
-            ahead = set(counter.collector.ahead(settings.partitioned.counter_buffer_frames))
-            if ahead != paused:
-
-                def tp(ps: set[int]) -> list[TopicPartition]:
-                    return [TopicPartition(settings.partitioned.ranges_topic, p) for p in ps]
-
-                if ahead - paused:
-                    reader.pause(tp(ahead - paused))
-                if paused - ahead:
-                    reader.resume(tp(paused - ahead))
-                paused = ahead
-            try:
-                while (batch := counter.next_batch()) is not None:
-                    done = counter.count(batch)
-                    if done.changes:
-                        publish_changes(
-                            producer,
-                            done.changes,
-                            settings.kafka.topology_changes_topic,
-                            encoder=changes_encoder,
-                        )
-                    # A long replay must still poll, or the group drops this worker after
-                    # max.poll.interval.ms; a rebalance (revoke clears the collector) ends it.
-                    lease.poll(0)
-                    if rebalanced():
-                        break
-                stale = (
-                    time.monotonic() - counter.last_counted_wall
-                    > 2 * settings.processor.range_seconds
-                )
-                if stale:
-                    counter.checkpoint(whole=True)
-                    if changes := counter.idle():
-                        publish_changes(
-                            producer,
-                            changes,
-                            settings.kafka.topology_changes_topic,
-                            encoder=changes_encoder,
-                        )
-            except (LeaseLost, *_TRANSIENT) as exc:
-                # Lost a shard, or Redis went away mid-checkpoint: what is in memory may be
-                # ahead of Redis in some shards; rebuilding from Redis and replaying is exact.
-                log.warning("%s: rebuilding from the current assignment", exc)
-                metrics.STORE_RETRIES.labels("rebuild").inc()
-                wanted = sorted(tp.partition for tp in lease.assignment())
-                time.sleep(0.5)
-            metrics.CONSUMER_LAG.set(_lag(reader, settings.partitioned.ranges_topic, n_parts))
-    finally:
-        try:  # the last join's changes still go out
-            if pending := counter.close():
-                publish_changes(
-                    producer,
-                    pending,
-                    settings.kafka.topology_changes_topic,
-                    encoder=changes_encoder,
-                )
-        except (LeaseLost, *_TRANSIENT) as exc:
-            log.warning("last topology join failed: %s", exc)
-        lease.close()
-        reader.close()
-        producer.flush(10)
-    return 0
+    return CountingWorker(network, settings, store).run()
