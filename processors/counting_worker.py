@@ -91,10 +91,10 @@ class CountingWorker:
             )
         )
         self.producer = Producer(kafka_config(settings, "counter", **{"enable.idempotence": True}))
-        self.topic = settings.partitioned.ranges_topic
+        self.ranges_topic = settings.partitioned.ranges_topic
         self.n_parts = settings.kafka.occupancy_partitions
         self.everything = [
-            TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(self.n_parts)
+            TopicPartition(self.ranges_topic, p, OFFSET_BEGINNING) for p in range(self.n_parts)
         ]
 
     # --- rebalance callbacks (inside lease.poll) ----------------------------------------------
@@ -187,7 +187,7 @@ class CountingWorker:
                 log.warning(
                     "partition %d has no blocks for ranges %d..%d on %s (older than "
                     "its retention, or no data then): counted as empty",
-                    p, lo, hi, self.topic,
+                    p, lo, hi, self.ranges_topic,
                 )  # fmt: skip
         except ValueError as exc:  # our own topic: a bug or a foreign writer
             metrics.DEAD_LETTERS.labels("bad_block").inc()
@@ -207,7 +207,7 @@ class CountingWorker:
         self.paused = ahead
 
     def _partitions(self, ps: Iterable[int]) -> list[TopicPartition]:
-        return [TopicPartition(self.topic, p) for p in ps]
+        return [TopicPartition(self.ranges_topic, p) for p in ps]
 
     def _count_ready(self) -> None:
         """Count every batch of whole ranges and publish its changes."""
