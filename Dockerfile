@@ -10,8 +10,8 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 
 # What the wheel is built from (no .venv, .stack or out/): pyproject.toml, the packages and
-# infra/, which camtopo/infra (a symlink) ships as package data. README.m[d]: the glob lets the
-# build go on before a README exists.
+# infra/, which camtopo/operations/infra (a symlink) ships as package data. README.m[d]: the
+# glob lets the build go on before a README exists.
 COPY pyproject.toml README.m[d] ./
 COPY camtopo ./camtopo
 COPY producers ./producers

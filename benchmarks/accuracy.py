@@ -96,9 +96,10 @@ def generate(net: Net, cache: Path, progress: bool) -> Path:
 
 
 def run_network(net: Net, cache: Path, snapshot_s: float, progress: bool) -> dict[str, Any]:
-    from camtopo import baseline, estimate
+    from camtopo import estimate
     from camtopo.core.grid import Network
-    from camtopo.score import score_topology
+    from camtopo.evaluation import baseline
+    from camtopo.evaluation.score import score_topology
     from camtopo.settings import get_settings
 
     def say(msg: str) -> None:
@@ -166,7 +167,7 @@ def truth_summary(truth: dict[str, Any]) -> dict[str, Any]:
 
 def window_occupancy(trace: Path, network: Any) -> np.ndarray:
     """float64 (n_windows,): fraction of its camera's frames in which each window is occupied."""
-    from camtopo.traces import TraceError, read_trace
+    from camtopo.formats.traces import TraceError, read_trace
 
     hits = np.zeros(network.n_windows)
     frames = np.zeros(network.n_cameras)
@@ -451,7 +452,7 @@ def decide_state(
     from camtopo.core.topology import merge_transit
     from camtopo.core.transit import DirectedTransit
     from camtopo.core.window_decision import WindowActivity, decide
-    from camtopo.score import score_sets
+    from camtopo.evaluation.score import score_sets
     from camtopo.settings import get_settings
 
     settings = get_settings()
@@ -503,8 +504,8 @@ def run_window_network(
     from camtopo.core.grid import Network
     from camtopo.core.topology import TopologyEstimator
     from camtopo.core.window_decision import ActivityCounter
+    from camtopo.formats.traces import TraceError, read_trace
     from camtopo.settings import get_settings
-    from camtopo.traces import TraceError, read_trace
 
     def say(msg: str) -> None:
         print(f"[{net.key}] {msg}", file=sys.stderr, flush=True)
@@ -734,8 +735,8 @@ def main(argv: list[str] | None = None) -> int:
             bar.update()
     bar.close()
 
-    from camtopo.baseline import BaselineParams
     from camtopo.estimate import ESTIMATOR_SETTINGS
+    from camtopo.evaluation.baseline import BaselineParams
     from camtopo.settings import get_settings
 
     print()

@@ -7,9 +7,9 @@
    frames/s per core, and cameras per core at 10 FPS (paper: 9 cameras per dual-core node).
 2. Figure 4: k cameras served at real-time 10 FPS by one process per core (both cores of this
    machine), total frame rate achieved against k; capacity = most cameras that all keep 10 FPS.
-3. Producer to the real broker (started here through camtopo.localstack unless --bootstrap):
-   sustained records/s and frames/s, and bytes per camera-second (Avro values and bytes on the
-   wire from librdkafka's statistics) for 1, 5 and 10 frames per record.
+3. Producer to the real broker (started here through camtopo.operations.localstack unless
+   --bootstrap): sustained records/s and frames/s, and bytes per camera-second (Avro values and
+   bytes on the wire from librdkafka's statistics) for 1, 5 and 10 frames per record.
 
 Prints tables and saves benchmarks/results/detection.png and detection.json.
 """
@@ -212,7 +212,7 @@ def main() -> None:
     cluster = None
     bootstrap = args.bootstrap
     if bootstrap is None:
-        from camtopo.localstack import KafkaCluster
+        from camtopo.operations.localstack import KafkaCluster
 
         cluster = KafkaCluster().start()
         bootstrap = cluster.bootstrap

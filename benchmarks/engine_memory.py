@@ -35,7 +35,7 @@ def run_one(cameras: int, minutes: float, budget_mb: int, seed: int) -> dict:
     from tqdm import tqdm
 
     from camtopo.core.topology import TopologyEstimator
-    from camtopo.score import score_sets
+    from camtopo.evaluation.score import score_sets
     from camtopo.settings import Settings
     from camtopo.simulation.engine import Simulation
 

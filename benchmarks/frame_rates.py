@@ -48,7 +48,7 @@ def simulate(out: Path, duration_s: float, mix: tuple[int, ...] | None) -> Path:
 
 def run(name: str, folder: Path, network: Any, duration_s: float) -> dict[str, Any]:
     from camtopo import estimate
-    from camtopo.score import score_topology
+    from camtopo.evaluation.score import score_topology
     from camtopo.settings import get_settings
 
     truth = json.loads((folder / "truth.json").read_text())

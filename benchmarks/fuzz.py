@@ -42,8 +42,9 @@ ATHERIS = (
 # (numpy, numba, hypothesis... took minutes before the first input) and no numba module (its
 # compiler cannot read instrumented bytecode: blobs' compiled RLE decoder failed to compile).
 PROJECT = [
-    "camtopo.avro", "camtopo.traces", "camtopo.core.rle", "camtopo.core.grid", "camtopo.score",
-    "camtopo.estimate", "processors.validate", "processors.blocks", "processors.dead_letters",
+    "camtopo.formats.avro", "camtopo.formats.traces", "camtopo.core.rle", "camtopo.core.grid",
+    "camtopo.evaluation.score", "camtopo.estimate", "processors.validate", "processors.blocks",
+    "processors.dead_letters",
 ]  # fmt: skip
 
 
@@ -106,7 +107,7 @@ def _seeded(test: Callable[[], None], seed: int) -> Callable[[], None]:
 @contextmanager
 def http_target() -> Iterator[fuzzing.Target]:
     """A real redis-server of its own, and the query app serving it (tests/fuzzing.py)."""
-    from camtopo.localstack import RedisServer
+    from camtopo.operations.localstack import RedisServer
     from tests import fuzzing
 
     with tempfile.TemporaryDirectory() as tmp:

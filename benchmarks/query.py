@@ -64,7 +64,7 @@ def main() -> int:
     parser.add_argument("--plot", default="out/query_latency.png")
     args = parser.parse_args()
 
-    from camtopo.localstack import RedisServer
+    from camtopo.operations.localstack import RedisServer
     from camtopo.settings import Settings
     from topology_store import synthetic
     from topology_store.store import TopologyStore

@@ -11,7 +11,7 @@ samples to ``benchmarks/results/``.
 
     python benchmarks/streaming.py --cameras 100 500 1000 --duration 180
 
-Kafka and Redis are started on free loopback ports through camtopo.localstack (needs
+Kafka and Redis are started on free loopback ports through camtopo.operations.localstack (needs
 ``make setup`` once). ``--tls-compare R`` runs each size R times on a PLAINTEXT broker and R times
 on a SASL_SSL one (SCRAM-SHA-512 over TLS, ACLs on: infra/kafka.sh's secured mode; the producer
 and the processor log in as their roles' users), alternating, and prints the medians side by
@@ -141,7 +141,7 @@ def _start_workers(
     n: int, args: argparse.Namespace, env: dict[str, str], network: Path, workdir: Path
 ) -> list[Worker]:
     """One single worker, or ``--assemblers`` assemblers and ``--counters`` counting workers."""
-    from camtopo.localstack import free_port
+    from camtopo.operations.localstack import free_port
 
     roles = (
         [("single", "processor")]
@@ -343,7 +343,7 @@ def secured_kafka(workdir: Path):
     """infra/kafka.sh's secured mode with a CA and certificate made by infra/certs.sh."""
     import secrets
 
-    from camtopo.localstack import KafkaCluster, KafkaSecurity
+    from camtopo.operations.localstack import KafkaCluster, KafkaSecurity
 
     tls = workdir / "tls"
     subprocess.run([str(REPO / "infra" / "certs.sh"), str(tls), "kafka"], check=True)
@@ -753,7 +753,7 @@ def main() -> int:
             plot_delay_compare(results, RESULTS / f"streaming{args.tag}_delay.png")
         return 0
 
-    from camtopo.localstack import KafkaCluster, RedisServer
+    from camtopo.operations.localstack import KafkaCluster, RedisServer
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="camtopo-bench-"))

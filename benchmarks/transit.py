@@ -5,7 +5,7 @@ Traces come from the same cache as ``benchmarks/accuracy.py`` (``benchmarks/.cac
 generated with ``camtopo.simulation.writer.write_scenario`` when missing). For each network:
 
 - camtopo with transit evidence (snapshots every 300 s) and, for the "overlap unchanged"
-  check, camtopo with ``transit_enabled=False``; the baseline (``camtopo.baseline``);
+  check, camtopo with ``transit_enabled=False``; the baseline (``camtopo.evaluation.baseline``);
 - transit-link precision / recall (the contract's camera_transit scoring) over simulated time,
   plus recall on the *detectable* links: walked at least ``--min-walks`` times per simulated
   hour with a true median transit within the maximum lag (the others cannot be found in an hour
@@ -69,7 +69,7 @@ def truth_sets(truth: dict[str, Any], min_walks: int, max_lag_s: float) -> dict[
 def transit_scores(
     links: list[tuple[str, str, str]], truth: dict[str, Any], sets: dict[str, Any]
 ) -> dict[str, Any]:
-    from camtopo.score import score_sets
+    from camtopo.evaluation.score import score_sets
 
     base = score_sets([], [(a, b) for a, b, _ in links], truth)["camera_transit"]
     est = {_pair(a, b) for a, b, kind in links if kind == "transit"}
@@ -131,9 +131,10 @@ def baseline_time_errors(edges: list[dict[str, Any]], sets: dict[str, Any]) -> d
 
 
 def run_network(net: Net, snapshot_s: float, min_walks: int, progress: bool) -> dict[str, Any]:
-    from camtopo import baseline, estimate
+    from camtopo import estimate
     from camtopo.core.grid import Network
-    from camtopo.score import score_sets
+    from camtopo.evaluation import baseline
+    from camtopo.evaluation.score import score_sets
     from camtopo.settings import Settings
 
     def say(msg: str) -> None:

@@ -425,7 +425,7 @@ def compare_edges(
 def estimate_and_score(folder: Path, snapshot_s: float, progress: bool) -> dict[str, Any]:
     from camtopo.core.grid import Network
     from camtopo.estimate import estimate_trace, topology_json
-    from camtopo.score import score_topology
+    from camtopo.evaluation.score import score_topology
     from camtopo.settings import get_settings
 
     settings = get_settings()

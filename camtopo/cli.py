@@ -17,17 +17,17 @@ from camtopo.errors import CamtopoError
 COMMANDS = (
     "camtopo.simulation.command",  # simulate
     "camtopo.estimate",  # estimate
-    "camtopo.score",  # score
-    "camtopo.render",  # render
-    "camtopo.baseline",  # baseline (peer estimator for the accuracy benchmark)
-    "camtopo.localstack",  # stack (start/stop local Kafka and Redis)
+    "camtopo.evaluation.score",  # score
+    "camtopo.evaluation.render",  # render
+    "camtopo.evaluation.baseline",  # baseline (peer estimator for the accuracy benchmark)
+    "camtopo.operations.localstack",  # stack (start/stop local Kafka and Redis)
     "producers.command",  # produce
     "producers.detect",  # detect (recorded footage -> occupancy files, no broker)
     "processors.command",  # process
     "topology_store.command",  # serve
     "topology_store.cameras_command",  # cameras (the camera registry)
-    "camtopo.demo",  # demo
-    "camtopo.lag",  # lag-exporter (Kafka consumer-group lag for Prometheus)
+    "camtopo.operations.demo",  # demo
+    "camtopo.operations.lag",  # lag-exporter (Kafka consumer-group lag for Prometheus)
 )
 
 

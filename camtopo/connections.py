@@ -5,7 +5,7 @@ security: SASL_SSL / SSL for Kafka, ACL users and TLS for Redis) are set once fo
 the librdkafka clients (producers, the counting workers, admin, the lag exporter), Faust's
 aiokafka clients (the single worker and the assemblers), the Redis clients (the store, the
 query service; one Redis, or the primary that Redis Sentinel names, followed through a
-failover) and the schema registry's (``camtopo.avro`` in registry mode).
+failover) and the schema registry's (``camtopo.formats.avro`` in registry mode).
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ from camtopo.core.grid import Network, NetworkError
 from camtopo.core.moved import MoveParams
 from camtopo.core.ticks import DuplicateFrameError, LateFrameError
 from camtopo.core.topology import Topology, TopologyEstimator
+from camtopo.formats.traces import FrameLine, Progress, TraceError, read_trace
 from camtopo.settings import Settings, get_settings
-from camtopo.traces import FrameLine, Progress, TraceError, read_trace
 
 FORMAT = "camtopo-topology/1"
 # The settings a topology depends on, recorded with every result.

@@ -9,7 +9,7 @@
 # See docs/infra.md.
 set -euo pipefail
 
-# The release, pinned here only: infra/setup.sh and camtopo/localstack.py read this line.
+# The release, pinned here only: infra/setup.sh and camtopo/operations/localstack.py read this line.
 APICURIO_VERSION=2.6.13.Final
 
 INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -22,10 +22,10 @@ from typing import Any
 
 import faust
 
-from camtopo import avro
 from camtopo.connections import SchemaRegistryUnavailable, faust_broker
 from camtopo.core.grid import Network
 from camtopo.core.ranges import ClosedBatch
+from camtopo.formats import avro
 from camtopo.settings import Settings
 from processors import metrics
 from processors.consumer_watch import ConsumerWatch

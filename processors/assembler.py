@@ -19,10 +19,10 @@ from typing import Any, Generic, TypeVar
 
 import faust
 
-from camtopo import avro
 from camtopo.connections import SchemaRegistryUnavailable
 from camtopo.core.grid import Network
 from camtopo.core.partitioned import PartitionRanges, RangeBlock
+from camtopo.formats import avro
 from camtopo.settings import Settings
 from processors import metrics
 from processors.app import occupancy_app, stop_without_registry

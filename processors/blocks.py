@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from camtopo.avro import RANGE_BLOCK, UndecodableRecord, decode, encode
 from camtopo.core.partitioned import RangeBlock
+from camtopo.formats.avro import RANGE_BLOCK, UndecodableRecord, decode, encode
 
 
 def encode_block(block: RangeBlock, n_cameras: int) -> bytes:

@@ -7,7 +7,7 @@ import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from camtopo import avro
+from camtopo.formats import avro
 from topology_store import metrics
 from topology_store.context import StoreError
 from topology_store.graph import keyed_for
@@ -17,7 +17,7 @@ def change_records(
     changes: Iterable[Mapping[str, Any]], encoder: avro.Encoder | None = None
 ) -> list[tuple[bytes, bytes]]:
     """(key, framed Avro value) pairs: every change once per endpoint, keyed by that camera.
-    ``encoder``: from :func:`camtopo.avro.encoder` (registry mode: the registered id); None
+    ``encoder``: from :func:`camtopo.formats.avro.encoder` (registry mode: the registered id); None
     frames with file mode's fixed id."""
     encode = encoder.encode if encoder else functools.partial(avro.encode, avro.TOPOLOGY_CHANGE)
     out = []

@@ -26,10 +26,10 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from camtopo import avro
 from camtopo.connections import kafka_config
 from camtopo.core.grid import Network
 from camtopo.core.partitioned import RangeCollector
+from camtopo.formats import avro
 from camtopo.settings import Settings
 from processors import metrics
 from processors.blocks import decode_block

@@ -32,12 +32,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from camtopo import avro
 from camtopo.core.grid import Network
 from camtopo.core.offsets import PartitionOffsets, next_offsets
 from camtopo.core.ranges import ClosedBatch, ProcessorClock, RangeAssembler, Verdict
 from camtopo.core.ticks import DuplicateFrameError, LateFrameError
 from camtopo.core.topology import TopologyEstimator
+from camtopo.formats import avro
 from camtopo.settings import Settings
 from processors import metrics
 from processors.metrics import LOST

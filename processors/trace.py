@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from camtopo.avro import OCCUPANCY, encode
 from camtopo.core.grid import Network
+from camtopo.formats.avro import OCCUPANCY, encode
 from camtopo.simulation.engine import Simulation, Tick
 
 

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from camtopo.avro import OCCUPANCY, Decoder, UndecodableRecord, UnknownSchemaVersion, decode
 from camtopo.core.grid import Network, NetworkError
 from camtopo.core.ticks import tick_of
+from camtopo.formats.avro import OCCUPANCY, Decoder, UndecodableRecord, UnknownSchemaVersion, decode
 
 if TYPE_CHECKING:
     from camtopo.settings import Settings

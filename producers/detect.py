@@ -157,7 +157,7 @@ class AvroSink:
     def __init__(self, out: IO[bytes], grids: dict[str, Grid], frames_per_record: int) -> None:
         from fastavro.write import Writer
 
-        from camtopo import avro
+        from camtopo.formats import avro
 
         self.writer = Writer(out, avro.schema(avro.OCCUPANCY), codec="deflate")
         self.batches = {c: CameraBatch(c, g, frames_per_record) for c, g in grids.items()}

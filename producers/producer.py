@@ -23,8 +23,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from camtopo import avro
 from camtopo.connections import kafka_config
+from camtopo.formats import avro
 from camtopo.settings import Settings, get_settings
 from producers import metrics
 from producers.camera import CameraBatch, Feed

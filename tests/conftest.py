@@ -13,7 +13,13 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from camtopo.localstack import KafkaCluster, RedisServer, SchemaRegistry, SetupMissing, StackError
+from camtopo.operations.localstack import (
+    KafkaCluster,
+    RedisServer,
+    SchemaRegistry,
+    SetupMissing,
+    StackError,
+)
 
 
 def _start_or_fail(service: KafkaCluster | RedisServer | SchemaRegistry, what: str) -> None:

@@ -33,12 +33,12 @@ import numpy as np
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from camtopo import avro
 from camtopo.core import rle
 from camtopo.core.grid import Grid, Network, NetworkError
 from camtopo.estimate import estimate_trace
-from camtopo.score import ScoreInputError, load_topology, load_truth, score_topology
-from camtopo.traces import FrameLine, TraceError, read_avro, read_jsonl
+from camtopo.evaluation.score import ScoreInputError, load_topology, load_truth, score_topology
+from camtopo.formats import avro
+from camtopo.formats.traces import FrameLine, TraceError, read_avro, read_jsonl
 from processors.blocks import decode_block
 from processors.dead_letters import letter
 from processors.validate import REASONS, DeadLetter, Limits, ValidRecord, validate
@@ -512,7 +512,7 @@ def _truth_json() -> st.SearchStrategy[dict[str, Any]]:
 
 
 def _topology_json() -> st.SearchStrategy[dict[str, Any]]:
-    from camtopo.score import TOPOLOGY_FORMAT
+    from camtopo.evaluation.score import TOPOLOGY_FORMAT
 
     edge = st.fixed_dictionaries({"a": _labels, "b": _labels})
     link = st.fixed_dictionaries(

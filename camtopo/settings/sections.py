@@ -429,7 +429,7 @@ class PartitionedSettings(_Section):
 
 
 class LagExporterSettings(_Section):
-    """The consumer-group lag exporter (camtopo/lag.py, ``camtopo lag-exporter``)."""
+    """The consumer-group lag exporter (camtopo/operations/lag.py, ``camtopo lag-exporter``)."""
 
     port: int = Field(
         9308,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from camtopo.localstack import KafkaCluster, RedisServer, free_port
+from camtopo.operations.localstack import KafkaCluster, RedisServer, free_port
 from camtopo.settings import Settings
 
 # A Redis database per test (test_operations.py keeps 7 for itself), emptied before use.

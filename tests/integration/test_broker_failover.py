@@ -34,10 +34,10 @@ import pytest
 import redis
 from confluent_kafka import Consumer, TopicPartition
 
-from camtopo import avro
 from camtopo.core.grid import Network
 from camtopo.core.topology import TopologyEstimator
-from camtopo.localstack import KafkaCluster, RedisServer, free_port
+from camtopo.formats import avro
+from camtopo.operations.localstack import KafkaCluster, RedisServer, free_port
 from camtopo.settings import Settings
 from camtopo.simulation import Simulation
 from processors.trace import Record, simulated_records

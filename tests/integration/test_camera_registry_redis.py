@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from camtopo.localstack import RedisServer
+from camtopo.operations.localstack import RedisServer
 from camtopo.settings import Settings
 from topology_store import synthetic
 from topology_store.service import create_app

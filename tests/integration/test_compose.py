@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from camtopo.localstack import KafkaCluster, free_port
+from camtopo.operations.localstack import KafkaCluster, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
@@ -348,7 +348,7 @@ def test_webhook_receiver_prints_each_alert(tmp_path: Path) -> None:
 def test_the_image_is_built_from_the_wheel_of_the_packages_the_smoke_checks() -> None:
     """The Dockerfile's first stage builds the wheel from the same sources as
     tests/packaging/wheel_smoke.py (pyproject.toml, the four packages, infra/ behind the
-    camtopo/infra link); the image installs that wheel and nothing of the sources."""
+    camtopo/operations/infra link); the image installs that wheel and nothing of the sources."""
     dockerfile = (REPO / "Dockerfile").read_text()
     smoke = (REPO / "tests" / "packaging" / "wheel_smoke.py").read_text()
     packages = re.search(r"^PACKAGES = \(([^)]*)\)", smoke, flags=re.M)
@@ -358,7 +358,7 @@ def test_the_image_is_built_from_the_wheel_of_the_packages_the_smoke_checks() ->
     assert "COPY infra ./infra" in dockerfile
     assert "RUN pip wheel --no-deps -w /wheels ." in dockerfile
     assert "pip install /tmp/wheels/camtopo-*.whl" in dockerfile
-    assert (REPO / "camtopo" / "infra").is_symlink()
+    assert (REPO / "camtopo" / "operations" / "infra").is_symlink()
 
 
 # --- the secured stack (docker-compose.secured.yml over docker-compose.yml) -------------------
@@ -587,7 +587,7 @@ def test_the_secured_kafka_settings_run_on_a_real_broker(secured, tmp_path: Path
     )
 
     from camtopo.connections import kafka_config
-    from camtopo.localstack import free_ports, kafka_libs_dir
+    from camtopo.operations.localstack import free_ports, kafka_libs_dir
     from camtopo.settings import Settings
 
     config, folder = secured

@@ -22,14 +22,14 @@ import fastavro
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from camtopo import avro
 from camtopo.connections import (
     SchemaIncompatible,
     SchemaRegistryClient,
     SchemaRegistryUnavailable,
 )
 from camtopo.core.grid import Network
-from camtopo.localstack import free_port
+from camtopo.formats import avro
+from camtopo.operations.localstack import free_port
 from camtopo.settings import Settings
 from processors.changes import publish_changes
 from processors.validate import DeadLetter, Limits, ValidRecord, validate

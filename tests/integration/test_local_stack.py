@@ -18,7 +18,7 @@ import pytest
 import redis
 from confluent_kafka import KafkaError, Message, Producer
 
-from camtopo.localstack import KafkaCluster, RedisServer
+from camtopo.operations.localstack import KafkaCluster, RedisServer
 from tests.kafka_reading import consume_all
 
 TopicFactory = Any

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from camtopo.localstack import KafkaCluster, RedisServer, free_port
+from camtopo.operations.localstack import KafkaCluster, RedisServer, free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]

@@ -23,7 +23,7 @@ from confluent_kafka import Producer
 
 from camtopo.core.grid import Network
 from camtopo.core.topology import TopologyEstimator
-from camtopo.localstack import free_port
+from camtopo.operations.localstack import free_port
 from camtopo.simulation import Simulation
 from processors.trace import Record, simulated_records
 from tests.integration.conftest import Stack

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
-from camtopo import avro
 from camtopo.core.grid import Grid
+from camtopo.formats import avro
 from camtopo.settings import Settings
 from producers.camera import VisionFeed, replay_clock
 from producers.producer import OccupancyPublisher, ProducerLoop

@@ -22,7 +22,12 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from camtopo.localstack import CONTROLLER_PORT_OFFSET, KafkaCluster, free_port, free_ports
+from camtopo.operations.localstack import (
+    CONTROLLER_PORT_OFFSET,
+    KafkaCluster,
+    free_port,
+    free_ports,
+)
 from tests.integration.test_operations import Services, _get, _wait
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]

@@ -1,4 +1,4 @@
-"""Redis failover mid-stream: primary + replica + three sentinels (camtopo.localstack's
+"""Redis failover mid-stream: primary + replica + three sentinels (camtopo.operations.localstack's
 RedisSentinelGroup), the processor and the query service given only the sentinels.
 
 The replica's link to the primary is cut (REPLICAOF to a closed port, as a network fault
@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from camtopo.localstack import RedisSentinelGroup, free_port
+from camtopo.operations.localstack import RedisSentinelGroup, free_port
 from camtopo.settings import Settings
 from tests.integration.conftest import Stack
 from tests.integration.test_streaming import (

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from camtopo import avro
-from camtopo.localstack import free_port
+from camtopo.formats import avro
+from camtopo.operations.localstack import free_port
 from producers.footage import write_footage
 from tests.kafka_reading import consume_all
 

@@ -21,7 +21,7 @@ from confluent_kafka.admin import AdminClient
 
 from camtopo.connections import kafka_config
 from camtopo.core.topology import TopologyEstimator
-from camtopo.localstack import KafkaCluster, KafkaSecurity, RedisServer, free_port
+from camtopo.operations.localstack import KafkaCluster, KafkaSecurity, RedisServer, free_port
 from camtopo.settings import Settings
 from processors.acls import create_users, grant_roles
 from processors.topics import ensure_topics
@@ -303,7 +303,7 @@ def test_the_pipeline_with_every_secret_set_logs_none_of_them(
     the broker or Redis logged."""
     from pydantic import SecretStr
 
-    from camtopo.localstack import RedisSecurity
+    from camtopo.operations.localstack import RedisSecurity
 
     cameras, seed, seconds = 6, 4, 20
     redis_password = secrets.token_urlsafe(15) + "/+ %="  # URL-encoding changes it

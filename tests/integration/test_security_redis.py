@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from camtopo.connections import RedisLoginRefused, redis_client
 from camtopo.core.topology import TopologyEstimator
-from camtopo.localstack import RedisSecurity, RedisServer
+from camtopo.operations.localstack import RedisSecurity, RedisServer
 from camtopo.settings import Settings
 from topology_store import synthetic
 from topology_store.store import TopologyStore

@@ -22,7 +22,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
-from camtopo.localstack import RedisServer
+from camtopo.operations.localstack import RedisServer
 from camtopo.settings import Settings
 from topology_store import synthetic
 from topology_store.service import create_app, make_stream_token, stream_key

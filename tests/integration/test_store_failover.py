@@ -11,7 +11,7 @@ import redis
 
 from camtopo.connections import redis_client
 from camtopo.core.topology import TopologyEstimator
-from camtopo.localstack import RedisServer
+from camtopo.operations.localstack import RedisServer
 from tests.integration.test_topology_store_redis import SETTINGS, fresh_store, same_counts
 from topology_store import synthetic
 from topology_store.store import TopologyStore

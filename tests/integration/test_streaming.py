@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, Producer
 from camtopo.core.grid import Network
 from camtopo.core.ticks import tick_of
 from camtopo.core.topology import TopologyEstimator
-from camtopo.localstack import free_port
+from camtopo.operations.localstack import free_port
 from camtopo.settings import Settings
 from camtopo.simulation import Simulation
 from processors import dead_letters

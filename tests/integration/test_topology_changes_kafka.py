@@ -7,7 +7,7 @@ from collections import defaultdict
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from camtopo import avro
+from camtopo.formats import avro
 from processors.changes import publish_changes
 from topology_store.graph import diff_graphs
 

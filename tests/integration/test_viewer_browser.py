@@ -20,7 +20,7 @@ from urllib.request import urlopen
 import pytest
 
 from camtopo.core.grid import Network
-from camtopo.localstack import RedisServer
+from camtopo.operations.localstack import RedisServer
 from camtopo.settings import Settings
 from topology_store import synthetic
 from topology_store.store import TopologyStore

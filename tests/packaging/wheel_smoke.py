@@ -237,7 +237,7 @@ class Smoke:
 
 
 PORTS = """
-from camtopo.localstack import CONTROLLER_PORT_OFFSET, free_port, free_ports
+from camtopo.operations.localstack import CONTROLLER_PORT_OFFSET, free_port, free_ports
 # kafka.sh puts the controller CONTROLLER_PORT_OFFSET above the broker: both must be free.
 kafka = free_ports(CONTROLLER_PORT_OFFSET + 1)
 ports = {kafka, kafka + CONTROLLER_PORT_OFFSET}
@@ -273,7 +273,7 @@ def _copy_git_files(repo: Path, dest: Path) -> None:
         if not source.is_symlink() and not source.is_file():
             continue  # deleted in the work tree, not yet in the index
         target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_symlink():  # camtopo/infra -> ../infra: copied as the link it is
+        if source.is_symlink():  # camtopo/operations/infra -> ../../infra: copied as the link it is
             target.symlink_to(os.readlink(source))
         else:
             shutil.copy2(source, target)
@@ -285,7 +285,7 @@ def _check_contents(wheel: Path, src: Path) -> None:
     wanted = [
         path.relative_to(src).as_posix()
         for package in PACKAGES
-        for path in (src / package).rglob("*")  # does not enter camtopo/infra, a symlink
+        for path in (src / package).rglob("*")  # does not enter camtopo/operations/infra, a symlink
         if path.is_file() and not path.is_symlink()
     ]
     infra = (
@@ -302,7 +302,7 @@ def _check_contents(wheel: Path, src: Path) -> None:
         "kafka/tools-log4j.properties",
         "prometheus/alerts.yml",
     )
-    wanted += [f"camtopo/infra/{name}" for name in infra]
+    wanted += [f"camtopo/operations/infra/{name}" for name in infra]
     missing = sorted(set(wanted) - names)
     if missing:
         raise SmokeFailed(f"{wheel.name} lacks {len(missing)} file(s): {missing[:20]}")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from camtopo import avro
 from camtopo.core.grid import Network
+from camtopo.formats import avro
 from camtopo.settings import Settings
 from processors.validate import DeadLetter, Limits, validate
 

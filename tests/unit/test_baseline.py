@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camtopo.baseline import BaselineParams, baseline_trace, read_counts, topology_json
 from camtopo.core.grid import Network
-from camtopo.traces import TraceError
+from camtopo.evaluation.baseline import BaselineParams, baseline_trace, read_counts, topology_json
+from camtopo.formats.traces import TraceError
 
 FPS = 10
 CAMS = ("camA", "camB", "camC", "camD", "camE", "camF")

@@ -11,8 +11,8 @@ import pytest
 from camtopo.cli import main
 from camtopo.core.grid import Grid, Network
 from camtopo.estimate import estimate_trace
+from camtopo.formats.traces import TraceError
 from camtopo.settings import Settings
-from camtopo.traces import TraceError
 
 NETWORK = Network.uniform(["a", "b"], Grid(cols=4, rows=3))
 
@@ -73,7 +73,7 @@ def test_avro_container_file_gives_the_same_counts_as_json_lines(tmp_path):
     import fastavro
     import numpy as np
 
-    from camtopo import avro
+    from camtopo.formats import avro
 
     path = write_trace(tmp_path, [])
     frames: dict[str, list[dict]] = {}
@@ -213,7 +213,7 @@ def test_skewed_clocks_and_staggered_starts_are_taken_from_the_first_frame(tmp_p
 def test_avro_record_of_another_grid_is_refused(tmp_path):
     import fastavro
 
-    from camtopo import avro
+    from camtopo.formats import avro
 
     grid = {"cols": 12, "rows": 9, "width": 320, "height": 240}  # the network's is 4 x 3
     frame = {"t_ms": 0, "seq": 0, "status": "OK", "occupied": [5], "detail": None}

@@ -13,14 +13,14 @@ import jsonschema
 import pytest
 from referencing import Registry, Resource
 
-from camtopo import baseline
 from camtopo.cli import main
 from camtopo.core.grid import Network, NetworkError
 from camtopo.estimate import estimate_trace, topology_json
+from camtopo.evaluation import baseline
+from camtopo.formats.traces import TraceError, read_jsonl
 from camtopo.settings import Settings
 from camtopo.simulation.engine import Simulation
 from camtopo.simulation.writer import write_scenario
-from camtopo.traces import TraceError, read_jsonl
 
 SCHEMAS = ("occupancy_line", "network", "topology", "truth")
 

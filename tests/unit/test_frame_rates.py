@@ -345,7 +345,7 @@ def test_the_simulator_at_one_rate_is_unchanged():
 
 
 def test_the_baseline_reads_cameras_at_their_own_rates(tmp_path):
-    from camtopo.baseline import read_counts
+    from camtopo.evaluation.baseline import read_counts
 
     net = mixed({"a": 10, "b": 25, "c": 5})
     lines = [

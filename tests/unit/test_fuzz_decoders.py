@@ -14,7 +14,7 @@ import struct
 import fastavro
 from hypothesis import example, given, settings
 
-from camtopo import avro
+from camtopo.formats import avro
 from tests import fuzzing as f
 
 

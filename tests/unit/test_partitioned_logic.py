@@ -8,7 +8,6 @@ import zlib
 import numpy as np
 import pytest
 
-from camtopo.avro import UndecodableRecord
 from camtopo.core.adjacency import HalfEdgeIndex
 from camtopo.core.evidence import mutual_edges
 from camtopo.core.partitioned import (
@@ -20,6 +19,7 @@ from camtopo.core.partitioned import (
 from camtopo.core.ranges import RangeGrid
 from camtopo.core.ticks import tick_of
 from camtopo.core.topology import TopologyEstimator
+from camtopo.formats.avro import UndecodableRecord
 from camtopo.settings import Settings
 from camtopo.simulation import Simulation
 from processors.blocks import decode_block, encode_block

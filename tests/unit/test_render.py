@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from camtopo.core.grid import Network
-from camtopo.render import TILE_W, render_html, render_png, spring_layout
+from camtopo.evaluation.render import TILE_W, render_html, render_png, spring_layout
 
 
 def test_linked_cameras_sit_closer_than_unlinked_and_tiles_never_overlap():

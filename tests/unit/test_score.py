@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from camtopo.cli import main
-from camtopo.score import score_sets, score_topology
+from camtopo.evaluation.score import score_sets, score_topology
 
 TRUTH = {
     "window_overlaps": [["a:1", "b:2"], ["a:3", "b:4"]],

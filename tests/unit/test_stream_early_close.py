@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import zlib
 
-from camtopo.avro import OCCUPANCY, encode
 from camtopo.core.grid import Network
 from camtopo.core.topology import TopologyEstimator
+from camtopo.formats.avro import OCCUPANCY, encode
 from camtopo.settings import Settings
 from camtopo.simulation import Simulation
 from processors.pipeline import StreamProcessor

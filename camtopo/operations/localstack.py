@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit
 
-# infra/'s scripts and broker config are package data (pyproject.toml): camtopo/infra is a
-# symlink to the checkout's infra/ and a plain folder in an installed wheel, so one lookup serves
-# both. Resolved, so paths in messages and logs name the real files.
-INFRA_DIR = Path(str(files("camtopo") / "infra")).resolve()
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# infra/'s scripts and broker config are package data (pyproject.toml): camtopo/operations/infra
+# is a symlink to the checkout's infra/ and a plain folder in an installed wheel, so one lookup
+# serves both. Resolved, so paths in messages and logs name the real files.
+INFRA_DIR = Path(str(files("camtopo.operations") / "infra")).resolve()
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CHECKOUT = INFRA_DIR == REPO_ROOT / "infra"  # False for an installed wheel
 # A checkout keeps stack data in its .stack/ (git-ignored); an installed package has no
 # repository, so `camtopo stack` uses .stack/ in the working directory, as its --help says.

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def stream(args: argparse.Namespace, out: Path, offline: dict[str, Any]) -> int:
-    from camtopo.localstack import KafkaCluster, RedisServer, free_port
+    from camtopo.operations.localstack import KafkaCluster, RedisServer, free_port
     from camtopo.settings import get_settings
 
     settings = get_settings()
@@ -144,7 +144,7 @@ def _start_prometheus(
     infra/prometheus/alerts.yml loaded; None (with a note) where it is not installed."""
     import shutil
 
-    from camtopo.localstack import INFRA_DIR, free_port
+    from camtopo.operations.localstack import INFRA_DIR, free_port
 
     binary = shutil.which("prometheus")
     if binary is None:
@@ -194,7 +194,7 @@ def _compare(
     stream_min: float,
     offline_min: float,
 ) -> None:
-    from camtopo.score import score_sets
+    from camtopo.evaluation.score import score_sets
 
     edges = streamed.get("edges", streamed.get("camera_edges", []))
     live = score_sets([], [(e["a"], e["b"], e["kind"]) for e in edges], truth)["camera"]

@@ -40,7 +40,7 @@ import numpy as np
 
 from camtopo.core.grid import Network, NetworkError
 from camtopo.core.ticks import frame_ticks
-from camtopo.traces import FrameLine, Progress, TraceError, read_trace
+from camtopo.formats.traces import FrameLine, Progress, TraceError, read_trace
 
 FORMAT = "camtopo-topology/1"
 _CHUNK_TICKS = 6000  # occupancy is stored in chunks of 10 min at 10 FPS

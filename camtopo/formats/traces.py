@@ -15,7 +15,7 @@ from typing import cast
 import fastavro
 import orjson
 
-from camtopo.avro import OCCUPANCY, schema
+from camtopo.formats.avro import OCCUPANCY, schema
 
 
 class TraceError(ValueError):

@@ -1,0 +1,2 @@
+"""Judging a topology: scores against the ground truth, the peer baseline (Makris, Ellis &
+Black), pictures of the topology."""
