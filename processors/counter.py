@@ -31,9 +31,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from camtopo.core.adjacency import HalfEdgeIndex
 from camtopo.core.engine import FastExclusion
@@ -44,11 +41,10 @@ from camtopo.core.partitioned import RangeCollector, WholeRanges, owned_windows,
 from camtopo.core.topology import TopologyEstimator
 from camtopo.settings import Settings
 from processors import metrics
+from topology_store.context import TRANSIENT_ERRORS
 from topology_store.store import NO_RANGE, LeaseLost, TopologyStore
 
 log = logging.getLogger(__name__)
-# Redis down, restarting or full (maxmemory): rebuild from Redis and replay, which is exact.
-_TRANSIENT = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError)
 
 
 @dataclass
@@ -105,7 +101,7 @@ class RowCounter:
         Returns the first range to read (None: from the first range every partition has)."""
         try:  # a join under way finishes first; its changes go out with the next range
             self._carry += self._joined(wait=True)
-        except (LeaseLost, *_TRANSIENT) as exc:
+        except (LeaseLost, *TRANSIENT_ERRORS) as exc:
             log.warning("topology join before the rebuild failed (the next one redoes it): %s", exc)
         self.shards = sorted(shards)
         self._undurable.clear()

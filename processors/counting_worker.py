@@ -34,8 +34,9 @@ from camtopo.settings import Settings
 from processors import metrics
 from processors.blocks import decode_block
 from processors.changes import publish_changes
-from processors.counter import _TRANSIENT, RowCounter
+from processors.counter import RowCounter
 from processors.topics import ensure_topics
+from topology_store.context import TRANSIENT_ERRORS
 from topology_store.store import LeaseLost, TopologyStore
 
 # The loop's log lines keep the logger they were written with before this module existed.
@@ -104,7 +105,7 @@ class CountingWorker:
     def on_revoke(self, _consumer: Consumer, _parts: list[TopicPartition]) -> None:
         try:  # still the owner: leave the next one less to replay
             self.counter.checkpoint(whole=True)
-        except (LeaseLost, *_TRANSIENT) as exc:
+        except (LeaseLost, *TRANSIENT_ERRORS) as exc:
             log.warning("no final checkpoint before the rebalance: %s", exc)
         self.counter.rebuild([])  # stop writing: the shards are somebody else's now
         self.wanted = []
@@ -142,7 +143,7 @@ class CountingWorker:
         try:
             self._count_ready()
             self._checkpoint_if_idle()
-        except (LeaseLost, *_TRANSIENT) as exc:
+        except (LeaseLost, *TRANSIENT_ERRORS) as exc:
             # Lost a shard, or Redis went away mid-checkpoint: what is in memory may be
             # ahead of Redis in some shards; rebuilding from Redis and replaying is exact.
             log.warning("%s: rebuilding from the current assignment", exc)
@@ -157,7 +158,7 @@ class CountingWorker:
         self.wanted = None
         try:
             self.start = self.counter.rebuild(shards)
-        except _TRANSIENT as exc:  # Redis down: try again in a moment
+        except TRANSIENT_ERRORS as exc:  # Redis down: try again in a moment
             log.warning("cannot load shards %s: %s", shards, exc)
             self.wanted = shards
             time.sleep(1.0)
@@ -249,7 +250,7 @@ class CountingWorker:
         """The last join's changes go out; the clients close."""
         try:
             self._publish(self.counter.close())
-        except (LeaseLost, *_TRANSIENT) as exc:
+        except (LeaseLost, *TRANSIENT_ERRORS) as exc:
             log.warning("last topology join failed: %s", exc)
         self.lease.close()
         self.reader.close()

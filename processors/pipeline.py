@@ -28,9 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 import numpy as np
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from camtopo.core.grid import Network
 from camtopo.core.offsets import PartitionOffsets, next_offsets
@@ -43,12 +41,10 @@ from processors import metrics
 from processors.metrics import LOST
 from processors.registry_sync import RegistrySync
 from processors.validate import DeadLetter, Limits, ValidRecord, duplicate, validate
+from topology_store.context import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
 
-# Redis down or restarting (loading), or full (maxmemory with noeviction: nothing is written,
-# the transaction is refused whole): the counts wait in memory, nothing is acked meanwhile.
-_TRANSIENT = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError)
 E = TypeVar("E")  # whatever the driver needs to ack a record (a Faust event)
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -347,7 +343,7 @@ class StreamProcessor(Generic[E]):
                         self.estimator, int(self.grid.end_ms(range_id))
                     )
                     self._ranges_since_topology = 0
-                except _TRANSIENT as exc:  # counts are safe; adjacency is redone next time
+                except TRANSIENT_ERRORS as exc:  # counts are safe; adjacency is redone next time
                     log.warning("topology update after range %d failed: %s", range_id, exc)
         self.last_checkpoint_wall = time.monotonic()
         now = time.time()
@@ -369,7 +365,7 @@ class StreamProcessor(Generic[E]):
         while True:
             try:
                 return fn(*args, **kwargs)
-            except _TRANSIENT as exc:
+            except TRANSIENT_ERRORS as exc:
                 if time.monotonic() >= deadline and not isinstance(exc, OutOfMemoryError):
                     raise
                 metrics.STORE_RETRIES.labels(what).inc()

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from camtopo.core.engine import FastExclusion
 from camtopo.core.evidence import WindowEdges
@@ -23,6 +26,10 @@ from topology_store.graph import Graph
 from topology_store.keys import Keys
 
 NO_RANGE = -1
+
+# Redis down or restarting (loading), or full (maxmemory with noeviction: the transaction is
+# refused whole): a writer waits it out or rebuilds from Redis; nothing is acked meanwhile.
+TRANSIENT_ERRORS = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError)
 
 
 class StoreError(CamtopoError):
