@@ -116,6 +116,20 @@ def create_app(
                 await send_dead_letter(dead_letters, event, dead, copies)
             for handle in proc.ackable():
                 handle.ack()
+            # Backpressure: a worker that cannot count as fast as records come would otherwise
+            # hold them all in memory. Waiting leaves them on Kafka; the close loop drains the
+            # due frames (it counts only when this worker owns every partition).
+            while (
+                proc.backlogged()
+                and not app.should_stop
+                and _owns_every_partition(my_partitions(), settings.kafka.occupancy_partitions)
+            ):
+                metrics.BACKPRESSURE_SECONDS.inc(0.05)
+                await asyncio.sleep(0.05)
+
+    def my_partitions() -> list[int]:
+        assignment = app.consumer.assignment() if app.consumer else set()
+        return [tp.partition for tp in assignment if tp.topic == settings.kafka.occupancy_topic]
 
     async def close_ranges() -> None:
         loop = asyncio.get_running_loop()
@@ -123,7 +137,7 @@ def create_app(
         while not app.should_stop:
             await asyncio.sleep(0.2)
             assignment = app.consumer.assignment() if app.consumer else set()
-            mine = [tp.partition for tp in assignment if tp.topic == settings.kafka.occupancy_topic]
+            mine = my_partitions()
             proc.clock.assign(mine, time.time() * 1000.0)
             behind = watch.behind(
                 app,

@@ -63,6 +63,10 @@ DURABLE_DELAY = Histogram(
 CLOCK_LAG = Gauge("camtopo_processor_clock_lag_seconds", "wall clock minus the processor clock")
 LAST_RANGE = Gauge("camtopo_processor_last_range_id", "last range counted")
 OPEN_FRAMES = Gauge("camtopo_open_range_frames", "frames waiting in open ranges")
+BACKPRESSURE_SECONDS = Counter(
+    "camtopo_processor_backpressure_seconds_total",
+    "time the single worker took no record: more due frames than CAMTOPO_PROCESSOR_BUFFER_FRAMES",
+)
 UNACKED = Gauge("camtopo_unacked_records", "records whose frames are not yet checkpointed")
 ENGINE_BYTES = Gauge("camtopo_engine_bytes", "memory held by the exclusion engine's arrays")
 LATE_FRACTION = Gauge(

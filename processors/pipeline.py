@@ -239,6 +239,19 @@ class StreamProcessor(Generic[E]):
         metrics.OPEN_FRAMES.set(self.assembler.n_open_frames)
         return batch
 
+    def backlogged(self) -> bool:
+        """More frames waiting to be counted or checkpointed than the buffer holds: take no
+        record until the close loop has caught up. Only frames that it will count and
+        checkpoint without new records are weighed, so this never waits on a clock that only
+        new records could move."""
+        limit = self.settings.processor.buffer_frames
+        pending = self.uncheckpointed_frames
+        if self.assembler.n_open_frames + pending <= limit:  # cheap test first: runs per record
+            return False
+        clock = self.clock.peek()
+        due = 0 if clock is None else self.assembler.due_frames(clock)
+        return due + pending > limit
+
     def resume_offsets(self, counted_until: int) -> dict[int, int]:
         """Per partition, the lowest offset of a record with frames at or after the tick."""
         out = self.next_offsets
@@ -288,8 +301,15 @@ class StreamProcessor(Generic[E]):
         replaying = batch.range_id <= self.replay_until_range
         if self.store is not None and replaying:
             self._retrying("restore", self.store.restore_applied_rows, est, batch.range_id)
-        # Recovery needs each replayed range checkpointed whole; else a slice of the shards.
-        done, changes = self.checkpoint(resume_offsets, whole=self.store is None or replaying)
+        # Recovery needs each replayed range checkpointed whole; else a slice of the shards,
+        # unless the counted records waiting for it fill half the buffer (a worker behind
+        # counts big batches: spread over ten of them, their records would pile up unacked).
+        whole = (
+            self.store is None
+            or replaying
+            or self.uncheckpointed_frames > self.settings.processor.buffer_frames // 2
+        )
+        done, changes = self.checkpoint(resume_offsets, whole=whole)
         seconds = time.perf_counter() - started
         metrics.RANGE_SECONDS.observe(seconds)
         metrics.RANGES_CLOSED.inc(max(1, len(batch.ranges)))
@@ -308,6 +328,11 @@ class StreamProcessor(Generic[E]):
     def uncheckpointed(self) -> int:
         """Closed batches counted but not yet durable in Redis (every shard holding them)."""
         return len(self._since_checkpoint)
+
+    @property
+    def uncheckpointed_frames(self) -> int:
+        """Frames counted but not yet durable: their records wait, unacked, for a checkpoint."""
+        return sum(len(ticks) for _, _, ticks in self._since_checkpoint)
 
     def spread_slice(self) -> list[int]:
         """The shards the next spread checkpoint writes: every ``checkpoint_spread_ranges``

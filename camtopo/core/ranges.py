@@ -125,6 +125,13 @@ class ProcessorClock:
         self.last_seen[partition] = wall_ms
         return before
 
+    def peek(self) -> int | None:
+        """A lower bound of the next :meth:`now` (no side effects): the lowest high of every
+        assigned partition, idle or not; None while one of them has not spoken."""
+        if not self.last_seen or any(p not in self.high for p in self.last_seen):
+            return None
+        return min(self.high[p] for p in self.last_seen)
+
     def now(self, wall_ms: float, behind: Iterable[int] = ()) -> float | None:
         """The processor clock in ms, or None while no partition has given a timestamp.
 
@@ -309,6 +316,12 @@ class RangeAssembler:
         # network's tick rate sends several frames of one tick (OR-ed), maybe in two records.
         delivered = self.grid.range_of(min(live)) - 1
         return min(delivered, self.grid.last_ended(clock_ms, self.hold_ms))
+
+    def due_frames(self, clock_ms: float) -> int:
+        """Frames stored for ranges the clock ``clock_ms`` has closed by Td: what the next
+        :meth:`close` at that clock, or later, hands out at the latest."""
+        last = self.grid.last_closed(clock_ms)
+        return len(self._held) + sum(len(v) for k, v in self._open.items() if k <= last)
 
     @property
     def open_ranges(self) -> list[int]:

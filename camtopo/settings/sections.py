@@ -332,6 +332,14 @@ class ProcessorSettings(_Section):
         "is written every N batches (Redis and Kafka commits lag the counts by up to N ranges)",
         validation_alias="CAMTOPO_CHECKPOINT_SPREAD_RANGES",
     )
+    buffer_frames: int = Field(
+        200_000,
+        ge=1000,
+        description="single role: stop taking records while more than this many frames of "
+        "ranges already due wait to be counted, so a worker that cannot keep up leaves the "
+        "excess on Kafka (consumer lag) rather than in memory",
+        validation_alias="CAMTOPO_PROCESSOR_BUFFER_FRAMES",
+    )
     checkpoint_retry_seconds: float = Field(
         120.0,
         ge=0,

@@ -133,3 +133,28 @@ def test_close_can_be_limited_to_one_range(at_most: int | None) -> None:
     batch = asm.close(60_000, at_most=at_most)
     assert batch is not None
     assert batch.range_id == (0 if at_most == 0 else GRID.last_closed(60_000))
+
+
+def test_peek_is_a_side_effect_free_lower_bound_of_the_clock() -> None:
+    clock = ProcessorClock(idle_ms=5000)
+    assert clock.peek() is None  # nothing assigned
+    clock.assign([0, 1], wall_ms=10_000)
+    clock.observe(0, 9_000, wall_ms=10_100)
+    assert clock.peek() is None  # partition 1 has not spoken
+    clock.observe(1, 4_000, wall_ms=10_200)
+    assert clock.peek() == 4_000
+    # partition 1 idles: now() passes it by, peek() still counts it, and stays below now()
+    now = clock.now(60_000)
+    assert now is not None and now >= 9_000 and clock.peek() == 4_000
+
+
+def test_due_frames_counts_only_ranges_the_clock_has_closed() -> None:
+    asm = RangeAssembler(GRID)
+    for tick in range(0, 100):  # ranges 0..4, 20 frames each
+        _frame(asm, 0, tick, tick * 100)
+    assert asm.due_frames(6_999) == 0  # range 0 closes at 7 s
+    assert asm.due_frames(7_000) == 20
+    assert asm.due_frames(9_000) == 40
+    batch = asm.close(9_000)
+    assert batch is not None and len(batch) == 40
+    assert asm.due_frames(9_000) == 0 and asm.n_open_frames == 60

@@ -84,6 +84,7 @@ VARIABLES = [
         20.0,
     ),
     ("CAMTOPO_CHECKPOINT_SPREAD_RANGES", "processor.checkpoint_spread_ranges", 10, "11", 11),
+    ("CAMTOPO_PROCESSOR_BUFFER_FRAMES", "processor.buffer_frames", 200_000, "50000", 50_000),
     ("CAMTOPO_CHECKPOINT_RETRY_SECONDS", "processor.checkpoint_retry_seconds", 120.0, "60.0", 60.0),
     ("CAMTOPO_CAMERA_REGISTRY", "processor.camera_registry", True, "false", False),
     (

@@ -492,3 +492,61 @@ def test_a_record_sent_again_after_its_range_was_counted_is_a_duplicate_not_a_lo
     send_ms, value = records[3]
     dead = proc.on_record(0, 10, records[-1][0] + 61_000, value, 10, wall_ms=send_ms + 61_000)
     assert dead is not None and dead.reason == "duplicate"
+
+
+def test_backlog_stops_intake_only_while_due_frames_exceed_the_buffer() -> None:
+    # Records come far faster than this worker closes ranges (it never does, until told).
+    settings = Settings(processor={"buffer_frames": 1000})
+    sim = Simulation.from_name("campus", 12, seed=3)
+    proc: StreamProcessor[int] = StreamProcessor(sim.network, settings)
+    proc.clock.assign(range(PARTITIONS), wall_ms=0)
+    offsets = [0] * PARTITIONS
+    waited_at = None
+    for n, rec in enumerate(simulated_records(sim, 600, frames_per_record=5, send_delay_ms=300)):
+        part = zlib.crc32(rec.camera.encode()) % PARTITIONS
+        proc.on_record(part, offsets[part], rec.send_ms, rec.value, n, wall_ms=rec.send_ms)
+        offsets[part] += 1
+        if proc.backlogged():
+            # never for frames not yet due: only new records could move the clock to them
+            clock = proc.clock.peek()
+            assert clock is not None and proc.assembler.due_frames(clock) > 1000
+            waited_at = n
+            break
+    assert waited_at is not None, "nothing was ever counted, yet intake never stopped"
+    assert proc.assembler.n_open_frames > 1000
+    batch = proc.due_batch(wall_ms=rec.send_ms)  # what the close loop does meanwhile
+    assert batch is not None and len(batch) > 1000
+    proc.apply(batch, proc.resume_offsets(batch.frontier))
+    assert not proc.backlogged()
+
+
+def test_counted_frames_awaiting_a_checkpoint_fill_the_buffer_and_force_a_whole_one() -> None:
+    # Spread checkpoints write a tenth of the shards per batch; a worker behind counts big
+    # batches, and their records would wait unacked for ten of them.
+    settings = Settings(processor={"buffer_frames": 1000, "checkpoint_spread_ranges": 10})
+    sim = Simulation.from_name("campus", 12, seed=3)
+    store = _RecordingStore(sim.network, settings)
+    proc: StreamProcessor[int] = StreamProcessor(sim.network, settings, store)
+    proc.clock.assign(range(PARTITIONS), wall_ms=0)
+    offsets = [0] * PARTITIONS
+    whole_seen = spread_seen = False
+    for n, rec in enumerate(simulated_records(sim, 1200, frames_per_record=5, send_delay_ms=300)):
+        part = zlib.crc32(rec.camera.encode()) % PARTITIONS
+        proc.on_record(part, offsets[part], rec.send_ms, rec.value, n, wall_ms=rec.send_ms)
+        offsets[part] += 1
+        if n % (10 if n < 1000 else 400):
+            continue  # closing often, then rarely: big batches, as when behind
+        batch = proc.due_batch(wall_ms=rec.send_ms)
+        if batch is None:
+            continue
+        before = proc.uncheckpointed_frames + len(batch)
+        proc.apply(batch, proc.resume_offsets(batch.frontier))
+        if before > 500:
+            assert store.slices[-1] is None  # every shard written: all of it durable
+            assert proc.uncheckpointed_frames == 0
+            whole_seen = True
+        else:
+            assert store.slices[-1] is not None
+            spread_seen = True
+        assert proc.uncheckpointed_frames <= 500
+    assert whole_seen and spread_seen
