@@ -49,11 +49,15 @@ class Net:
     duration_s: float
     seed: int = 1
     noise: bool = True
+    appearance: bool = False  # blobs carry hue and brightness (the occupancy is the same)
 
     @property
     def key(self) -> str:
         clean = "" if self.noise else "-clean"
-        return f"{self.scenario}-{self.cameras}-seed{self.seed}-{self.duration_s:.0f}s{clean}"
+        looks = "-looks" if self.appearance else ""
+        return (
+            f"{self.scenario}-{self.cameras}-seed{self.seed}-{self.duration_s:.0f}s{clean}{looks}"
+        )
 
 
 SUITE = (
@@ -78,6 +82,7 @@ def generate(net: Net, cache: Path, progress: bool) -> Path:
     from camtopo.core.grid import Grid
     from camtopo.settings import get_settings
     from camtopo.simulation import NoiseConfig, Simulation, build_scenario, write_scenario
+    from camtopo.simulation.appearance import AppearanceConfig
 
     out = cache / net.key
     if (out / "truth.json").exists():  # written last: its presence means the run completed
@@ -89,6 +94,7 @@ def generate(net: Net, cache: Path, progress: bool) -> Path:
         seed=net.seed,
         noise=NoiseConfig() if net.noise else NoiseConfig.off(),
         fps=s.grid.fps,
+        appearance=AppearanceConfig() if net.appearance else None,
     )
     summary = write_scenario(out, sim, net.duration_s, progress=progress)
     (out / "meta.json").write_text(json.dumps({**asdict(net), **summary}, indent=1))

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.accuracy import CACHE, RESULTS, Net, generate
+from camtopo.evaluation.score import directions
 
 SUITE = (
     ("campus-100", "campus", 100),
@@ -53,25 +54,26 @@ def truth_sets(truth: dict[str, Any], min_walks: int, max_lag_s: float) -> dict[
         k
         for k, x in transit.items()
         if any(
-            d.get("n", 0) >= min_walks and d.get("median_s", 1e9) <= max_lag_s
-            for d in x["directions"].values()
+            d["walkers"] >= min_walks and (d["median_s"] or 1e9) <= max_lag_s
+            for _, _, d in directions(x)
         )
     }
-    directions = {
-        tuple(k.split("->")): d
+    ways = {
+        (src, dst): d
         for x in transit.values()
-        for k, d in x["directions"].items()
-        if "median_s" in d
+        for src, dst, d in directions(x)
+        if d["median_s"] is not None
     }
-    return {"transit": transit, "detectable": detectable, "directions": directions}
+    return {"transit": transit, "detectable": detectable, "directions": ways}
 
 
 def transit_scores(
     links: list[tuple[str, str, str]], truth: dict[str, Any], sets: dict[str, Any]
 ) -> dict[str, Any]:
-    from camtopo.evaluation.score import score_sets
+    from camtopo.evaluation.score import BLIND_BANDS, score_sets
 
-    base = score_sets([], [(a, b) for a, b, _ in links], truth)["camera_transit"]
+    scores = score_sets([], [(a, b) for a, b, _ in links], truth)
+    base = scores["camera_transit"]
     est = {_pair(a, b) for a, b, kind in links if kind == "transit"}
     det = sets["detectable"]
     return {
@@ -83,6 +85,13 @@ def transit_scores(
         "precision_transit_kind": len(est & set(sets["transit"])) / len(est) if est else 1.0,
         "recall_detectable": len(est & det) / len(det) if det else 1.0,
         "detectable": len(det),
+        "camera_precision": scores["camera"].precision,
+        # the contract's walked links (>= 20 walkers) by blind-walk time
+        "walked": {
+            band: {"recall": v.recall, "found": v.found, "true": v.true}
+            for band, v in ((b, scores.get(b)) for b, _, _ in BLIND_BANDS)
+            if v is not None
+        },
     }
 
 
@@ -106,7 +115,7 @@ def time_errors(edges: list[dict[str, Any]], sets: dict[str, Any]) -> dict[str, 
             {
                 "est": [ev["median_s"], ev["p10_s"], ev["p90_s"]],
                 "true": [t["median_s"], t["p10_s"], t["p90_s"]],
-                "n_true": t["n"],
+                "n_true": t["walkers"],
             }
             for _, ev, t in rows[:10]
         ],
@@ -231,6 +240,14 @@ def format_network(r: dict[str, Any]) -> str:
             f"{f['found']:>7}{f['estimated_transit_kind']:>6}{x['elapsed_s']:>8.0f}"
         )
 
+    def walked(who: str, x: dict[str, Any]) -> str:
+        f = x["final"]
+        bands = "  ".join(
+            f"{band[7:]} {v['found']}/{v['true']} ({v['recall']:.2f})"
+            for band, v in f["walked"].items()
+        )
+        return f"{who:<10}walked links by blind walk: {bands}; camera P {f['camera_precision']:.3f}"
+
     def times(x: dict[str, Any]) -> str:
         n = x.get("directions_with_time", x.get("links_with_time"))
         if not n:
@@ -245,6 +262,8 @@ def format_network(r: dict[str, Any]) -> str:
         f"{'':<10}{'P':>7}{'R':>7}{'R(det.)':>9}{'found':>7}{'est.':>6}{'run s':>8}",
         row("camtopo", o),
         row("baseline", b),
+        walked("camtopo", o),
+        walked("baseline", b),
         f"transit times: camtopo {times(o['times'])}; baseline {times(b['times'])}",
         f"overlap links with transit on: P {ov['precision']:.2f} R {ov['recall']:.2f}; "
         f"overlap edge set unchanged: {o['overlap_unchanged']}; run time without transit "
@@ -291,6 +310,68 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def bands_table(stems: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """Recall of walked links by blind-walk band, pooled over networks and per network, for
+    each labelled result file (e.g. without and with appearance), beside the baseline."""
+    rows, data = [], {}
+    header = "| run | network | ≤ 14 s | 14–30 s | 30–60 s | camera precision |"
+    rows += [header, "|---|---|---|---|---|---|"]
+    for label, stem in stems.items():
+        result = json.loads((RESULTS / f"{stem}.json").read_text())
+        for who in ("camtopo", "baseline"):
+            if who == "baseline" and result.get("appearance"):
+                continue  # the baseline reads no appearance: its rows come with the plain run
+            pooled: dict[str, list[int]] = {}
+            for r in result["networks"]:
+                f = r[who]["final"]
+                cells = []
+                for band, v in f["walked"].items():
+                    pooled.setdefault(band, [0, 0])
+                    pooled[band][0] += v["found"]
+                    pooled[band][1] += v["true"]
+                    cells.append(f"{v['found']}/{v['true']}")
+                name = label if who == "camtopo" else f"baseline, seed {result['seed']}"
+                rows.append(f"| {name} | {r['net']} | {' | '.join(cells)} | "
+                            f"{f['camera_precision']:.3f} |")  # fmt: skip
+                data.setdefault(name, {})[r["net"]] = f["walked"]
+            cells = [f"**{a}/{b} ({a / b:.2f})**" if b else "–" for a, b in pooled.values()]
+            rows.append(f"| {name} | all | {' | '.join(cells)} | |")
+            data.setdefault(name, {})["all"] = pooled
+    return "\n".join(rows), data
+
+
+def plot_bands(data: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from camtopo.evaluation.score import BLIND_BANDS
+
+    bands = [b for b, _, _ in BLIND_BANDS]
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    width = 0.8 / len(data)
+    for i, (label, nets) in enumerate(data.items()):
+        pooled = nets["all"]
+        recall = [pooled[b][0] / pooled[b][1] if pooled.get(b, [0, 0])[1] else 0 for b in bands]
+        xs = [k + i * width for k in range(len(bands))]
+        ax.bar(xs, recall, width, label=label)
+        for x, b in zip(xs, bands, strict=True):
+            a, n = pooled.get(b, [0, 0])
+            ax.text(x, a / n if n else 0, f"{a}/{n}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks([k + width * (len(data) - 1) / 2 for k in range(len(bands))])
+    ax.set_xticklabels(["≤ 14 s", "14–30 s", "30–60 s"])
+    ax.set_xlabel("blind-walk time of the link (walkers' median)")
+    ax.set_ylabel("recall of links walked by ≥ 20 people")
+    ax.set_ylim(0, 1.05)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    ax.set_title("transit links found in one simulated hour (3 networks, pooled)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", action="append", metavar="NAME")
@@ -301,10 +382,28 @@ def main(argv: list[str] | None = None) -> int:
         "--seed", type=int, default=1, help="simulation seed (1 chose the settings; 2 holds out)"
     )
     p.add_argument("--stem", help="results file name (default transit[-ONLY][-seedN])")
+    p.add_argument(
+        "--appearance",
+        action="store_true",
+        help="traces whose blobs carry hue and brightness (same occupancy), used by camtopo",
+    )
     p.add_argument("--quiet", action="store_true")
+    p.add_argument(
+        "--bands",
+        nargs="+",
+        metavar="LABEL=STEM",
+        help="only tabulate and plot recall by blind-walk time of earlier result files "
+        "(writes transit-bands.md and .png)",
+    )
     args = p.parse_args(argv)
+    if args.bands:
+        table, data = bands_table(dict(x.split("=", 1) for x in args.bands))
+        print(table)
+        (RESULTS / "transit-bands.md").write_text(table + "\n")
+        plot_bands(data, RESULTS / "transit-bands.png")
+        return 0
     suite = tuple(
-        Net(name, scenario, cameras, 3600.0 * args.hours, seed=args.seed)
+        Net(name, scenario, cameras, 3600.0 * args.hours, args.seed, appearance=args.appearance)
         for name, scenario, cameras in SUITE
         if not args.only or name in args.only
     )
@@ -330,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         "min_walks_per_hour": args.min_walks,
         "hours": args.hours,
         "seed": args.seed,
+        "appearance": args.appearance,
         "wall_s": time.perf_counter() - started,
         "networks": results,
     }
@@ -339,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
             *(args.only or []),
             *([f"{args.hours:g}h"] if args.hours != 1 else []),
             *([f"seed{args.seed}"] if args.seed != 1 else []),
+            *(["looks"] if args.appearance else []),
         ]
     )
     (RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=1, default=str))

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from camtopo.evaluation.score import directions
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -122,9 +124,8 @@ def _walked(truth: dict[str, Any]) -> dict[str, set[str]]:
         if x["kind"] == "overlap":
             out.setdefault(x["a"], set()).add(x["b"])
             out.setdefault(x["b"], set()).add(x["a"])
-        for way, d in x.get("directions", {}).items():
-            if d.get("n", 0) > 0:
-                src, dst = way.split("->")
+        for src, dst, d in directions(x):
+            if d.get("walkers", 0) > 0:
                 out.setdefault(src, set()).add(dst)
     return out
 

@@ -235,7 +235,9 @@ def _accept(
             f"{max_ahead_ticks * est.params.tick_ms / 1000:.0f} s)",
         )
     try:
-        est.buffer.add_frame(camera, line.t_ms, line.occupied)
+        est.add_frame(
+            camera, line.t_ms, line.occupied, [(b.window, b.hue, b.value) for b in line.blobs]
+        )
     except NetworkError as exc:
         raise TraceError(line.where, "window_outside_grid", str(exc)) from None
     except DuplicateFrameError as exc:

@@ -4,12 +4,13 @@ the streaming processors and the benchmarks."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from camtopo.core.adjacency import AdjacencyIndex
+from camtopo.core.appearance import AppearanceTable
 from camtopo.core.engine import FastExclusion
 from camtopo.core.evidence import (
     CameraEdge,
@@ -135,6 +136,8 @@ class TopologyEstimator:
         )
         self.counts = make_counts(network, ex, engine)
         self.transit = make_transit(network, params)
+        # blobs' appearance, for the transit evidence, until their ticks are counted
+        self.appearance = AppearanceTable(network) if self.transit is not None else None
         self.adjacency = (
             AdjacencyIndex(self.counts, ex.c_star, ex.o_ref)
             if isinstance(self.counts, FastExclusion)
@@ -153,9 +156,19 @@ class TopologyEstimator:
     def tick_of(self, t_ms: int) -> int:
         return tick_of(t_ms, self.params.tick_ms)
 
-    def add_frame(self, camera: int, t_ms: int, windows: np.ndarray | list[int]) -> int:
-        """One frame by capture time, at its camera's own rate; returns its tick."""
-        return self.buffer.add_frame(camera, t_ms, windows)
+    def add_frame(
+        self,
+        camera: int,
+        t_ms: int,
+        windows: np.ndarray | list[int],
+        blobs: Sequence[tuple[int, Sequence[float], float]] = (),
+    ) -> int:
+        """One frame by capture time, at its camera's own rate, with its blobs' appearance
+        ((window, hue, brightness) each, optional); returns its tick."""
+        tick = self.buffer.add_frame(camera, t_ms, windows)
+        if blobs and self.appearance is not None:
+            self.appearance.add(camera, tick, blobs)
+        return tick
 
     def advance(self, complete_until_tick: int) -> int:
         """Count every block whose padding span ends before ``complete_until_tick``."""
@@ -207,7 +220,9 @@ class TopologyEstimator:
                 if self.detector.due(end):
                     self._check_moves(end)
             if self.transit is not None and end > self.transit_through:
-                self.transit.update(block.since(self.transit_through))
+                fresh = block.since(self.transit_through)
+                looks = self.appearance.take(fresh) if self.appearance is not None else None
+                self.transit.update(fresh, looks)
                 self.transit_through = end
             self.observed_ticks += block.n_ticks
             self.observations += block.n_occupied

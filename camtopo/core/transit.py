@@ -55,6 +55,7 @@ from dataclasses import dataclass, replace
 import numba as nb
 import numpy as np
 
+from camtopo.core.appearance import HUE_BINS  # descriptors: 8 hue bins, then brightness rank
 from camtopo.core.bits import MAX_BLOCK_TICKS
 from camtopo.core.grid import Network
 from camtopo.core.padding import PaddedBlock
@@ -108,6 +109,11 @@ class TransitParams:
     # Via an overlap leg the other leg must be this much shorter than the link (of two
     # overlapping cameras linked to A, only the farther one's link is dropped).
     overlap_margin_s: float = 0.5
+    # Appearance, where occupancy records carry it (shared/contracts/appearance.md): a
+    # departure and an arrival count as a pair only if they could be one person (see _alike).
+    appearance: bool = True
+    alike_hue: float = 0.5  # hue histogram intersection, either shifted by up to one bin
+    alike_rank: float = 0.2  # difference of brightness ranks within each camera
 
     def __post_init__(self) -> None:
         if not 0 < self.bin_s <= self.max_lag_s:
@@ -202,6 +208,19 @@ def _update(
     coarse: np.ndarray,  # uint8 (n_zones * n_zones, coarse_bins), row b * n_zones + a: lags
     coarse_wide: np.ndarray,  # uint16 (n_zones * n_zones,)  [0, max_lag) and control window
     stats: np.ndarray,  # int64 (4,): departures, arrivals, pair updates, untracked pairs
+    # appearance (when use_app): each blob track's mean descriptor rides with its events,
+    # and a departure-arrival pair that does not look alike is not counted at all
+    use_app: bool,
+    desc_idx: np.ndarray,  # int32 (n_occ, n_ticks): row of desc, -1 none
+    desc: np.ndarray,  # float32 (m, D)
+    trk: np.ndarray,  # float32 (n_windows, D) descriptor sums of each window's track
+    trk_n: np.ndarray,  # int32 (n_windows,)
+    dep_d: np.ndarray,  # float32 (R, D) departures' mean descriptors
+    dep_n: np.ndarray,  # int32 (R,) 0: none
+    arr_d: np.ndarray,  # float32 (Q, D)
+    arr_n: np.ndarray,  # int32 (Q,)
+    alike_hue: float,
+    alike_rank: float,
 ) -> None:
     n_occ = occ_windows.shape[0]
     n_cams = cam_ok.shape[0]
@@ -230,12 +249,21 @@ def _update(
                             born[w] = born[n]
                             origin[w] = origin[n]
                             emitted[w] = emitted[n]
+                            if use_app:
+                                trk[w, :] = trk[n, :]
+                                trk_n[w] = trk_n[n]
                         fresh = False
                 if fresh:
                     born[w] = t
                     # an appearance right after an outage may be a blob seen all along
                     origin[w] = window_zone[w] if cam_gap[window_camera[w]] < t - gap else -1
                     emitted[w] = False
+                    if use_app:
+                        trk[w, :] = 0.0
+                        trk_n[w] = 0
+            if use_app and desc_idx[e, k] >= 0:
+                trk[w, :] += desc[desc_idx[e, k], :]
+                trk_n[w] += 1
             last_occ[w] = t
             if not in_active[w]:
                 in_active[w] = True
@@ -252,6 +280,10 @@ def _update(
                     if arr_q[1] - arr_q[0] < Q:
                         arr_t[arr_q[1] % Q] = born[w]
                         arr_z[arr_q[1] % Q] = origin[w]
+                        if use_app:
+                            arr_n[arr_q[1] % Q] = trk_n[w]
+                            if trk_n[w] > 0:
+                                arr_d[arr_q[1] % Q, :] = trk[w, :] / trk_n[w]
                         arr_q[1] += 1
                         stats[1] += 1
                     else:
@@ -274,6 +306,10 @@ def _update(
                         dep_head[1] += 1  # ring too small for the window: overwritten early
                     dep_t[h % R] = end
                     dep_z[h % R] = window_zone[w]
+                    if use_app:
+                        dep_n[h % R] = trk_n[w]
+                        if trk_n[w] > 0:
+                            dep_d[h % R, :] = trk[w, :] / trk_n[w]
                     dep_head[0] = h + 1
                     stats[0] += 1
                 in_active[w] = False
@@ -287,6 +323,7 @@ def _update(
         while arr_q[0] < arr_q[1] and arr_t[arr_q[0] % Q] <= ready:
             t1 = arr_t[arr_q[0] % Q]
             b = arr_z[arr_q[0] % Q]
+            qa = arr_q[0] % Q
             arr_q[0] += 1
             h = dep_head[0] - 1
             stop = max(dep_head[0] - R, 0)
@@ -301,6 +338,13 @@ def _update(
                     break
                 if zone_camera[a] == zone_camera[b]:
                     continue
+                if (
+                    use_app
+                    and dep_n[(h + 1) % R] > 0
+                    and arr_n[qa] > 0
+                    and not _alike(dep_d[(h + 1) % R], arr_d[qa], alike_hue, alike_rank)
+                ):
+                    continue  # two people: neither the signal nor its control counts them
                 # The coarse screen counts every pair, slot or not (see _maintain). Rows are
                 # destinations: this arrival's pairs stay within one row, in cache.
                 cp = b * n_zones + a
@@ -341,6 +385,30 @@ def _update(
                     wide[s] >>= 1
                     for j in range(hist.shape[1]):
                         hist[s, j] >>= 1
+
+
+@nb.njit(cache=True, nogil=True)
+def _alike(x: np.ndarray, y: np.ndarray, min_hue: float, max_rank: float) -> bool:
+    """Could two track descriptors (8 hue bins, then the brightness rank in its camera) be
+    one person? Brightness ranks within max_rank (a camera's brightness curve is unknown but
+    monotonic: ranks survive it); hue histograms intersecting by min_hue with either shifted
+    by up to one bin (a camera's colour cast), or both mostly unsaturated."""
+    if abs(x[HUE_BINS] - y[HUE_BINS]) > max_rank:
+        return False
+    sx = 0.0
+    sy = 0.0
+    for i in range(HUE_BINS):
+        sx += x[i]
+        sy += y[i]
+    if sx < 0.5 or sy < 0.5:
+        return sx < 0.5 and sy < 0.5
+    best = 0.0
+    for shift in range(-1, 2):
+        inter = 0.0
+        for i in range(HUE_BINS):
+            inter += min(x[i], y[(i + shift) % HUE_BINS])
+        best = max(best, inter)
+    return best >= min_hue * min(sx, sy)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -507,6 +575,16 @@ def _quantiles(excess: np.ndarray, centres: np.ndarray, qs: tuple[float, ...]) -
     return [float(np.interp(q, cdf, edges)) for q in qs]
 
 
+# track sums and counts, departures' and arrivals' descriptors and counts (see _update)
+_AppearanceState = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+_NO_APPEARANCE: _AppearanceState = (
+    np.zeros((1, HUE_BINS + 1), np.float32), np.zeros(1, np.int32),
+    np.zeros((1, HUE_BINS + 1), np.float32), np.zeros(1, np.int32),
+    np.zeros((1, HUE_BINS + 1), np.float32), np.zeros(1, np.int32),
+)  # fmt: skip
+_NO_DESCRIPTORS = np.zeros((1, HUE_BINS + 1), np.float32)
+
+
 class TransitEstimator:
     """Incremental transit-link evidence, fed with the padded blocks of the exclusion core."""
 
@@ -552,6 +630,8 @@ class TransitEstimator:
         self.coarse = np.zeros((self.n_zones**2, p.coarse_bins), dtype=np.uint8)
         self.coarse_wide = np.zeros(self.n_zones**2, dtype=np.uint16)
         self.stats = np.zeros(4, dtype=np.int64)
+        # Appearance state, allocated with the first block that brings descriptors
+        self._app: _AppearanceState | None = None
         self.slot_free = self._free_slots()  # kept up to date by _update and _maintain
         self.released = 0  # slots released to make room for new candidates
         self.now = NEVER  # end tick of the last block fed
@@ -570,9 +650,30 @@ class TransitEstimator:
 
     # --- feeding ---
 
-    def update(self, block: PaddedBlock) -> None:
-        """Consume one padded block (blocks must come in tick order, as the buffer emits them)."""
+    def update(
+        self, block: PaddedBlock, appearance: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> None:
+        """Consume one padded block (blocks must come in tick order, as the buffer emits them).
+
+        ``appearance``: (desc_idx, desc) of :meth:`camtopo.core.appearance.AppearanceTable.take`
+        for this block; events of tracks with descriptors then count only with events that
+        look alike (``params.appearance``)."""
         p = self.params
+        if appearance is not None and p.appearance and self._app is None:
+            nw, r, q, d = self.network.n_windows, self.dep_t.size, self.arr_t.size, HUE_BINS + 1
+            self._app = (
+                np.zeros((nw, d), np.float32), np.zeros(nw, np.int32),
+                np.zeros((r, d), np.float32), np.zeros(r, np.int32),
+                np.zeros((q, d), np.float32), np.zeros(q, np.int32),
+            )  # fmt: skip
+        # Once descriptors came, pairs are compared in every block: a block without any (a
+        # quiet spell) still pairs arrivals of earlier blocks that have them.
+        use_app = self._app is not None
+        app = self._app if self._app is not None else _NO_APPEARANCE
+        if appearance is None or not use_app:
+            n_occ, n_ticks = block.occ_windows.size, max(block.n_ticks, 1)
+            appearance = (np.full((n_occ, n_ticks), -1, np.int32), _NO_DESCRIPTORS)
+        desc_idx, desc = appearance
         _update(
             block.start_tick, block.n_ticks, block.occ_windows, block.occ_bits, block.cam_ok,
             self._window_camera, self.window_zone, self.zone_camera, self._nbr[0], self._nbr[1],
@@ -582,6 +683,7 @@ class TransitEstimator:
             self.n_active, self.cam_gap, self.dep_t, self.dep_z, self.dep_head, self.arr_t,
             self.arr_z, self.arr_q, self.slot_of, self.slot_dst, self.slot_born, self.slot_free,
             self.hist, self.wide, self.coarse, self.coarse_wide, self.stats,
+            use_app, desc_idx, desc, *app, p.alike_hue, p.alike_rank,
         )  # fmt: skip
         end = block.start_tick + block.n_ticks
         self.now = max(self.now, end)

@@ -14,6 +14,12 @@ from typing import Any
 TOPOLOGY_FORMAT = "camtopo-topology/1"  # what `camtopo estimate` and `baseline` write
 KINDS = ("overlap", "transit")
 _WINDOW = re.compile(r".+:\d+")  # the contract's window label, "cam007:17"
+# The contract's transit scoring: links walked by at least WALKED people (both ways together),
+# split by blind-walk time; transit times on directions walked by at least TIMED people.
+WALKED, TIMED = 20, 10
+BLIND_BANDS = (("walked_le14s", 0.0, 14.0), ("walked_14_30s", 14.0, 30.0),
+               ("walked_30_60s", 30.0, 60.0))  # fmt: skip
+WAYS = ("a->b", "b->a")
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,74 @@ def score_sets(
         out[f"camera_{kind}"] = PR(
             precision.precision, recall.recall, recall.found, len(reported), recall.true
         )
+    for band, walked in walked_links(truth).items():
+        # recall of the band at the camera level's precision (the contract's "at precision")
+        found = pr(est_links, walked)
+        out[band] = PR(
+            out["camera"].precision, found.recall, found.found, len(est_links), len(walked)
+        )
     return out
+
+
+def directions(link: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(source, destination, what walkers did) for each direction a truth link describes."""
+    ends = {"a->b": (link["a"], link["b"]), "b->a": (link["b"], link["a"])}
+    return [(*ends[w], link[w]) for w in WAYS if isinstance(link.get(w), dict)]
+
+
+def blind_walk(link: dict[str, Any]) -> tuple[int, float | None]:
+    """Walkers of a truth link (both ways) and its blind-walk time: the directions' median
+    times weighted by their walkers (None when nobody walked it)."""
+    ways = [
+        (d.get("walkers", 0), d["median_s"])
+        for _, _, d in directions(link)
+        if d.get("median_s") is not None
+    ]
+    n = sum(w for w, _ in ways)
+    walkers = sum(d.get("walkers", 0) for _, _, d in directions(link))
+    return walkers, (sum(w * t for w, t in ways) / n if n else None)
+
+
+def walked_links(truth: dict[str, Any]) -> dict[str, set[tuple[str, str]]]:
+    """The true transit links walked by at least WALKED people, by blind-walk band; empty when
+    the truth does not say what walkers did."""
+    links = [x for x in truth.get("camera_links", []) if x["kind"] == "transit"]
+    if not any(directions(x) for x in links):
+        return {}
+    out: dict[str, set[tuple[str, str]]] = {band: set() for band, _, _ in BLIND_BANDS}
+    for x in links:
+        walkers, t = blind_walk(x)
+        band = next((b for b, _, hi in BLIND_BANDS if t is not None and t <= hi), None)
+        if walkers >= WALKED and band is not None:  # bands are contiguous, in ascending order
+            out[band].add(_pair(x["a"], x["b"]))
+    return out
+
+
+def transit_times(topology: dict[str, Any], truth: dict[str, Any]) -> dict[str, Any]:
+    """The share of true transit directions walked by at least TIMED people whose estimated
+    median transit time is within 20 % of the walkers' median."""
+    estimated: dict[tuple[str, str], float] = {}
+    for e in topology["camera_edges"]:
+        ends = {"a->b": (e["a"], e["b"]), "b->a": (e["b"], e["a"])}
+        for way, d in (e.get("transit") or {}).items():
+            if way in ends and isinstance(d, dict) and d.get("median_s") is not None:
+                estimated[ends[way]] = float(d["median_s"])
+    timed = [
+        (src, dst, d["median_s"])
+        for x in truth.get("camera_links", [])
+        if x["kind"] == "transit"
+        for src, dst, d in directions(x)
+        if d.get("walkers", 0) >= TIMED and d.get("median_s")
+    ]
+    within = sum(
+        abs(estimated[(s, t)] - true) <= 0.2 * true for s, t, true in timed if (s, t) in estimated
+    )
+    return {
+        "directions": len(timed),
+        "timed": sum((s, t) in estimated for s, t, _ in timed),
+        "within_20pct": within,
+        "share": within / len(timed) if timed else None,
+    }
 
 
 def score_topology(topology: dict[str, Any], truth: dict[str, Any]) -> dict[str, Any]:
@@ -98,6 +171,7 @@ def score_topology(topology: dict[str, Any], truth: dict[str, Any]) -> dict[str,
     return {
         "observed_s": topology.get("observed_s"),
         "final": {k: asdict(v) for k, v in final.items()},
+        "transit_times": transit_times(topology, truth),
         "curve": curve,
         "time_to_final_s": _time_to_reach(curve, final),
     }
@@ -165,6 +239,9 @@ def load_truth(path: Path) -> dict[str, Any]:
         _window_pair(pair, f"{path}: window_overlaps[{n}]")
     for n, link in enumerate(_list(truth, "camera_links", str(path))):
         _link(link, f"{path}: camera_links[{n}]")
+        for way in WAYS:
+            if way in link:
+                _walked(link[way], f"{path}: camera_links[{n}].{way}")
     return truth
 
 
@@ -240,3 +317,12 @@ def _link(link: Any, where: str) -> None:
             raise ScoreInputError(f"{where}: {key!r} must be a camera id (a string)")
     if _field(link, "kind", where) not in KINDS:
         raise ScoreInputError(f"{where}: 'kind' must be one of {list(KINDS)}, got {link['kind']!r}")
+
+
+def _walked(way: Any, where: str) -> None:
+    walkers = _field(way, "walkers", where)
+    if not isinstance(walkers, int) or isinstance(walkers, bool) or walkers < 0:
+        raise ScoreInputError(f"{where}: 'walkers' must be a count (an integer >= 0)")
+    median = _field(way, "median_s", where)
+    if median is not None and (not isinstance(median, int | float) or median < 0):
+        raise ScoreInputError(f"{where}: 'median_s' must be seconds >= 0 or null")

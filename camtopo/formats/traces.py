@@ -15,6 +15,7 @@ from typing import cast
 import fastavro
 import orjson
 
+from camtopo.core.appearance import HUE_BINS
 from camtopo.formats.avro import OCCUPANCY, schema
 
 
@@ -28,12 +29,22 @@ class TraceError(ValueError):
 
 
 @dataclass(frozen=True)
+class Blob:
+    """What a camera says a blob looks like (``shared/contracts/appearance.md``)."""
+
+    window: int  # the window of the blob's lowest visible extent
+    hue: tuple[float, ...]  # 8-bin hue histogram, sum 1 (all 0: nothing saturated)
+    value: float  # mean brightness in [0, 1]
+
+
+@dataclass(frozen=True)
 class FrameLine:
     camera: str
     t_ms: int
     occupied: list[int]
     where: str  # "file:line" or "file#record.frame"
     grid: tuple[int, int] | None = None  # (cols, rows) an Avro record says it was cut with
+    blobs: tuple[Blob, ...] = ()  # optional appearance of the blobs
 
 
 def _whole(value: object) -> int | None:
@@ -63,8 +74,46 @@ def _frame(obj: object, where: str) -> FrameLine | TraceError:
             and all(type(w) is int for w in windows)
             and len(set(windows)) == len(windows)
         ):
-            return FrameLine(camera, t_ms, sorted(windows), where)
+            if "blobs" not in obj:
+                return FrameLine(camera, t_ms, sorted(windows), where)
+            blobs = _blobs(obj["blobs"], windows, where)
+            if isinstance(blobs, TraceError):
+                return blobs
+            return FrameLine(camera, t_ms, sorted(windows), where, blobs=blobs)
     return _checked_frame(obj, where)
+
+
+def _blobs(value: object, occupied: list[int], where: str) -> tuple[Blob, ...] | TraceError:
+    """The optional ``blobs`` key checked blob by blob: the error names the blob and field."""
+    if not isinstance(value, list):
+        return TraceError(where, "malformed", f"'blobs' must be a list, got {_shown(value)}")
+    windows = set(occupied)
+    out = []
+    for n, blob in enumerate(value):
+        at = f"'blobs[{n}]'"
+        if not isinstance(blob, dict) or any(k not in blob for k in ("window", "hue", "value")):
+            return TraceError(where, "malformed", f"{at} must be an object with 'window', "
+                              f"'hue' and 'value', got {_shown(blob)}")  # fmt: skip
+        window, hue, bright = _whole(blob["window"]), blob["hue"], blob["value"]
+        if window not in windows:
+            return TraceError(
+                where, "malformed", f"{at}.window {_shown(blob['window'])} is not occupied"
+            )
+        if (
+            not isinstance(hue, list)
+            or len(hue) != HUE_BINS
+            or not all(isinstance(h, int | float) and not isinstance(h, bool) and h >= 0
+                       for h in hue)
+            or not (abs(sum(hue) - 1) <= 0.02 or sum(hue) == 0)
+        ):  # fmt: skip
+            return TraceError(where, "malformed", f"{at}.hue must be {HUE_BINS} numbers >= 0 "
+                              f"summing to 1 (or all 0), got {_shown(hue)}")  # fmt: skip
+        if not isinstance(bright, int | float) or isinstance(bright, bool) or not 0 <= bright <= 1:
+            return TraceError(
+                where, "malformed", f"{at}.value must be a number in [0, 1], got {_shown(bright)}"
+            )
+        out.append(Blob(window, tuple(float(h) for h in hue), float(bright)))
+    return tuple(out)
 
 
 def _checked_frame(obj: object, where: str) -> FrameLine | TraceError:
@@ -90,7 +139,10 @@ def _checked_frame(obj: object, where: str) -> FrameLine | TraceError:
         )
     if len(set(windows)) != len(windows):
         return TraceError(where, "malformed", f"'occupied' repeats a window: {windows}")
-    return FrameLine(camera, t_ms, sorted(windows), where)
+    blobs = _blobs(obj["blobs"], windows, where) if "blobs" in obj else ()
+    if isinstance(blobs, TraceError):
+        return blobs
+    return FrameLine(camera, t_ms, sorted(windows), where, blobs=blobs)
 
 
 def _shown(value: object) -> str:

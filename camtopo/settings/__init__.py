@@ -173,6 +173,9 @@ class Settings(BaseModel):
             min_ratio=t.min_ratio,
             min_excess=t.min_excess,
             max_dest=t.max_dest,
+            appearance=t.appearance,
+            alike_hue=t.alike_hue,
+            alike_rank=t.alike_rank,
         )
 
     def estimator_parameters(self) -> EstimatorParameters:

@@ -217,6 +217,27 @@ class TransitSettings(_Section):
         "partition first), with a warning",
         validation_alias="CAMTOPO_TRANSIT_MAX_CAMERAS",
     )
+    appearance: bool = Field(
+        True,
+        description="where records carry blobs' hue and brightness, count only departure-"
+        "arrival pairs that could be one person",
+        validation_alias="CAMTOPO_TRANSIT_APPEARANCE",
+    )
+    alike_hue: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="hue histograms of one person intersect at least this much (either "
+        "shifted by up to one bin)",
+        validation_alias="CAMTOPO_TRANSIT_ALIKE_HUE",
+    )
+    alike_rank: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="brightness ranks (within each camera) of one person differ at most this much",
+        validation_alias="CAMTOPO_TRANSIT_ALIKE_RANK",
+    )
 
 
 class ProcessorSettings(_Section):

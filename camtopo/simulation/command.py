@@ -39,6 +39,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="cameras at mixed frame rates, e.g. 15,25,30: camera i at the (i mod n)-th rate "
         "(network.json's camera_fps); the network still ticks at CAMTOPO_FPS",
     )
+    p.add_argument(
+        "--appearance",
+        action="store_true",
+        help="blobs also carry hue and brightness (the optional 'blobs' key of each line; "
+        "people's clothes, each camera's colour transfer and noise; docs/simulation.md)",
+    )
     p.set_defaults(func=run)
 
 
@@ -47,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     from camtopo.core.grid import Grid
     from camtopo.settings import get_settings
+    from camtopo.simulation.appearance import AppearanceConfig
     from camtopo.simulation.engine import Simulation
     from camtopo.simulation.noise import NoiseConfig
     from camtopo.simulation.scenarios import build_scenario
@@ -69,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         camera_fps=None
         if args.fps_mix is None
         else [args.fps_mix[i % len(args.fps_mix)] for i in range(scenario.cameras.n)],
+        appearance=AppearanceConfig() if args.appearance else None,
     )
     print(f"built {args.scenario} with {args.cameras} cameras in {time.perf_counter() - t0:.1f} s")
     summary = write_scenario(args.out, sim, args.duration)

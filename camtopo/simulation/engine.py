@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from camtopo.core.grid import Network
+from camtopo.simulation.appearance import AppearanceConfig, Looks
 from camtopo.simulation.cameras import CameraIndex
 from camtopo.simulation.noise import Noise, NoiseConfig
 from camtopo.simulation.people import Crowd, Routes
@@ -41,6 +42,17 @@ class Tick:
     available: np.ndarray  # bool (n_cameras,): False = offline (or, at mixed rates, no frame due)
     cam: np.ndarray  # int32 (k,): camera of each occupied window, sorted with window
     window: np.ndarray  # int32 (k,): local window index (row * cols + col)
+    blobs: Blobs | None = None  # with appearance on: every blob, several per window possible
+
+
+@dataclass(frozen=True)
+class Blobs:
+    """Detected blobs with what their camera reports of them (the appearance contract)."""
+
+    cam: np.ndarray  # int32 (m,)
+    window: np.ndarray  # int32 (m,): the window of the blob's feet
+    hue: np.ndarray  # float64 (m, 8): hue histogram, sum 1 (all 0: nothing coloured)
+    value: np.ndarray  # float64 (m,): mean brightness in [0, 1]
 
 
 class Simulation:
@@ -57,12 +69,15 @@ class Simulation:
         density: float = 1.0,
         moves: Sequence[CameraMove] = (),
         camera_fps: Sequence[int] | None = None,
+        appearance: AppearanceConfig | None = None,
     ) -> None:
         """``fps``: the network's tick rate (network.json's ``fps``); ``camera_fps``: each
         camera's own frame rate (None: all at ``fps``). With mixed rates the world steps at the
         fastest rate (``self.fps``) and a camera sends a frame at the step nearest each of its
         frame times, stamped with that frame time: its cadence stays regular, and the world
-        it shows is at most half a step (17 ms at 30 fps) from it."""
+        it shows is at most half a step (17 ms at 30 fps) from it. ``appearance``: blobs also
+        carry hue and brightness (:mod:`camtopo.simulation.appearance`); the occupancy is the
+        same with or without."""
         self.scenario = scenario
         self.seed = seed
         cams = scenario.cameras
@@ -93,6 +108,9 @@ class Simulation:
             noise or NoiseConfig(), cams.n, self.fps, np.random.default_rng([seed, 4])
         )
         self.transits = TransitRecorder(self.dt, np.random.default_rng([seed, 5]))
+        self.looks = (
+            Looks(appearance, cams.n, np.random.default_rng([seed, 7])) if appearance else None
+        )
         self.tick_index = 0
         # Each layout: (first tick, scenario with those camera mounts, its camera index).
         self.layouts: list[tuple[int, Scenario, CameraIndex]] = [(0, scenario, self.index)]
@@ -134,9 +152,10 @@ class Simulation:
         slot, cam, u, v = self.sightings()
         self.transits.update(self.crowd, t, slot, cam)
         available = self.noise.step_outages().copy()
-        dcam, du, dv = self.noise.detections(cam, u, v)
+        dcam, du, dv, kept, blob = self.noise.detections(cam, u, v)
         win = self.cameras.windows(du, dv)
         fcam, fwin = self.noise.false_blobs(self.network.max_windows_per_camera)
+        blobs = self._blobs(slot[kept], blob, dcam, win, fcam, fwin) if self.looks else None
         nw = self.network.max_windows_per_camera
         key = np.unique(
             np.concatenate([dcam.astype(np.int64) * nw + win, fcam.astype(np.int64) * nw + fwin])
@@ -149,7 +168,36 @@ class Simulation:
             t_ms = np.rint(self.start_ms + frame * 1000.0 / self._rates + self.noise.skew_ms)
         t_ms = t_ms.astype(np.int64)
         self.tick_index += 1
-        return Tick(t, t_ms, available, (key // nw).astype(np.int32), (key % nw).astype(np.int32))
+        cams, windows = (key // nw).astype(np.int32), (key % nw).astype(np.int32)
+        return Tick(t, t_ms, available, cams, windows, blobs)
+
+    def _blobs(
+        self,
+        slot: np.ndarray,  # person slot of each detected foot
+        blob: np.ndarray,  # its blob
+        cam: np.ndarray,  # camera of each blob
+        window: np.ndarray,
+        false_cam: np.ndarray,
+        false_window: np.ndarray,
+    ) -> Blobs:
+        """What the cameras report of this tick's blobs: a merged blob shows its people's mean
+        look, a false blob somebody's; then each camera's transfer and noise."""
+        assert self.looks is not None
+        hue, value = self.looks.of(self.crowd.pid[slot])
+        n = len(cam)
+        size = np.maximum(np.bincount(blob, minlength=n), 1)[:, None]
+        mean_hue = np.zeros((n, hue.shape[1]))
+        np.add.at(mean_hue, blob, hue)
+        mean_value = np.bincount(blob, value, minlength=n) / size[:, 0]
+        false_hue, false_value = self.looks.random(len(false_cam))
+        all_cam = np.concatenate([cam, false_cam]).astype(np.int32)
+        seen_hue, seen_value = self.looks.seen(
+            all_cam,
+            np.concatenate([mean_hue / size, false_hue]),
+            np.concatenate([mean_value, false_value]),
+        )
+        return Blobs(all_cam, np.concatenate([window, false_window]).astype(np.int32),
+                     seen_hue, seen_value)  # fmt: skip
 
     def _frames_due(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """Each camera's frame number nearest step ``step`` and whether it is sent at this

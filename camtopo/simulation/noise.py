@@ -53,13 +53,16 @@ class Noise:
 
     def detections(
         self, cam: np.ndarray, u: np.ndarray, v: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """True feet (cam, u, v) -> detected blob feet (cam, u, v) after misses and merges."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """True feet (cam, u, v) -> detected blob feet (cam, u, v) after misses and merges,
+        with who is in each blob: the indices of the true feet kept, and each one's blob."""
         cfg = self.config
         keep = self.available[cam]
         if cfg.miss_prob > 0:
             keep &= self.rng.random(len(cam)) >= cfg.miss_prob
+        kept = np.flatnonzero(keep)
         cam, u, v = cam[keep], u[keep], v[keep]
+        blob = np.arange(len(cam))
         if cfg.merge_px > 0 and len(cam) > 1:
             # People in the same merge cell of the same camera form one blob whose lower-edge
             # midpoint is their mean feet position: a cheap O(n log n) stand-in for blob merging.
@@ -71,7 +74,8 @@ class Noise:
                 cam = (uniq // (4096 * 4096)).astype(np.int32)
                 u = np.bincount(inv, u, len(uniq)) / counts
                 v = np.bincount(inv, v, len(uniq)) / counts
-        return cam, u, v
+                blob = inv.reshape(-1)
+        return cam, u, v, kept, blob
 
     def false_blobs(self, n_windows: int) -> tuple[np.ndarray, np.ndarray]:
         """(cam int32, window int32) of this tick's false blobs on available cameras."""

@@ -56,11 +56,25 @@ def tick_lines(sim: Simulation, tick: Tick) -> list[str]:
     starts, ends = bounds[: len(up)], bounds[len(up) :]
     win = tick.window.tolist()
     t_ms = tick.t_ms.tolist()
+    blobs = _blob_json(tick) if tick.blobs is not None else None
     lines = []
     for c, s, e in zip(up.tolist(), starts.tolist(), ends.tolist(), strict=True):
         occ = ",".join(map(str, win[s:e])) if e > s else ""
-        lines.append(f'{{"camera":"{cams[c]}","t_ms":{t_ms[c]},"occupied":[{occ}]}}')
+        extra = f',"blobs":[{",".join(blobs.get(c, []))}]' if blobs is not None else ""
+        lines.append(f'{{"camera":"{cams[c]}","t_ms":{t_ms[c]},"occupied":[{occ}]{extra}}}')
     return lines
+
+
+def _blob_json(tick: Tick) -> dict[int, list[str]]:
+    """Each camera's blobs as the appearance contract's JSON objects."""
+    assert tick.blobs is not None
+    b = tick.blobs
+    out: dict[int, list[str]] = {}
+    for c, w, hue, v in zip(b.cam.tolist(), b.window.tolist(), b.hue.round(3).tolist(),
+                            b.value.round(3).tolist(), strict=True):  # fmt: skip
+        h = ",".join(f"{x:g}" for x in hue)
+        out.setdefault(c, []).append(f'{{"window":{w},"hue":[{h}],"value":{v:g}}}')
+    return out
 
 
 def write_truth(path: Path, truth: dict[str, Any]) -> None:

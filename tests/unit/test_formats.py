@@ -19,6 +19,7 @@ from camtopo.estimate import estimate_trace, topology_json
 from camtopo.evaluation import baseline
 from camtopo.formats.traces import TraceError, read_jsonl
 from camtopo.settings import Settings
+from camtopo.simulation.appearance import AppearanceConfig
 from camtopo.simulation.engine import Simulation
 from camtopo.simulation.writer import write_scenario
 
@@ -48,7 +49,7 @@ def test_each_schema_is_a_valid_versioned_json_schema(name):
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("sim")
-    sim = Simulation.from_name("corridor", 6, seed=3, warmup_s=60)
+    sim = Simulation.from_name("corridor", 6, seed=3, warmup_s=60, appearance=AppearanceConfig())
     write_scenario(folder, sim, duration_s=60.0, progress=False)
     return folder
 
@@ -199,6 +200,19 @@ BAD_LINES = {
     ),
     "occupied twice": ({"camera": "a", "t_ms": 0, "occupied": [3, 3]}, "repeats a window"),
     "a list": ([1, 2], "a line must be a JSON object"),
+    "blob of seven hue bins": (
+        {
+            "camera": "a",
+            "t_ms": 0,
+            "occupied": [3],
+            "blobs": [{"window": 3, "hue": [1, 0, 0, 0, 0, 0, 0], "value": 0.5}],
+        },
+        "'blobs[0]'.hue must be 8 numbers",
+    ),
+    "blob without brightness": (
+        {"camera": "a", "t_ms": 0, "occupied": [3], "blobs": [{"window": 3, "hue": [0] * 8}]},
+        "'blobs[0]' must be an object with 'window', 'hue' and 'value'",
+    ),
 }
 
 

@@ -52,6 +52,52 @@ def test_history_gives_a_curve_and_the_time_to_reach_the_final_figures():
     assert result["time_to_final_s"]["window"] == 600
 
 
+# --- transit links by blind-walk time (what walkers did, per direction) ------------------------
+def walked(a, b, *ways):
+    """A true transit link with (walkers, median_s) for a->b and, if given, b->a."""
+    link = {"a": a, "b": b, "kind": "transit", "path_m": 10.0}
+    for key, (n, t) in zip(("a->b", "b->a"), ways, strict=False):
+        link[key] = {"walkers": n, "median_s": t}
+    return link
+
+
+WALKED_TRUTH = {
+    "window_overlaps": [],
+    "camera_links": [
+        walked("a", "b", (15, 5.0), (15, 7.0)),  # 30 walkers, 6 s: short
+        walked("a", "c", (19, 20.0)),  # 19 walkers: not walked enough to count
+        walked("a", "d", (30, 10.0), (10, 50.0)),  # weighted (30*10 + 10*50) / 40 = 20 s
+        walked("c", "d", (25, 45.0), (0, None)),  # 45 s, one way walked
+        walked("b", "d", (40, 75.0)),  # beyond every band
+        {"a": "b", "b": "c", "kind": "overlap", "path_m": 0.0},
+    ],
+}
+
+
+def test_walked_links_are_split_by_blind_walk_time():
+    s = score_sets([], [("a", "b"), ("d", "c"), ("b", "c")], WALKED_TRUTH)
+    assert (s["walked_le14s"].found, s["walked_le14s"].true) == (1, 1)
+    assert (s["walked_14_30s"].found, s["walked_14_30s"].true) == (0, 1)  # a-d, missed
+    assert (s["walked_30_60s"].found, s["walked_30_60s"].true) == (1, 1)
+    assert s["walked_14_30s"].precision == s["camera"].precision == 1.0
+
+
+def test_a_truth_without_walkers_has_no_bands():
+    assert not any(k.startswith("walked") for k in score_sets([], [("a", "b")], TRUTH))
+
+
+def test_transit_times_count_directions_walked_enough_within_20_percent():
+    topo = {"window_edges": [], "camera_edges": [
+        {"a": "b", "b": "a", "kind": "transit",  # reversed: its a->b is the truth's b->a
+         "transit": {"a->b": {"median_s": 7.5}, "b->a": {"median_s": 6.5}}},
+        {"a": "a", "b": "d", "kind": "transit", "transit": {"a->b": {"median_s": 10.0}}},
+    ]}  # fmt: skip
+    t = score_topology(topo, WALKED_TRUTH)["transit_times"]
+    # directions walked by >= 10: a->b 5 s (est 6.5, +30 %), b->a 7 s (est 7.5, ok), a->c 20 s,
+    # a->d 10 s (ok), d->a 50 s, c->d 45 s, b->d 75 s
+    assert (t["directions"], t["timed"], t["within_20pct"]) == (7, 3, 2)
+
+
 # --- the files: a truth or topology without what scoring reads is refused, not scored --------
 TOPOLOGY = {"format": "camtopo-topology/1", "window_edges": [{"a": "a:1", "b": "b:2"}],
             "camera_edges": [{"a": "a", "b": "b", "kind": "overlap"}]}  # fmt: skip
@@ -80,6 +126,14 @@ BAD_TRUTHS = {
     "unknown kind": (
         {**TRUTH, "camera_links": [{"a": "a", "b": "b", "kind": "near"}]},
         "camera_links[0]: 'kind' must be one of ['overlap', 'transit'], got 'near'",
+    ),
+    "walkers not a count": (
+        {**TRUTH, "camera_links": [walked("a", "b", (-1, 3.0))]},
+        "camera_links[0].a->b: 'walkers' must be a count",
+    ),
+    "median not seconds": (
+        {**TRUTH, "camera_links": [walked("a", "b", (3, "3 s"))]},
+        "camera_links[0].a->b: 'median_s' must be seconds >= 0 or null",
     ),
     "window not a label": (
         {**TRUTH, "window_overlaps": [["a:1", 7]]},
