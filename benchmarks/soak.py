@@ -46,7 +46,7 @@ from benchmarks.streaming import (
     _start_workers,
     late_share,
     rss_mb,
-    scrape,
+    scrape_workers,
 )
 
 TOPIC_PARTITIONS = 8
@@ -160,12 +160,8 @@ def run(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         with tqdm(total=round(args.hours, 2), desc="simulated hours", unit="h") as bar:
             while True:
                 time.sleep(args.sample_every)
-                for w in workers:
-                    if w.proc.poll() is not None:
-                        raise RuntimeError(f"{w.name} exited {w.proc.returncode}; see {w.log}")
-                try:
-                    scraped = [(w, scrape(w.port)) for w in workers]
-                except OSError:
+                scraped = scrape_workers(workers)
+                if scraped is None:
                     continue  # the metrics server is not up yet
                 now = time.time()
                 s = _sample(now - wall0, scraped, rc, others)

@@ -231,6 +231,20 @@ def _sample(
     )
 
 
+def scrape_workers(
+    workers: list[Worker],
+) -> list[tuple[Worker, dict[str, list[tuple[dict[str, str], float]]]]] | None:
+    """Every worker's metrics, None while a metrics server is not up yet; a worker that has
+    exited stops the run, naming its log."""
+    for w in workers:
+        if w.proc.poll() is not None:
+            raise RuntimeError(f"{w.name} exited {w.proc.returncode}; see {w.log}")
+    try:
+        return [(w, scrape(w.port)) for w in workers]
+    except OSError:
+        return None
+
+
 def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -429,14 +443,9 @@ def run_size(
             while time.time() - t0 < args.duration:
                 time.sleep(args.sample_every)
                 bar.update(min(args.sample_every, args.duration - bar.n))
-                for w in workers:
-                    if w.proc.poll() is not None:
-                        raise RuntimeError(f"{w.name} exited {w.proc.returncode}; see {w.log}")
-                try:
-                    scraped = [(w, scrape(w.port)) for w in workers]
-                except OSError:
-                    continue  # a metrics server is not up yet
-                samples.append(_sample(time.time() - t0, scraped, rc, others))
+                scraped = scrape_workers(workers)
+                if scraped is not None:
+                    samples.append(_sample(time.time() - t0, scraped, rc, others))
     finally:
         producer.terminate()
         for w in workers:

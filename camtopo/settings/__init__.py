@@ -173,6 +173,7 @@ class Settings(BaseModel):
             min_ratio=t.min_ratio,
             min_excess=t.min_excess,
             max_dest=t.max_dest,
+            min_report_age_s=t.min_report_age_s,
             appearance=t.appearance,
             alike_hue=t.alike_hue,
             alike_rank=t.alike_rank,

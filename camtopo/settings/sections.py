@@ -217,6 +217,13 @@ class TransitSettings(_Section):
         "partition first), with a warning",
         validation_alias="CAMTOPO_TRANSIT_MAX_CAMERAS",
     )
+    min_report_age_s: float = Field(
+        1200.0,
+        ge=0,
+        description="a lag histogram reports a link only after this much evidence (a crowd "
+        "surge in a young histogram's first minutes passes the test)",
+        validation_alias="CAMTOPO_TRANSIT_MIN_REPORT_AGE_S",
+    )
     appearance: bool = Field(
         True,
         description="where records carry blobs' hue and brightness, count only departure-"

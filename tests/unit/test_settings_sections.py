@@ -50,6 +50,7 @@ VARIABLES = [
     ("CAMTOPO_TRANSIT_MIN_EXCESS", "transit.min_excess", 8.0, "4.0", 4.0),
     ("CAMTOPO_TRANSIT_MAX_DEST", "transit.max_dest", 256, "257", 257),
     ("CAMTOPO_TRANSIT_MAX_CAMERAS", "transit.max_cameras", 2000, "2001", 2001),
+    ("CAMTOPO_TRANSIT_MIN_REPORT_AGE_S", "transit.min_report_age_s", 1200.0, "600", 600.0),
     ("CAMTOPO_TRANSIT_APPEARANCE", "transit.appearance", True, "false", False),
     ("CAMTOPO_TRANSIT_ALIKE_HUE", "transit.alike_hue", 0.5, "0.6", 0.6),
     ("CAMTOPO_TRANSIT_ALIKE_RANK", "transit.alike_rank", 0.2, "0.3", 0.3),
