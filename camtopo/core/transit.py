@@ -27,6 +27,9 @@ everything co-occur):
   an estimate; huge counts would make tiny biases significant), S - E ≥ ``min_excess``.
   The peak band is the "consistent lag"; transit times are quantiles of the excess
   (hist - expected, clipped at 0) around it.
+- Appearance (optional): where records carry each blob's hue and brightness, every track
+  carries the mean of its blobs' descriptors, and a departure and an arrival count as a pair
+  (signal, control and screen alike) only if they could be one person (:func:`_alike`).
 - Indirect links: a walker A→X→B also makes B's arrivals follow A's departures, later and
   more spread. A→B is dropped when legs A→X and X→B (weaker evidence suffices, or an overlap
   found by the exclusion counts) have median lags adding up to at most A→B's (X's dwell time
